@@ -1,0 +1,94 @@
+"""The Litestar application: one server for the three API families."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from opentelemetry import trace
+from pymongo.asynchronous.database import AsyncDatabase
+
+from api.errors import EXCEPTION_HANDLERS
+from api.middleware import RequestIdMiddleware
+from api.routes.docs import DocsController
+from api.routes.health import VERSION, HealthController
+from api.routes.ml_training import TrainingController
+from api.security import KeyCache
+from infra import mongo
+from infra.kafka import make_broker
+from infra.settings import Settings
+from producers.publisher import BrokerUnavailable, EventPublisher
+
+log = logging.getLogger("modelbus.api")
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+    include_in_schema = False
+
+
+def create_app(settings: Settings) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        client = mongo.client(settings)
+        db = client[settings.mongodb_db]
+        publisher = EventPublisher(make_broker(settings, client_id="api"), settings)
+        app.state.update(
+            {
+                "client": client,
+                "db": db,
+                "publisher": publisher,
+                "key_cache": KeyCache(),
+                "started_monotonic": time.monotonic(),
+            }
+        )
+        try:
+            await publisher.connect()
+        except BrokerUnavailable:
+            log.warning("Kafka unreachable at start; commands will answer 503 until it is back")
+        try:
+            yield
+        finally:
+            await publisher.close()
+            await client.close()
+
+    def provide_db(state: State) -> AsyncDatabase:
+        return state.db
+
+    def provide_publisher(state: State) -> EventPublisher:
+        return state.publisher
+
+    return Litestar(
+        route_handlers=[TrainingController, HealthController, DocsController, MetricsController],
+        lifespan=[lifespan],
+        dependencies={
+            "db": Provide(provide_db, sync_to_thread=False),
+            "publisher": Provide(provide_publisher, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[RequestIdMiddleware(), PrometheusConfig(app_name="modelbus", group_path=True).middleware],
+        plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=trace.get_tracer_provider()))],
+        openapi_config=OpenAPIConfig(
+            title="modelbus",
+            version=VERSION,
+            path="/schema",
+            description="Event-driven ML platform: fraud models, lotto, RL placement.",
+        ),
+        cors_config=CORSConfig(allow_origins=["*"]),
+        state=State({"settings": settings}),
+        debug=False,
+    )
+
+
+def app_state(app: Litestar) -> dict[str, Any]:
+    return dict(app.state)

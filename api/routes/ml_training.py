@@ -1,0 +1,222 @@
+"""``/v1/ml/train``: submit, poll, list and cancel training jobs (seed 000)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, time, timedelta
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_202_ACCEPTED
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pymongo.asynchronous.database import AsyncDatabase
+
+from api.errors import ApiError
+from api.security import api_key_guard, principal_of
+from infra import mongo
+from infra.projections import apply_events
+from infra.records import count_records, extent
+from producers.publisher import EventPublisher
+from schemas import jobs
+from schemas.common import UtcDatetime, iso, new_id, utcnow
+from schemas.envelope import Envelope
+from schemas.tabular import DataPeriod, TrainRequest
+
+# Minutes per record when no past job of the type exists (measured on this class of machine).
+DEFAULT_MINUTES_PER_RECORD = {"lightgbm": 2e-6, "isolation_forest": 4e-6}
+
+
+class TrainAccepted(BaseModel):
+    job_id: str
+    status: str
+    model_type: str
+    estimated_duration_minutes: float
+    started_at: UtcDatetime
+
+
+class JobStatus(BaseModel):
+    """Exactly the seed's fields; ``error`` only on a failed or cancelled job."""
+
+    model_config = ConfigDict(json_schema_extra={"description": "error is present only when failed/cancelled"})
+
+    job_id: str
+    status: str
+    model_type: str
+    model_id: str | None
+    progress: float
+    metrics: dict[str, Any] | None
+    started_at: UtcDatetime
+    completed_at: UtcDatetime | None
+    duration_minutes: float | None
+    error: str | None = None
+
+
+def job_status(doc: dict[str, Any]) -> dict[str, Any]:
+    status = JobStatus(
+        job_id=doc["job_id"],
+        status=doc["status"],
+        model_type=doc["model_type"],
+        model_id=doc.get("model_id"),
+        progress=doc.get("progress", 0.0),
+        metrics=doc.get("metrics"),
+        started_at=doc["started_at"],
+        completed_at=doc.get("completed_at"),
+        duration_minutes=doc.get("duration_minutes"),
+        error=doc.get("error") if doc["status"] in ("failed", "cancelled") else None,
+    )
+    return status.model_dump(mode="json", exclude={"error"} if status.error is None else set())
+
+
+def period_bounds(period: DataPeriod) -> tuple[datetime, datetime]:
+    start = datetime.combine(period.start_date, time.min, UTC)
+    return start, datetime.combine(period.end_date, time.min, UTC) + timedelta(days=1)
+
+
+def validation_error(exc: ValidationError, prefix: str) -> ApiError:
+    details = [
+        {
+            "field": ".".join([prefix, *(str(p) for p in err["loc"])]).rstrip("."),
+            "message": err["msg"],
+            **({"value": err["input"]} if not isinstance(err.get("input"), dict) else {}),
+        }
+        for err in exc.errors()
+    ]
+    return ApiError(
+        422,
+        "VALIDATION_ERROR",
+        "; ".join(f"{d['field']}: {d['message']}" for d in details),
+        field=details[0]["field"] if details else prefix,
+        details=details,
+    )
+
+
+async def estimate_minutes(db: AsyncDatabase, model_type: str, records: int) -> float:
+    """Record count × minutes per record, learnt from the last 20 completed jobs of this type."""
+    rates = [
+        doc["duration_minutes"] / doc["record_count"]
+        async for doc in db[mongo.JOBS]
+        .find(
+            {"model_type": model_type, "status": "completed", "record_count": {"$gt": 0}},
+            {"duration_minutes": 1, "record_count": 1},
+        )
+        .sort("submitted_at", -1)
+        .limit(20)
+        if doc.get("duration_minutes") is not None
+    ]
+    rate = sum(rates) / len(rates) if rates else DEFAULT_MINUTES_PER_RECORD.get(model_type, 5e-6)
+    return max(0.1, math.ceil(rate * records * 10) / 10)
+
+
+class TrainingController(Controller):
+    path = "/v1/ml/train"
+    guards = [api_key_guard]
+    tags = ["ml: training"]
+
+    @post("/", status_code=HTTP_202_ACCEPTED, summary="Start training (Isolation Forest or LightGBM)")
+    async def train(
+        self, request: Request[Any, Any, Any], data: TrainRequest, db: AsyncDatabase, publisher: EventPublisher
+    ) -> TrainAccepted:
+        try:
+            params = data.params()
+        except ValidationError as exc:
+            raise validation_error(exc, "hyperparameters") from exc
+        start, end = period_bounds(data.data_period)
+        records = await count_records(db, start, end)
+        if records == 0:
+            raise await no_records_error(db, data.data_period)
+        job_id = new_id("job")
+        now = utcnow()
+        principal = principal_of(request)
+        command = jobs.TrainRequested(
+            job_id=job_id,
+            domain="tabular",
+            model_type=data.model_type,
+            attempt=1,
+            spec={"data_period": data.data_period.model_dump(mode="json"), "hyperparameters": params.model_dump()},
+            estimated_duration_minutes=await estimate_minutes(db, data.model_type, records),
+            record_count=records,
+            requested_by=principal.key_id if principal else None,
+            submitted_at=now,
+        )
+        env = Envelope.wrap(
+            jobs.TRAIN_REQUESTED,
+            job_id,
+            command,
+            source="modelbus/api",
+            sequence=jobs.ATTEMPT_STRIDE,
+            correlationid=job_id,
+        )
+        await publisher.publish("train.commands", env, key=job_id)  # on Kafka (acks=all) before we answer
+        await apply_events(db, [env])  # read-your-write: the projector will apply the same event again (no-op)
+        return TrainAccepted(
+            job_id=job_id,
+            status="started",
+            model_type=data.model_type,
+            estimated_duration_minutes=command.estimated_duration_minutes,
+            started_at=now,
+        )
+
+    @get("/status/{job_id:str}", summary="Training job status")
+    async def status(self, job_id: str, db: AsyncDatabase) -> dict[str, Any]:
+        doc = await db[mongo.JOBS].find_one({"_id": job_id, "domain": "tabular"})
+        if doc is None:
+            raise ApiError(404, "JOB_NOT_FOUND", f"no training job {job_id!r}", field="job_id")
+        return job_status(doc)
+
+    @get("/history", summary="Training jobs, newest first")
+    async def history(self, db: AsyncDatabase, limit: Annotated[int, Parameter(ge=1, le=100)] = 10) -> dict[str, Any]:
+        cursor = db[mongo.JOBS].find({"domain": "tabular"}).sort("submitted_at", -1).limit(limit)
+        items = []
+        async for doc in cursor:
+            status = job_status(doc)
+            status |= {
+                "attempts": doc.get("attempts"),
+                "record_count": doc.get("record_count"),
+                "data_period": doc.get("spec", {}).get("data_period"),
+                "hyperparameters": doc.get("spec", {}).get("hyperparameters"),
+                "estimated_duration_minutes": doc.get("estimated_duration_minutes"),
+                "baseline": (doc.get("result") or {}).get("baseline"),
+                "holdout": (doc.get("result") or {}).get("holdout"),
+            }
+            items.append(status)
+        return {"jobs": items, "count": len(items), "limit": limit}
+
+    @post("/{job_id:str}/cancel", status_code=HTTP_202_ACCEPTED, summary="Cancel a training job")
+    async def cancel(
+        self, request: Request[Any, Any, Any], job_id: str, db: AsyncDatabase, publisher: EventPublisher
+    ) -> dict[str, Any]:
+        doc = await db[mongo.JOBS].find_one({"_id": job_id, "domain": "tabular"})
+        if doc is None:
+            raise ApiError(404, "JOB_NOT_FOUND", f"no training job {job_id!r}", field="job_id")
+        if doc["status"] in jobs.TERMINAL:
+            raise ApiError(409, "JOB_FINISHED", f"job {job_id} is already {doc['status']}", field="job_id")
+        principal = principal_of(request)
+        env = Envelope.wrap(
+            jobs.JOB_CANCEL_REQUESTED,
+            job_id,
+            jobs.JobCancelRequested(job_id=job_id, requested_by=principal.key_id if principal else None),
+            source="modelbus/api",
+            correlationid=job_id,
+        )
+        await publisher.publish("train.events", env, key=job_id)
+        await apply_events(db, [env])
+        return {"job_id": job_id, "status": doc["status"], "cancel_requested": True, "updated_at": iso(env.time)}
+
+
+async def no_records_error(db: AsyncDatabase, period: DataPeriod) -> ApiError:
+    total, first, last = await extent(db)
+    where = (
+        f"; {total} records exist between {first:%Y-%m-%d} and {last:%Y-%m-%d}"
+        if first and last
+        else "; no records have been ingested yet (POST /v1/ml/data or run `modelbus demo`)"
+    )
+    return ApiError(
+        422,
+        "NO_DATA_IN_PERIOD",
+        f"no records between {period.start_date} and {period.end_date}{where}",
+        field="data_period",
+        records_total=total,
+        records_first=first.isoformat() if first else None,
+        records_last=last.isoformat() if last else None,
+    )

@@ -1,0 +1,60 @@
+"""Archive: every event on every modelbus topic, stored with ``_id`` = event id (inserting the
+same event twice is a no-op). In embedded mode this is the durable copy the broker is not."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from faststream import Context
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+from pymongo.errors import BulkWriteError
+
+from consumers.deps import Deps, decode_batch
+from infra import mongo
+from schemas.topics import TOPICS
+
+log = logging.getLogger("modelbus.archive")
+
+DUPLICATE_KEY = 11000
+
+
+def register(broker: KafkaBroker, deps: Deps) -> None:
+    group = deps.settings.group("archive")
+    topics = [deps.settings.topic(name) for name, spec in TOPICS.items() if spec.envelope]
+
+    @broker.subscriber(
+        *topics,
+        group_id=group,
+        batch=True,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=deps.settings.fetch_max_wait_ms,
+        batch_timeout_ms=deps.settings.projection_batch_ms,
+        max_records=1000,
+        decoder=deps.raw_decoder,
+        title="archive",
+        description="Stores every event in MongoDB (the durable record; replay reads it).",
+    )
+    async def archive(_: list[Any], message: KafkaMessage = Context("message")) -> None:
+        docs = [
+            {
+                "_id": env.id,
+                "topic": rec.topic.removeprefix(deps.settings.topic_prefix),
+                "partition": rec.partition,
+                "offset": rec.offset,
+                "key": rec.key.decode(errors="replace") if isinstance(rec.key, bytes) else rec.key,
+                "type": env.type,
+                "subject": env.subject,
+                "time": env.time,
+                "envelope": env.model_dump(mode="json"),
+            }
+            for rec, env in await decode_batch(deps, message, group)
+        ]
+        if not docs:
+            return
+        try:
+            await deps.db[mongo.ARCHIVE].insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise

@@ -1,0 +1,38 @@
+"""Projector: folds job and model events into their MongoDB read models, in batches."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from faststream import Context
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+
+from consumers.deps import Deps, decode_batch
+from infra.projections import apply_events
+
+log = logging.getLogger("modelbus.projector")
+
+TOPICS = ("train.commands", "train.events", "model.events")
+
+
+def register(broker: KafkaBroker, deps: Deps) -> None:
+    group = deps.settings.group("projector")
+
+    @broker.subscriber(
+        *(deps.settings.topic(t) for t in TOPICS),
+        group_id=group,
+        batch=True,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=deps.settings.fetch_max_wait_ms,
+        batch_timeout_ms=deps.settings.projection_batch_ms,
+        max_records=500,
+        decoder=deps.raw_decoder,
+        title="projector",
+        description="Folds job and model events into the jobs and models collections.",
+    )
+    async def project(_: list[Any], message: KafkaMessage = Context("message")) -> None:
+        events = [env for _, env in await decode_batch(deps, message, group)]
+        written = await apply_events(deps.db, events)
+        log.debug("projected", extra={"events": len(events), "written": written})

@@ -1,0 +1,58 @@
+"""Runs every consumer of this process on one FastStream broker: training worker, projector,
+archive. ``modelbus up`` runs one in-process; ``modelbus worker`` runs more."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+
+from pymongo import AsyncMongoClient
+
+from consumers import archive, projector
+from consumers.deps import Deps
+from consumers.dlq import dlq_middleware
+from consumers.training import TrainingService
+from infra import mongo
+from infra.kafka import make_broker
+from infra.settings import Settings
+from producers.publisher import EventPublisher
+
+log = logging.getLogger("modelbus.consumers")
+
+
+class Consumers:
+    def __init__(self, settings: Settings, *, roles: tuple[str, ...] = ("training", "projector", "archive")) -> None:
+        self.settings = settings
+        self.roles = roles
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{id(self) % 10000}"
+        self.broker = make_broker(settings, client_id=f"consumers-{self.worker_id}")
+        self.publisher = EventPublisher(self.broker, settings)
+        self.broker.add_middleware(dlq_middleware(self.publisher, settings.group("dlq"), settings.dlq_retries))
+        self.client: AsyncMongoClient = mongo.client(settings)
+        self.deps = Deps(
+            settings=settings, db=self.client[settings.mongodb_db], publisher=self.publisher, worker_id=self.worker_id
+        )
+        self.training = TrainingService(self.deps) if "training" in roles else None
+        if "projector" in roles:
+            projector.register(self.broker, self.deps)
+        if "archive" in roles:
+            archive.register(self.broker, self.deps)
+        if self.training:
+            self.training.register(self.broker)
+
+    async def start(self) -> None:
+        await mongo.ensure_indexes(self.deps.db)
+        if self.training:
+            await self.training.start()
+        t0 = time.perf_counter()
+        await self.publisher.connect(wait_s=120)  # starts the broker and every subscriber
+        log.info("broker started", extra={"seconds": round(time.perf_counter() - t0, 2)})
+        log.info("consumers started", extra={"worker_id": self.worker_id, "roles": list(self.roles)})
+
+    async def stop(self) -> None:
+        await self.publisher.close()
+        if self.training:
+            await self.training.stop()
+        await self.client.close()

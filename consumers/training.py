@@ -1,0 +1,391 @@
+"""Training worker: runs train commands in a process pool under a MongoDB lease.
+
+* A job is claimed with a lease (owner, attempt, expiry) before any work; a repeated or
+  older command for the same job cannot claim it again.
+* While the job runs, the worker heartbeats the lease, forwards throttled progress events and
+  passes a cancel request (seen on the job projection) to the training process.
+* Every worker sweeps for expired leases: the job of a dead worker is published again with
+  the next attempt number, or failed with the reason after ``job_max_attempts``.
+* Completion is compare-and-set on the lease, so a job completes (and registers a model) once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import timedelta
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from gridfs import AsyncGridFSBucket
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from consumers import training_runner
+from consumers.deps import Deps
+from infra import mongo
+from schemas import jobs
+from schemas.common import utcnow
+from schemas.envelope import Envelope
+
+log = logging.getLogger("modelbus.training")
+
+MODEL_MAJOR = {"lightgbm": 1, "isolation_forest": 2}
+MODEL_LABEL = {"lightgbm": "LightGBM", "isolation_forest": "Isolation Forest"}
+FINAL_STEP = jobs.ATTEMPT_STRIDE - 1
+
+
+class LeaseLost(RuntimeError):
+    """Another worker took the job over (our lease expired)."""
+
+
+class JobEvents:
+    """Numbers a job attempt's events so projections keep them in order (see infra/projections)."""
+
+    def __init__(self, deps: Deps, cause: Envelope, job_id: str, attempt: int) -> None:
+        self.deps, self.cause, self.job_id, self.attempt = deps, cause, job_id, attempt
+        self.step = 0
+
+    async def emit(
+        self, type_: str, payload: jobs.Payload, *, final: bool = False, topic: str = "train.events"
+    ) -> None:
+        self.step += 1
+        seq = self.attempt * jobs.ATTEMPT_STRIDE + (FINAL_STEP if final else self.step)
+        env = Envelope.wrap(
+            type_, self.job_id, payload, source=f"modelbus/worker/{self.deps.worker_id}", sequence=seq, cause=self.cause
+        )
+        await self.deps.publisher.publish(topic, env, key=self.job_id)
+
+
+class TrainingService:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.settings = deps.settings
+        self.db: AsyncDatabase = deps.db
+        self._ctx = multiprocessing.get_context("spawn")
+        self._manager: Any = None
+        self._pool: ProcessPoolExecutor | None = None
+        self._slots = asyncio.Semaphore(self.settings.train_processes)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._manager = self._ctx.Manager()
+        self._new_pool()
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="lease-sweeper")
+
+    def _new_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = ProcessPoolExecutor(self.settings.train_processes, mp_context=self._ctx)
+        for _ in range(self.settings.train_processes):
+            self._pool.submit(training_runner.warm_up)
+
+    async def stop(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._pool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for proc in list((getattr(self._pool, "_processes", None) or {}).values()):
+                with contextlib.suppress(Exception):
+                    proc.terminate()
+        if self._manager:
+            self._manager.shutdown()
+
+    def register(self, broker: KafkaBroker) -> None:
+        @broker.subscriber(
+            self.settings.topic("train.commands"),
+            group_id=self.settings.group("training"),
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+            ack_policy=AckPolicy.ACK,  # commit after the lease is held: a crash before that redelivers
+            max_poll_interval_ms=3_600_000,
+            decoder=self.deps.raw_decoder,
+            title="training",
+            description="Claims train commands under a lease and runs them in the process pool.",
+        )
+        async def on_train_command(body: bytes) -> None:
+            await self.handle(Envelope.from_bytes(body))
+
+    # command handling ----------------------------------------------------------------------
+    async def handle(self, env: Envelope) -> None:
+        if env.type != jobs.TRAIN_REQUESTED:
+            return
+        cmd = env.payload(jobs.TrainRequested)
+        job = await self.db[mongo.JOBS].find_one({"_id": cmd.job_id})
+        if job is not None and job["status"] in jobs.TERMINAL:
+            log.info("skip finished job", extra={"job_id": cmd.job_id, "status": job["status"]})
+            return
+        await self._slots.acquire()
+        try:
+            if not await self._claim(cmd, env):
+                self._slots.release()
+                return
+        except BaseException:
+            self._slots.release()
+            raise
+        events = JobEvents(self.deps, env, cmd.job_id, cmd.attempt)
+        if job is not None and job.get("cancel_requested"):
+            await self._finish(
+                cmd, events, jobs.JOB_CANCELLED, jobs.JobCancelled(job_id=cmd.job_id, attempt=cmd.attempt)
+            )
+            self._slots.release()
+            return
+        await events.emit(
+            jobs.JOB_RUNNING, jobs.JobRunning(job_id=cmd.job_id, attempt=cmd.attempt, worker_id=self.deps.worker_id)
+        )
+        task = asyncio.create_task(self._run(cmd, events), name=f"job-{cmd.job_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _claim(self, cmd: jobs.TrainRequested, env: Envelope) -> bool:
+        now = utcnow()
+        try:
+            await self.db[mongo.LEASES].find_one_and_update(
+                {"_id": cmd.job_id, "attempt": {"$lt": cmd.attempt}},
+                {
+                    "$set": {
+                        "owner": self.deps.worker_id,
+                        "attempt": cmd.attempt,
+                        "state": "active",
+                        "claimed_at": now,
+                        "expires_at": now + timedelta(seconds=self.settings.job_lease_seconds),
+                        "command": env.model_dump(mode="json"),
+                    }
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            log.info("job already claimed", extra={"job_id": cmd.job_id, "attempt": cmd.attempt})
+            return False
+        log.info("job claimed", extra={"job_id": cmd.job_id, "attempt": cmd.attempt, "worker": self.deps.worker_id})
+        return True
+
+    def _lease_filter(self, cmd: jobs.TrainRequested) -> dict[str, Any]:
+        return {"_id": cmd.job_id, "owner": self.deps.worker_id, "attempt": cmd.attempt, "state": "active"}
+
+    async def _heartbeat(self, cmd: jobs.TrainRequested) -> bool:
+        result = await self.db[mongo.LEASES].update_one(
+            self._lease_filter(cmd),
+            {"$set": {"expires_at": utcnow() + timedelta(seconds=self.settings.job_lease_seconds)}},
+        )
+        return result.matched_count == 1
+
+    async def _finish(self, cmd: jobs.TrainRequested, events: JobEvents, type_: str, payload: jobs.Payload) -> bool:
+        """Compare-and-set the lease to done, then publish the terminal event. False = lease lost."""
+        done = await self.db[mongo.LEASES].find_one_and_update(
+            self._lease_filter(cmd), {"$set": {"state": "done", "finished_at": utcnow()}}
+        )
+        if done is None:
+            log.warning("lease lost before finishing; result dropped", extra={"job_id": cmd.job_id})
+            return False
+        await events.emit(type_, payload, final=True)
+        return True
+
+    # running -------------------------------------------------------------------------------
+    async def _run(self, cmd: jobs.TrainRequested, events: JobEvents) -> None:
+        try:
+            outcome = await self._supervise(cmd, events)
+            if outcome["status"] == "cancelled":
+                await self._finish(
+                    cmd, events, jobs.JOB_CANCELLED, jobs.JobCancelled(job_id=cmd.job_id, attempt=cmd.attempt)
+                )
+            else:
+                await self._complete(cmd, events, outcome)
+        except LeaseLost:
+            log.warning("lease lost while running; stopped", extra={"job_id": cmd.job_id})
+        except asyncio.CancelledError:
+            raise
+        except BrokenProcessPool as exc:
+            self._new_pool()
+            await self._fail_or_retry(cmd, events, f"training process died: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a failed job is an event, not a crashed worker
+            log.exception("job failed", extra={"job_id": cmd.job_id})
+            deterministic = exc.__class__.__name__ in {"TrainingDataError", "ValidationError", "ValueError"}
+            await self._fail_or_retry(cmd, events, f"{exc.__class__.__name__}: {exc}", final=deterministic)
+        finally:
+            self._slots.release()
+
+    async def _supervise(self, cmd: jobs.TrainRequested, events: JobEvents) -> dict[str, Any]:
+        assert self._pool is not None and self._manager is not None
+        progress_q = self._manager.Queue()
+        cancel = self._manager.Event()
+        future = asyncio.wrap_future(
+            self._pool.submit(
+                training_runner.run_job,
+                self.settings.mongodb_url,
+                self.settings.mongodb_db,
+                cmd.model_dump(mode="json"),
+                progress_q,
+                cancel,
+            )
+        )
+        beat_every = self.settings.job_lease_seconds / 3
+        last_beat = last_progress = time.monotonic()
+        latest: tuple[float, dict[str, Any]] | None = None
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=0.25)
+            while not progress_q.empty():
+                latest = progress_q.get_nowait()
+            now = time.monotonic()
+            if latest is not None and (now - last_progress >= self.settings.progress_interval_seconds or done):
+                if not done:
+                    await events.emit(
+                        jobs.JOB_PROGRESS,
+                        jobs.JobProgress(job_id=cmd.job_id, attempt=cmd.attempt, progress=latest[0], figures=latest[1]),
+                    )
+                latest, last_progress = None, now
+            if done:
+                return future.result()
+            if now - last_beat >= beat_every:
+                last_beat = now
+                if not await self._heartbeat(cmd):
+                    cancel.set()
+                    raise LeaseLost(cmd.job_id)
+                job = await self.db[mongo.JOBS].find_one({"_id": cmd.job_id}, {"cancel_requested": 1})
+                if job and job.get("cancel_requested"):
+                    cancel.set()
+
+    async def _complete(self, cmd: jobs.TrainRequested, events: JobEvents, outcome: dict[str, Any]) -> None:
+        artifact: bytes = outcome["artifact"]
+        sha = hashlib.sha256(artifact).hexdigest()
+        if sha != outcome["sha256"]:
+            raise RuntimeError("artifact checksum mismatch between training process and worker")
+        # the lease must still be ours before anything is registered
+        if not await self._heartbeat(cmd):
+            raise LeaseLost(cmd.job_id)
+        model_id, version = await self._next_version(cmd.model_type)
+        bucket = AsyncGridFSBucket(self.db, bucket_name=mongo.ARTIFACT_BUCKET)
+        artifact_id = await bucket.upload_from_stream(
+            model_id, artifact, metadata={"sha256": sha, "job_id": cmd.job_id, "model_type": cmd.model_type}
+        )
+        registered = jobs.ModelRegistered(
+            model_id=model_id,
+            model_name=f"{MODEL_LABEL.get(cmd.model_type, cmd.model_type)} v{version}",
+            domain=cmd.domain,
+            model_type=cmd.model_type,
+            version=version,
+            metrics=outcome["metrics"],
+            lineage={
+                "job_id": cmd.job_id,
+                "attempt": cmd.attempt,
+                **outcome["lineage"],
+                "artifact_sha256": sha,
+                "artifact_bytes": len(artifact),
+            },
+            artifact_id=str(artifact_id),
+            artifact_sha256=sha,
+            artifact_bytes=len(artifact),
+            trained_at=utcnow(),
+        )
+        done = await self.db[mongo.LEASES].find_one_and_update(
+            self._lease_filter(cmd), {"$set": {"state": "done", "finished_at": utcnow(), "model_id": model_id}}
+        )
+        if done is None:
+            await bucket.delete(artifact_id)
+            raise LeaseLost(cmd.job_id)
+        model_env = Envelope.wrap(
+            jobs.MODEL_REGISTERED,
+            model_id,
+            registered,
+            source=f"modelbus/worker/{self.deps.worker_id}",
+            sequence=1,
+            cause=events.cause,
+        )
+        await self.deps.publisher.publish("model.events", model_env, key=model_id)
+        await events.emit(
+            jobs.JOB_COMPLETED,
+            jobs.JobCompleted(
+                job_id=cmd.job_id,
+                attempt=cmd.attempt,
+                model_id=model_id,
+                metrics=outcome["metrics"],
+                result=outcome["result"],
+            ),
+            final=True,
+        )
+        log.info("job completed", extra={"job_id": cmd.job_id, "model_id": model_id})
+
+    async def _next_version(self, model_type: str) -> tuple[str, str]:
+        counter = await self.db[mongo.COUNTERS].find_one_and_update(
+            {"_id": f"model:{model_type}"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        version = f"{MODEL_MAJOR.get(model_type, 9)}.{counter['seq']}.0"
+        return f"model_v{version}", version
+
+    async def _fail_or_retry(
+        self, cmd: jobs.TrainRequested, events: JobEvents, reason: str, *, final: bool = False
+    ) -> None:
+        if final or cmd.attempt >= self.settings.job_max_attempts:
+            await self._finish(
+                cmd, events, jobs.JOB_FAILED, jobs.JobFailed(job_id=cmd.job_id, attempt=cmd.attempt, reason=reason)
+            )
+            return
+        released = await self.db[mongo.LEASES].find_one_and_update(
+            self._lease_filter(cmd), {"$set": {"state": "failed", "finished_at": utcnow()}}
+        )
+        if released is not None:
+            await self._publish_retry(cmd, reason, cause=events.cause)
+
+    async def _publish_retry(self, cmd: jobs.TrainRequested, reason: str, *, cause: Envelope | None) -> None:
+        retry = cmd.model_copy(update={"attempt": cmd.attempt + 1})
+        payload = jobs.TrainRequested.model_validate(retry.model_dump(mode="json") | {"retry_reason": reason})
+        env = Envelope.wrap(
+            jobs.TRAIN_REQUESTED,
+            cmd.job_id,
+            payload,
+            source=f"modelbus/worker/{self.deps.worker_id}",
+            sequence=retry.attempt * jobs.ATTEMPT_STRIDE,
+            cause=cause,
+        )
+        await self.deps.publisher.publish("train.commands", env, key=cmd.job_id)
+        log.warning("job retried", extra={"job_id": cmd.job_id, "attempt": retry.attempt, "reason": reason})
+
+    # lease sweeper -------------------------------------------------------------------------
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.5, self.settings.job_lease_seconds / 3))
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the sweeper must survive a database hiccup
+                log.exception("lease sweep failed")
+
+    async def sweep(self) -> int:
+        """Takes over the jobs whose worker stopped heartbeating. Returns how many."""
+        now = utcnow()
+        handled = 0
+        async for lease in self.db[mongo.LEASES].find({"state": "active", "expires_at": {"$lt": now}}):
+            won = await self.db[mongo.LEASES].find_one_and_update(
+                {"_id": lease["_id"], "attempt": lease["attempt"], "state": "active", "expires_at": {"$lt": now}},
+                {"$set": {"state": "expired", "expired_seen_by": self.deps.worker_id}},
+            )
+            if won is None:
+                continue
+            handled += 1
+            cause = Envelope.model_validate(lease["command"])
+            cmd = cause.payload(jobs.TrainRequested)
+            reason = f"worker {lease['owner']} stopped heartbeating (lease expired) during attempt {cmd.attempt}"
+            if cmd.attempt >= self.settings.job_max_attempts:
+                events = JobEvents(self.deps, cause, cmd.job_id, cmd.attempt)
+                await events.emit(
+                    jobs.JOB_FAILED,
+                    jobs.JobFailed(job_id=cmd.job_id, attempt=cmd.attempt, reason=reason + "; no attempts left"),
+                    final=True,
+                )
+            else:
+                await self._publish_retry(cmd, reason, cause=cause)
+        return handled

@@ -1,0 +1,85 @@
+"""What runs inside a training process: load the job's data, call the pure trainer in ``ml/``,
+return the artifact and figures. Progress goes back to the parent through a queue and the
+parent's cancel flag is checked at every progress step."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from ml.base import TrainingCancelled
+
+
+def warm_up() -> int:
+    """Imports the heavy libraries once per pool process so the first job does not pay for it."""
+    import lightgbm  # noqa: F401
+    import sklearn.ensemble  # noqa: F401
+
+    import ml.tabular  # noqa: F401
+
+    return os.getpid()
+
+
+def run_job(mongodb_url: str, db_name: str, command: dict[str, Any], progress_q: Any, cancel: Any) -> dict[str, Any]:
+    """Returns {"status": "completed", ...} or {"status": "cancelled"}; raises on failure."""
+
+    def report(pct: float, figures: Any) -> None:
+        if cancel.is_set():
+            raise TrainingCancelled()
+        progress_q.put((float(pct), dict(figures)))
+
+    try:
+        domain = command["domain"]
+        if domain == "tabular":
+            return _tabular(mongodb_url, db_name, command, report)
+        raise ValueError(f"unknown training domain {domain!r}")
+    except TrainingCancelled:
+        return {"status": "cancelled"}
+
+
+def _tabular(mongodb_url: str, db_name: str, command: dict[str, Any], report: Any) -> dict[str, Any]:
+    from datetime import UTC, date, datetime, timedelta
+    from datetime import time as dtime
+
+    from pymongo import MongoClient
+
+    from ml.tabular.data import from_blocks
+    from ml.tabular.train import train_tabular
+
+    spec = command["spec"]
+    start = datetime.combine(date.fromisoformat(spec["data_period"]["start_date"]), dtime.min, UTC)
+    end = datetime.combine(date.fromisoformat(spec["data_period"]["end_date"]), dtime.min, UTC) + timedelta(days=1)
+    t0 = time.perf_counter()
+    with MongoClient(mongodb_url, tz_aware=True) as client:
+        blocks = list(
+            client[db_name]["record_blocks"].find(
+                {"start": {"$lt": end}, "end": {"$gte": start}}, {"ts": 1, "label": 1, "features": 1}
+            )
+        )
+    data = from_blocks(blocks, int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+    load_s = time.perf_counter() - t0
+    report(0.0, {"records": len(data), "load_seconds": round(load_s, 3)})
+    t1 = time.perf_counter()
+    outcome = train_tabular(command["model_type"], spec.get("hyperparameters", {}), data, progress=report)
+    fit_s = time.perf_counter() - t1
+    return {
+        "status": "completed",
+        "artifact": outcome.artifact,
+        "sha256": outcome.sha256,
+        "metrics": outcome.metrics,
+        "result": {
+            "holdout": outcome.holdout,
+            "baseline": outcome.baseline,
+            "record_count": len(data),
+            "feature_names": outcome.feature_names,
+            "timings_seconds": {"load": round(load_s, 3), "fit_and_evaluate": round(fit_s, 3)},
+        },
+        "lineage": {
+            "data_period": spec["data_period"],
+            "record_count": len(data),
+            "hyperparameters": spec.get("hyperparameters", {}),
+            "library_versions": outcome.library_versions,
+            "holdout": outcome.holdout,
+        },
+    }

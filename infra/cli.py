@@ -1,0 +1,237 @@
+"""The ``modelbus`` command line (composition root: it wires the API, consumers and ml)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from infra.settings import Settings
+from infra.telemetry import setup_logging, setup_tracing
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "port", None) is not None:
+        overrides["port"] = args.port
+    if getattr(args, "data_dir", None) is not None:
+        overrides["data_dir"] = Path(args.data_dir)
+    return Settings(**overrides)
+
+
+async def _until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from infra.stack import Stack
+
+    settings = _settings(args)
+    setup_logging(settings.log_level, settings.log_json)
+    setup_tracing()
+
+    async def main() -> None:
+        stack = Stack(settings, demo=args.demo)
+        waiter = asyncio.create_task(_until_signal())
+        try:
+            info = await stack.start()
+            if stack.generated_key:
+                print(f"API key (shown once, only its hash is stored): {stack.generated_key}", flush=True)
+            where = "embedded" if info["embedded"] else "configured"
+            print(
+                f"modelbus ready at {info['api_url']} (kafka {info['kafka_bootstrap']}, mongodb {where}; "
+                f"docs {info['api_url']}/docs)",
+                flush=True,
+            )
+            await waiter
+        finally:
+            waiter.cancel()
+            await stack.stop()
+            print("modelbus stopped", flush=True)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from consumers.runtime import Consumers
+
+    settings = _settings(args).with_stack_file()
+    setup_logging(settings.log_level, settings.log_json)
+    setup_tracing()
+
+    async def main() -> None:
+        consumers = Consumers(settings)
+        await consumers.start()
+        print(f"modelbus worker {consumers.worker_id} consuming from {settings.kafka_bootstrap}", flush=True)
+        try:
+            await _until_signal()
+        finally:
+            await consumers.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from schemas.topics import TOPICS
+
+    settings = _settings(args)
+    rows = [
+        {
+            "topic": settings.topic(name),
+            "key": spec.key,
+            "event_types": sorted(spec.payloads),
+            "payloads": {t: m.__name__ for t, m in spec.payloads.items()},
+            "description": spec.description,
+        }
+        for name, spec in TOPICS.items()
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            types = ", ".join(f"{t} ({m})" for t, m in row["payloads"].items()) or "-"
+            print(f"{row['topic']:<38} key={row['key']:<14} {row['description']}\n{'':<38} events: {types}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from infra import mongo
+    from infra.replay import replay
+
+    settings = _settings(args).with_stack_file()
+    if args.rebuild and args.since:
+        print("--rebuild replaces the live projections and needs every event: drop --since", file=sys.stderr)
+        return 2
+    since = datetime.fromisoformat(args.since.replace("Z", "+00:00")) if args.since else None
+
+    async def main() -> int:
+        client = mongo.client(settings)
+        try:
+            report = await replay(
+                client[settings.mongodb_db], settings, source=args.source, since=since, rebuild=args.rebuild
+            )
+        finally:
+            await client.close()
+        print(report.to_json())
+        return 0 if report.identical else 1
+
+    return asyncio.run(main())
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from infra import mongo
+    from infra.demo import load_demo
+
+    settings = _settings(args).with_stack_file()
+
+    async def main() -> None:
+        client = mongo.client(settings)
+        try:
+            print(json.dumps(await load_demo(client[settings.mongodb_db], settings)))
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from infra import keys, mongo
+
+    settings = _settings(args).with_stack_file()
+
+    async def main() -> None:
+        client = mongo.client(settings)
+        db = client[settings.mongodb_db]
+        try:
+            if args.action == "create":
+                key = keys.generate_key()
+                doc = await keys.store_key(db, key, name=args.name, tier=args.tier, scopes=tuple(args.scopes))
+                print(
+                    json.dumps(
+                        {
+                            "key": key,
+                            "key_id": doc["_id"],
+                            "tier": doc["tier"],
+                            "scopes": doc["scopes"],
+                            "note": "shown once; only its hash is stored",
+                        }
+                    )
+                )
+            elif args.action == "list":
+                async for doc in db[mongo.API_KEYS].find({}, {"hash": 0}):
+                    print(json.dumps(doc, default=str))
+            else:
+                res = await db[mongo.API_KEYS].update_one({"_id": args.key_id}, {"$set": {"revoked": True}})
+                print(json.dumps({"key_id": args.key_id, "revoked": res.matched_count == 1}))
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelbus", description="modelbus: event-driven ML platform")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start everything (embedded Kafka and MongoDB unless configured)")
+    up.add_argument("--port", type=int)
+    up.add_argument("--data-dir")
+    up.add_argument("--demo", action="store_true", help="load the synthetic demo data at start")
+    up.set_defaults(func=cmd_up)
+
+    worker = sub.add_parser("worker", help="one more consumer process against a running stack")
+    worker.add_argument("--data-dir")
+    worker.set_defaults(func=cmd_worker)
+
+    topics = sub.add_parser("topics", help="the topic catalog")
+    topics.add_argument("--json", action="store_true")
+    topics.set_defaults(func=cmd_topics)
+
+    rep = sub.add_parser("replay", help="rebuild projections from the archive or Kafka and diff them")
+    rep.add_argument("--from", dest="source", choices=["archive", "kafka"], default="archive")
+    rep.add_argument("--since", help="ISO 8601 time; only events at or after it")
+    rep.add_argument("--rebuild", action="store_true", help="swap the rebuilt projections in")
+    rep.add_argument("--data-dir")
+    rep.set_defaults(func=cmd_replay)
+
+    demo = sub.add_parser("demo", help="load the synthetic demo data into a running stack")
+    demo.add_argument("--data-dir")
+    demo.set_defaults(func=cmd_demo)
+
+    k = sub.add_parser("keys", help="API keys")
+    ksub = k.add_subparsers(dest="action", required=True)
+    kc = ksub.add_parser("create")
+    kc.add_argument("--name", default="cli")
+    kc.add_argument("--tier", choices=["free", "premium", "enterprise"], default="free")
+    kc.add_argument("--scopes", nargs="+", default=["read", "predict"])
+    ksub.add_parser("list")
+    kr = ksub.add_parser("revoke")
+    kr.add_argument("key_id")
+    for p in (kc, *ksub.choices.values()):
+        with contextlib.suppress(argparse.ArgumentError):
+            p.add_argument("--data-dir")
+    k.set_defaults(func=cmd_keys)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

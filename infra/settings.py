@@ -1,0 +1,81 @@
+"""All configuration in one pydantic-settings class. Every field is a ``MODELBUS_`` variable
+and is documented in the README's configuration table."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELBUS_", extra="ignore")
+
+    kafka_bootstrap: str | None = Field(None, description="Kafka bootstrap servers; unset = embedded Tansu broker")
+    mongodb_url: str | None = Field(None, description="MongoDB URL; unset = embedded SecantusDB daemon")
+    mongodb_db: str = Field("modelbus", description="MongoDB database name")
+    topic_prefix: str = Field("modelbus.", description="prefix of every topic name")
+    topic_partitions: int = Field(3, ge=1, le=64, description="partitions per topic created by modelbus")
+    kafka_idempotence: bool = Field(
+        False, description="enable the idempotent producer (real Kafka only; Tansu refuses it)"
+    )
+    fetch_max_wait_ms: int = Field(
+        10, ge=1, le=5000, description="consumer fetch wait; 10-20 ms for the embedded broker (STACK-FACTS)"
+    )
+    consumer_group_prefix: str = Field("modelbus", description="prefix of every consumer group id")
+    host: str = Field("127.0.0.1", description="API bind address")
+    port: int = Field(8000, ge=0, le=65535, description="API port")
+    public_url: str | None = Field(None, description="URL the API is reached at (default http://host:port)")
+    data_dir: Path = Field(Path(".modelbus"), description="embedded database files, logs and stack.json")
+    api_key: str | None = Field(
+        None, description="bootstrap admin API key; unset = `up` generates one and prints it once"
+    )
+    train_processes: int = Field(1, ge=1, le=64, description="training process pool size per worker")
+    job_lease_seconds: float = Field(15.0, gt=0.5, description="job lease; an expired lease means a dead worker")
+    job_max_attempts: int = Field(3, ge=1, le=20, description="attempts before a job is failed")
+    progress_interval_seconds: float = Field(1.0, gt=0, description="minimum time between progress events")
+    dlq_retries: int = Field(2, ge=0, le=10, description="in-process retries before a message goes to the DLQ")
+    request_timeout_seconds: float = Field(10.0, gt=0, description="Kafka request/reply timeout for the API")
+    projection_batch_ms: int = Field(10, ge=1, description="how long projectors wait to fill a batch")
+    metrics_public: bool = Field(True, description="serve /metrics without credentials")
+    log_level: str = Field("INFO", description="log level")
+    log_json: bool = Field(True, description="structured JSON log lines")
+    demo_records_per_day: int = Field(400, ge=10, le=20000, description="demo transactions per day")
+
+    @cached_property
+    def embedded(self) -> bool:
+        return not (self.kafka_bootstrap and self.mongodb_url)
+
+    @property
+    def api_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    def topic(self, short: str) -> str:
+        return f"{self.topic_prefix}{short}"
+
+    def group(self, name: str) -> str:
+        return f"{self.consumer_group_prefix}-{name}"
+
+    @property
+    def stack_file(self) -> Path:
+        return self.data_dir / "stack.json"
+
+    def with_stack_file(self) -> Settings:
+        """Fill the connection fields from ``stack.json`` written by a running ``modelbus up``."""
+        if self.kafka_bootstrap and self.mongodb_url:
+            return self
+        if not self.stack_file.exists():
+            raise FileNotFoundError(
+                f"no {self.stack_file}: start `modelbus up` first "
+                "or set MODELBUS_KAFKA_BOOTSTRAP and MODELBUS_MONGODB_URL"
+            )
+        stack = json.loads(self.stack_file.read_text())
+        return self.model_copy(
+            update={
+                "kafka_bootstrap": self.kafka_bootstrap or stack["kafka_bootstrap"],
+                "mongodb_url": self.mongodb_url or stack["mongodb_url"],
+            }
+        )

@@ -1,0 +1,150 @@
+"""Everything of ``modelbus up`` in one asyncio loop: the embedded servers (when nothing is
+configured), topics, the API (uvicorn) and every consumer. ``StackThread`` runs the same in a
+background thread for tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from infra import mongo
+from infra.embedded import EmbeddedServers
+from infra.kafka import ensure_topics
+from infra.keys import ALL_SCOPES, generate_key, store_key
+from infra.settings import Settings
+
+log = logging.getLogger("modelbus.stack")
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    demo: bool = False
+    with_api: bool = True
+    with_consumers: bool = True
+    announce: bool = True
+    generated_key: str | None = None
+    servers: EmbeddedServers | None = None
+    _server: uvicorn.Server | None = None
+    _server_task: asyncio.Task[None] | None = None
+    _consumers: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    async def start(self) -> dict[str, Any]:
+        settings = self.settings
+        if settings.embedded:
+            self.servers = EmbeddedServers(settings.data_dir)
+            await asyncio.to_thread(self.servers.start)
+            settings = settings.model_copy(
+                update={
+                    "kafka_bootstrap": settings.kafka_bootstrap or self.servers.kafka_bootstrap,
+                    "mongodb_url": settings.mongodb_url or self.servers.mongodb_url,
+                }
+            )
+            self.settings = settings
+        try:
+            await self._start_parts()
+        except BaseException:
+            await self.stop()
+            raise
+        return self.info
+
+    async def _start_parts(self) -> None:
+        settings = self.settings
+        await ensure_topics(settings)
+        client = mongo.client(settings)
+        try:
+            db = client[settings.mongodb_db]
+            await mongo.ensure_indexes(db)
+            await self._bootstrap_key(db)
+            if self.demo:
+                from infra.demo import load_demo
+
+                await load_demo(db, settings)
+        finally:
+            await client.close()
+        if self.with_consumers:
+            from consumers.runtime import Consumers
+
+            self._consumers = Consumers(settings)
+            await self._consumers.start()
+        api_url = None
+        if self.with_api:
+            from api.app import create_app
+
+            config = uvicorn.Config(
+                create_app(settings),
+                host=settings.host,
+                port=settings.port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+            )
+            self._server = uvicorn.Server(config)
+            self._server_task = asyncio.create_task(self._server.serve(), name="uvicorn")
+            while not self._server.started:
+                if self._server_task.done():
+                    await self._server_task
+                    raise RuntimeError(f"the API did not start on {settings.host}:{settings.port}")
+                await asyncio.sleep(0.02)
+            port = self._server.servers[0].sockets[0].getsockname()[1]
+            api_url = settings.public_url or f"http://{settings.host}:{port}"
+        self.info = {
+            "api_url": api_url,
+            "kafka_bootstrap": settings.kafka_bootstrap,
+            "mongodb_url": settings.mongodb_url,
+            "embedded": self.servers is not None,
+            "topic_prefix": settings.topic_prefix,
+        }
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.stack_file.write_text(json.dumps(self.info, indent=2))
+
+    async def _bootstrap_key(self, db: Any) -> None:
+        if self.settings.api_key:
+            await store_key(db, self.settings.api_key, name="bootstrap (MODELBUS_API_KEY)")
+        elif await db[mongo.API_KEYS].count_documents({"revoked": False}) == 0:
+            self.generated_key = generate_key()
+            await store_key(db, self.generated_key, name="bootstrap (generated)", scopes=ALL_SCOPES)
+
+    async def stop(self) -> None:
+        if self._server is not None and self._server_task is not None:
+            self._server.should_exit = True
+            try:
+                await asyncio.wait_for(self._server_task, timeout=10)
+            except (TimeoutError, asyncio.CancelledError):
+                self._server_task.cancel()
+        if self._consumers is not None:
+            await self._consumers.stop()
+        if self.servers is not None:
+            await asyncio.to_thread(self.servers.stop)
+        if self.settings.stack_file.exists():
+            self.settings.stack_file.unlink()
+
+
+class StackThread:
+    """A whole stack on a background thread's event loop (tests, benchmarks)."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        self.stack = Stack(settings, **kwargs)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="modelbus-stack", daemon=True)
+        self._thread.start()
+
+    def start(self, timeout: float = 120) -> dict[str, Any]:
+        return asyncio.run_coroutine_threadsafe(self.stack.start(), self.loop).result(timeout)
+
+    def run(self, coro: Any, timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        try:
+            self.run(self.stack.stop(), timeout=60)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)

@@ -1,0 +1,83 @@
+"""Tracing (OpenTelemetry, OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set), structured logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from schemas.common import iso, utcnow
+
+_SECRET = re.compile(r"(?i)(api[_-]?key|token|password|secret|authorization)([\"'=:\s]+)([^\s\"'&,}]+)")
+
+
+def redact(text: str) -> str:
+    """Masks anything that looks like a credential in a log line."""
+    return _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, trace id and any ``extra`` ids."""
+
+    _skip = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": iso(utcnow()),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            out["trace_id"] = f"{span.trace_id:032x}"
+        for key, value in record.__dict__.items():
+            if key not in self._skip and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def setup_logging(level: str = "INFO", as_json: bool = True) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if as_json:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiokafka", "pymongo", "httpx", "uvicorn.access", "faststream"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+_provider: TracerProvider | None = None
+
+
+def setup_tracing(service_name: str = "modelbus", extra_processor: SpanProcessor | None = None) -> TracerProvider:
+    """Installs one global tracer provider (idempotent); adds OTLP export when configured and
+    instruments PyMongo so database writes join the trace."""
+    global _provider
+    if _provider is None:
+        _provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        trace.set_tracer_provider(_provider)
+        from opentelemetry.instrumentation.pymongo import PymongoInstrumentor
+
+        if not PymongoInstrumentor().is_instrumented_by_opentelemetry:
+            PymongoInstrumentor().instrument(tracer_provider=_provider)
+    if extra_processor is not None:
+        _provider.add_span_processor(extra_processor)
+    return _provider

@@ -1,0 +1,1 @@
+"""Pure model code: no network, no database, no Kafka. Testable without a broker."""

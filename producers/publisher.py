@@ -1,0 +1,66 @@
+"""Typed event publishing: every message on a modelbus topic goes through here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka.errors import KafkaError
+from faststream.kafka import KafkaBroker
+
+from infra.kafka import start_broker
+from infra.settings import Settings
+from schemas.envelope import Envelope
+from schemas.topics import TOPICS
+
+log = logging.getLogger("modelbus.publisher")
+
+
+class BrokerUnavailable(RuntimeError):
+    """Kafka did not acknowledge the message: nothing was accepted."""
+
+
+def envelope_headers(env: Envelope) -> dict[str, str]:
+    return {"content-type": "application/cloudevents+json", "ce_type": env.type, "ce_id": env.id}
+
+
+class EventPublisher:
+    """Publishes envelopes keyed by entity id and waits for the broker's acknowledgement (acks=all)."""
+
+    def __init__(self, broker: KafkaBroker, settings: Settings) -> None:
+        self.broker = broker
+        self.settings = settings
+        self._connected = False
+        self._lock = asyncio.Lock()
+
+    async def connect(self, wait_s: float | None = None) -> None:
+        async with self._lock:
+            if not self._connected:
+                try:
+                    await asyncio.wait_for(
+                        start_broker(self.broker), timeout=wait_s or self.settings.request_timeout_seconds
+                    )
+                except (KafkaError, OSError, TimeoutError) as exc:
+                    raise BrokerUnavailable(f"Kafka is unreachable: {exc.__class__.__name__}") from exc
+                self._connected = True
+
+    async def publish(self, topic: str, env: Envelope, *, key: str | None = None) -> None:
+        if topic not in TOPICS:
+            raise KeyError(f"unknown topic {topic!r}")
+        await self.publish_raw(topic, env.to_bytes(), key=key or env.subject, headers=envelope_headers(env))
+
+    async def publish_raw(self, topic: str, body: bytes, *, key: str, headers: dict[str, str] | None = None) -> None:
+        if not self._connected:
+            await self.connect()
+        try:
+            await asyncio.wait_for(
+                self.broker.publish(body, self.settings.topic(topic), key=key.encode(), headers=headers or {}),
+                timeout=self.settings.request_timeout_seconds,
+            )
+        except (KafkaError, OSError, TimeoutError) as exc:
+            raise BrokerUnavailable(f"Kafka did not acknowledge the message: {exc.__class__.__name__}") from exc
+
+    async def close(self) -> None:
+        if self._connected:
+            await self.broker.stop()
+            self._connected = False

@@ -1,0 +1,29 @@
+"""Small shared types: UTC timestamps and ids."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AwareDatetime, PlainSerializer
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(dt: datetime) -> str:
+    """ISO 8601 in UTC with a ``Z`` and millisecond precision."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+UtcDatetime = Annotated[AwareDatetime, PlainSerializer(iso, return_type=str, when_used="json")]
+"""A timezone-aware datetime that serialises as ISO 8601 UTC with ``Z``."""
+
+
+def new_id(prefix: str, nbytes: int = 6) -> str:
+    """``job_9f2c1a0b3e4d`` style ids: short, url-safe, unguessable enough for entity ids."""
+    return f"{prefix}_{secrets.token_hex(nbytes)}"

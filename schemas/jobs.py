@@ -1,0 +1,95 @@
+"""Training jobs: the command and the job/model events, shared by every domain
+(tabular models, lotto ensemble members, RL agents)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from schemas.common import UtcDatetime
+from schemas.envelope import Payload
+
+JobStatus = Literal["started", "running", "completed", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+Domain = Literal["tabular", "lotto", "rl"]
+
+# event types
+TRAIN_REQUESTED = "modelbus.train.job.requested"
+JOB_RUNNING = "modelbus.train.job.running"
+JOB_PROGRESS = "modelbus.train.job.progress"
+JOB_COMPLETED = "modelbus.train.job.completed"
+JOB_FAILED = "modelbus.train.job.failed"
+JOB_CANCEL_REQUESTED = "modelbus.train.job.cancel_requested"
+JOB_CANCELLED = "modelbus.train.job.cancelled"
+MODEL_REGISTERED = "modelbus.model.registered"
+
+ATTEMPT_STRIDE = 1_000_000
+"""Event sequence = attempt * ATTEMPT_STRIDE + step: a retried attempt always orders after the last."""
+
+
+class TrainRequested(Payload):
+    """Command on ``train.commands``: run this job (again, when ``attempt`` > 1)."""
+
+    job_id: str
+    domain: Domain
+    model_type: str
+    attempt: int = 1
+    spec: dict[str, Any] = Field(description="domain request: data period, hyperparameters, machine, episodes…")
+    estimated_duration_minutes: float
+    record_count: int | None = None
+    requested_by: str | None = None
+    submitted_at: UtcDatetime
+    retry_reason: str | None = Field(None, description="why a previous attempt did not finish")
+
+
+class JobRunning(Payload):
+    job_id: str
+    attempt: int
+    worker_id: str
+
+
+class JobProgress(Payload):
+    job_id: str
+    attempt: int
+    progress: float = Field(ge=0, le=100)
+    figures: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobCompleted(Payload):
+    job_id: str
+    attempt: int
+    model_id: str
+    metrics: dict[str, Any]
+    result: dict[str, Any] = Field(default_factory=dict, description="hold-out split, baseline, episode series…")
+
+
+class JobFailed(Payload):
+    job_id: str
+    attempt: int
+    reason: str
+
+
+class JobCancelRequested(Payload):
+    job_id: str
+    requested_by: str | None = None
+
+
+class JobCancelled(Payload):
+    job_id: str
+    attempt: int
+    reason: str = "cancelled on request"
+
+
+class ModelRegistered(Payload):
+    model_id: str
+    model_name: str
+    domain: Domain
+    model_type: str
+    version: str
+    metrics: dict[str, Any]
+    lineage: dict[str, Any]
+    artifact_id: str
+    artifact_sha256: str
+    artifact_bytes: int
+    trained_at: UtcDatetime

@@ -1,0 +1,88 @@
+"""The topic catalog: every topic modelbus uses, what it carries and how it is keyed.
+
+Names here are short; the real name is ``MODELBUS_TOPIC_PREFIX`` + short name
+(``modelbus.train.commands`` by default). The key is always the entity id, so all events
+of one job/model/canary/prediction keep their order in one partition."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from schemas import jobs
+from schemas.envelope import Payload
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    description: str
+    key: str
+    payloads: dict[str, type[BaseModel]] = field(default_factory=dict)
+    """event type -> payload model"""
+    envelope: bool = True
+    """False only for the dead-letter topic, which carries the raw failed message."""
+
+
+TOPICS: dict[str, TopicSpec] = {
+    spec.name: spec
+    for spec in [
+        TopicSpec(
+            "train.commands",
+            "Commands to run a training job (first attempt and retries).",
+            "job_id",
+            {jobs.TRAIN_REQUESTED: jobs.TrainRequested},
+        ),
+        TopicSpec(
+            "train.events",
+            "Job lifecycle: running, progress (throttled), completed, failed, cancel requested, cancelled.",
+            "job_id",
+            {
+                jobs.JOB_RUNNING: jobs.JobRunning,
+                jobs.JOB_PROGRESS: jobs.JobProgress,
+                jobs.JOB_COMPLETED: jobs.JobCompleted,
+                jobs.JOB_FAILED: jobs.JobFailed,
+                jobs.JOB_CANCEL_REQUESTED: jobs.JobCancelRequested,
+                jobs.JOB_CANCELLED: jobs.JobCancelled,
+            },
+        ),
+        TopicSpec(
+            "model.events",
+            "Registry: a model was registered (artifact in GridFS) or changed status.",
+            "model_id",
+            {jobs.MODEL_REGISTERED: jobs.ModelRegistered},
+        ),
+        TopicSpec(
+            "deploy.commands", "Deployment steps: staging, canary start/increase, production, rollback.", "model_id"
+        ),
+        TopicSpec(
+            "deploy.events", "Deployment changes with actor, reason and metric snapshot (the audit trail).", "model_id"
+        ),
+        TopicSpec("predict.requests", "Prediction requests with reply topic and correlation id.", "prediction_id"),
+        TopicSpec("predict.replies", "Prediction replies, matched to requests by correlation id.", "prediction_id"),
+        TopicSpec(
+            "predict.served", "One event per prediction served: model, arm, score, latency, error.", "prediction_id"
+        ),
+        TopicSpec("predict.feedback", "Ground truth labels arriving after the prediction.", "prediction_id"),
+        TopicSpec("canary.metrics", "Per-arm canary metrics for each analysis window.", "canary_id"),
+        TopicSpec(
+            "canary.recommendations", "Canary verdicts (proceed / hold / rollback) on every change.", "canary_id"
+        ),
+        TopicSpec("data.records", "Time-stamped transaction records for streaming ingestion.", "record_id"),
+        TopicSpec("lotto.draws", "Imported lotto draws.", "round"),
+        TopicSpec("rl.episodes", "Per-episode RL training metrics.", "job_id"),
+        TopicSpec(
+            "dlq", "Dead letters: the failed message as received, the error in headers.", "original key", envelope=False
+        ),
+    ]
+}
+
+PAYLOAD_TYPES: dict[str, type[BaseModel]] = {
+    event_type: model for spec in TOPICS.values() for event_type, model in spec.payloads.items()
+}
+
+
+def payload_model(event_type: str) -> type[BaseModel]:
+    """The payload model of an event type (the generic ``Payload`` for types not in the catalog)."""
+    return PAYLOAD_TYPES.get(event_type, Payload)
