@@ -113,6 +113,8 @@ def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response
             field=first["field"],
             details=details,
         )
+    if exc.status_code == 400 and "json" in request.headers.get("content-type", ""):
+        return error_response(request, 400, "INVALID_JSON", f"the request body is not valid JSON: {exc.detail}")
     if isinstance(exc, NotFoundException):
         return error_response(request, 404, "NOT_FOUND", exc.detail or "not found")
     code = _STATUS_CODES.get(exc.status_code, "HTTP_ERROR")

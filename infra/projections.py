@@ -1,12 +1,12 @@
 """Read models: pure reducers (document, event) -> document, and an idempotent batch writer.
 
-Every projected document keeps ``_seq`` (the highest ``sequence`` applied) and
-``_last_event_id``. An event whose ``sequence`` is not above ``_seq`` is older or repeated and
-is ignored; events without a sequence are commutative flags (setting them twice changes
-nothing). Applying the same events twice, in any batching, gives identical documents.
-Writes are compare-and-set on ``_last_event_id`` so the API (which applies the events it has
-just published, so a client can read its own write) and the projector never overwrite
-each other."""
+Every projected document keeps ``_seq`` (the highest ``sequence`` applied), ``_applied``
+(how many events changed it) and ``updated_at`` (the latest event time). An event whose
+``sequence`` is not above ``_seq`` is older or repeated and is ignored; events without a
+sequence are commutative flags (setting them twice changes nothing). So applying the same
+events twice, in any batching or interleaving of flags, gives identical documents.
+Writes are compare-and-set on ``_applied`` so the API (which applies the events it has just
+published, so a client can read its own write) and the projector never overwrite each other."""
 
 from __future__ import annotations
 
@@ -135,14 +135,13 @@ def fold(doc: Doc | None, events: Iterable[Envelope], reducer: Reducer) -> Doc |
         seq = doc.get("_seq", -1) if doc is not None else -1
         if env.sequence is not None and env.sequence <= seq:
             continue
-        if doc is not None and doc.get("_last_event_id") == env.id:
-            continue
         new = reducer(None if doc is None else dict(doc), env)
         if new is None:
             continue
         new["_seq"] = max(seq, env.sequence) if env.sequence is not None else seq
-        new["_last_event_id"] = env.id
-        new["updated_at"] = env.time
+        new["_applied"] = (doc or {}).get("_applied", 0) + 1
+        previous = (doc or {}).get("updated_at")
+        new["updated_at"] = env.time if previous is None else max(previous, env.time)
         doc, changed = new, True
     return doc if changed else None
 
@@ -172,8 +171,9 @@ async def apply_events(db: AsyncDatabase, events: Iterable[Envelope], *, suffix:
                 if old is None:
                     ops.append(InsertOne(new))
                 else:
-                    ops.append(ReplaceOne({"_id": subject, "_last_event_id": old.get("_last_event_id")}, new))
-            if not ops:
+                    ops.append(ReplaceOne({"_id": subject, "_applied": old.get("_applied")}, new))
+            if not ops:  # everything in the batch is already applied
+                pending = {}
                 break
             lost: set[str] = set()
             try:
@@ -199,7 +199,7 @@ async def _unmatched(coll: Any, ops: list[InsertOne | ReplaceOne]) -> set[str]:
         if isinstance(op, ReplaceOne):
             flt = op._filter  # type: ignore[attr-defined]
             if await coll.count_documents(flt, limit=1) == 0:
-                doc = await coll.find_one({"_id": flt["_id"]}, {"_last_event_id": 1})
-                if doc is None or doc.get("_last_event_id") != op._doc.get("_last_event_id"):  # type: ignore[attr-defined]
+                doc = await coll.find_one({"_id": flt["_id"]})
+                if doc is None or doc != op._doc:  # type: ignore[attr-defined]
                     lost.add(flt["_id"])
     return lost

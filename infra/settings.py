@@ -4,7 +4,6 @@ and is documented in the README's configuration table."""
 from __future__ import annotations
 
 import json
-from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field
@@ -45,7 +44,7 @@ class Settings(BaseSettings):
     log_json: bool = Field(True, description="structured JSON log lines")
     demo_records_per_day: int = Field(400, ge=10, le=20000, description="demo transactions per day")
 
-    @cached_property
+    @property
     def embedded(self) -> bool:
         return not (self.kafka_bootstrap and self.mongodb_url)
 

@@ -10,7 +10,9 @@ from pydantic import AwareDatetime, PlainSerializer
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now in UTC, to the millisecond (what BSON dates and the ISO wire form keep)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def iso(dt: datetime) -> str:

@@ -1,0 +1,206 @@
+"""Per-number weights and the three machine (호기) strategies shared by the generators and ``enhanced_predictor``.
+
+The frequency model (``enhanced``) over a window of a machine's most recent draws:
+
+* ``count_i`` = appearances of number i among the six main numbers of the window (bonus excluded),
+  optionally recency-weighted (each draw weighted ``0.5 ** (age / half_life)``, age 0 = newest);
+* ``weight_i = (count_i + k) / (mean_count + k)`` with a smoothing of ``k = 5`` pseudo-appearances,
+  so a number seen as often as average has weight 1 and small windows stay close to uniform;
+* then the machine strategy (the seed's table):
+
+  ====== ============ ================================================================ ====================
+  호기   전략          adjustment                                                       algorithm_used
+  ====== ============ ================================================================ ====================
+  1호기  신중한 전략가 ×1.15 on hot numbers: the ceil(30 % × 45) = 14 most frequent in    enhanced_ml_premium
+                      the window (ties: smaller number first)
+  2호기  완벽한 조화   ×1.20 on *sets* that are balanced: 2–4 odd and 2–4 high (23–45)  enhanced_ml_balanced
+  3호기  창조적 혁신   ×1.12 on odd numbers                                             enhanced_ml_creative
+  ====== ============ ================================================================ ====================
+
+A set's model weight is the product of its numbers' weights times its set factor (2호기 only). Draws
+are uniform random: these weights describe a model, not the lottery.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+
+from ml.lotto.draws import HIGH_MIN, NUMBER_MAX, NUMBERS_PER_DRAW, Draw, parse_machine
+
+SMOOTHING: Final = 5.0
+HOT_SHARE: Final = 0.30
+HOT_COUNT: Final = math.ceil(HOT_SHARE * NUMBER_MAX)  # 14
+HOT_BOOST: Final = 1.15
+BALANCE_BOOST: Final = 1.20
+ODD_BOOST: Final = 1.12
+BALANCED_RANGE: Final = (2, 4)
+
+
+@dataclass(frozen=True)
+class MachineStrategy:
+    machine: int
+    name: str
+    algorithm_name: str
+    emoji: str
+    adjustment: str
+    feature: str
+
+
+STRATEGIES: Final[dict[int, MachineStrategy]] = {
+    1: MachineStrategy(1, "신중한 전략가", "enhanced_ml_premium", "🎯", "고수 번호 +15%", "hot_numbers_top30"),
+    2: MachineStrategy(2, "완벽한 조화", "enhanced_ml_balanced", "⚖️", "균형점수 +20%", "odd_even_high_low_balance"),
+    3: MachineStrategy(3, "창조적 혁신", "enhanced_ml_creative", "✨", "홀수 가중 +12%", "odd_number_weight"),
+}
+
+
+def strategy_for(machine: str | int) -> MachineStrategy:
+    return STRATEGIES[parse_machine(machine)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# vectorised set patterns over an (N, 6) int array of 1-based numbers
+
+
+def as_set_array(sets: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+    array = np.asarray(sets, dtype=np.int64)
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    return array
+
+
+def odd_counts(sets: np.ndarray) -> np.ndarray:
+    return (as_set_array(sets) % 2 == 1).sum(axis=1)
+
+
+def high_counts(sets: np.ndarray) -> np.ndarray:
+    return (as_set_array(sets) >= HIGH_MIN).sum(axis=1)
+
+
+def set_sums(sets: np.ndarray) -> np.ndarray:
+    return as_set_array(sets).sum(axis=1)
+
+
+def ac_values(sets: np.ndarray) -> np.ndarray:
+    """AC value of each row (distinct positive pairwise differences minus k-1), vectorised."""
+    array = as_set_array(sets)
+    k = array.shape[1]
+    mask = np.zeros(array.shape[0], dtype=np.uint64)
+    for i in range(k):
+        for j in range(i + 1, k):
+            diff = np.abs(array[:, j] - array[:, i]).astype(np.uint64)
+            mask |= np.left_shift(np.uint64(1), diff)
+    return np.bitwise_count(mask).astype(np.int64) - (k - 1)
+
+
+def balanced(sets: np.ndarray) -> np.ndarray:
+    """2호기's balance: 2–4 odd numbers and 2–4 high numbers (boolean per row)."""
+    lo, hi = BALANCED_RANGE
+    odd = odd_counts(sets)
+    high = high_counts(sets)
+    return (odd >= lo) & (odd <= hi) & (high >= lo) & (high <= hi)
+
+
+def balance_score(numbers: Sequence[int]) -> float:
+    """1 - (|odd - 3| + |high - 3|) / 6, in [0, 1]; 1 = perfectly even split on both axes."""
+    odd = sum(1 for n in numbers if n % 2 == 1)
+    high = sum(1 for n in numbers if n >= HIGH_MIN)
+    half = NUMBERS_PER_DRAW // 2
+    return 1.0 - (abs(odd - half) + abs(high - half)) / NUMBERS_PER_DRAW
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the frequency model
+
+
+def frequency_counts(window: Sequence[Draw], *, half_life: float | None = None) -> np.ndarray:
+    """Per-number appearances in ``window`` (oldest first), recency-weighted when ``half_life`` is set."""
+    counts = np.zeros(NUMBER_MAX, dtype=np.float64)
+    size = len(window)
+    for position, draw in enumerate(window):
+        age = size - 1 - position
+        weight = 1.0 if half_life is None else 0.5 ** (age / half_life)
+        for n in draw.numbers:
+            counts[n - 1] += weight
+    return counts
+
+
+def hot_numbers(counts: np.ndarray, *, size: int = HOT_COUNT) -> frozenset[int]:
+    """The ``size`` most frequent numbers (ties: the smaller number first)."""
+    order = sorted(range(1, NUMBER_MAX + 1), key=lambda n: (-counts[n - 1], n))
+    return frozenset(order[:size])
+
+
+@dataclass(frozen=True)
+class NumberModel:
+    """Per-number weights (index 0 = number 1) plus an optional set-level factor (2호기)."""
+
+    weights: np.ndarray
+    counts: np.ndarray = field(repr=False)
+    draws_analysed: int
+    machine: int | None = None
+    strategy_applied: bool = False
+    hot: frozenset[int] = frozenset()
+    balance_boost: float = 1.0
+
+    def set_factors(self, sets: np.ndarray) -> np.ndarray:
+        factors = np.ones(as_set_array(sets).shape[0], dtype=np.float64)
+        if self.balance_boost != 1.0:
+            factors[balanced(sets)] = self.balance_boost
+        return factors
+
+    @property
+    def max_set_factor(self) -> float:
+        return max(1.0, self.balance_boost)
+
+    def probabilities(self) -> np.ndarray:
+        """Weights rescaled to sum to 6 (a probability-like score per number; set factors not included)."""
+        return self.weights / self.weights.sum() * NUMBERS_PER_DRAW
+
+
+def uniform_model() -> NumberModel:
+    return NumberModel(weights=np.ones(NUMBER_MAX), counts=np.zeros(NUMBER_MAX), draws_analysed=0)
+
+
+def number_model(
+    window: Sequence[Draw],
+    machine: str | int | None = None,
+    *,
+    smoothing: float = SMOOTHING,
+    half_life: float | None = None,
+    apply_strategy: bool = True,
+) -> NumberModel:
+    """The ``enhanced`` frequency model over ``window`` (oldest first) with ``machine``'s strategy.
+
+    ``apply_strategy=False`` (or ``machine=None``) gives the plain smoothed-frequency weights.
+    """
+    if smoothing <= 0:
+        raise ValueError("smoothing must be > 0")
+    counts = frequency_counts(window, half_life=half_life)
+    mean = float(counts.mean())
+    weights = (counts + smoothing) / (mean + smoothing)
+    plain_counts = frequency_counts(window)
+    hot = hot_numbers(plain_counts)
+    number = None if machine is None else parse_machine(machine)
+    balance_boost = 1.0
+    applied = apply_strategy and number is not None
+    if applied and number == 1:
+        for n in hot:
+            weights[n - 1] *= HOT_BOOST
+    elif applied and number == 2:
+        balance_boost = BALANCE_BOOST
+    elif applied and number == 3:
+        weights[0::2] *= ODD_BOOST  # index 0 = number 1: odd numbers are the even indices
+    return NumberModel(
+        weights=weights,
+        counts=plain_counts,
+        draws_analysed=len(window),
+        machine=number,
+        strategy_applied=applied,
+        hot=hot,
+        balance_boost=balance_boost,
+    )

@@ -1,0 +1,185 @@
+"""The event spine on real servers: traces, dead letters, replay, 503 without Kafka, `modelbus up`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from infra.embedded import free_port
+from infra.replay import replay
+from infra.settings import Settings
+from infra.stack import StackThread
+from tests.conftest import SEED_TRAIN_BODY, wait_for, wait_job
+
+
+def test_one_trace_from_http_through_kafka_to_mongo(
+    api: httpx.Client, span_exporter: InMemorySpanExporter, settings: Settings
+) -> None:
+    span_exporter.clear()
+    job_id = api.post("/v1/ml/train", json=SEED_TRAIN_BODY).json()["job_id"]
+    wait_job(api, job_id)
+    spans = span_exporter.get_finished_spans()
+    server = [s for s in spans if s.kind == SpanKind.SERVER and "/v1/ml/train" in s.name and "POST" in s.name]
+    assert server, [s.name for s in spans][:30]
+    trace_id = server[-1].context.trace_id
+    same = [s for s in spans if s.context.trace_id == trace_id]
+    consumer = [s for s in same if s.kind == SpanKind.CONSUMER and "train.commands" in s.name]
+    producer = [s for s in same if s.kind == SpanKind.PRODUCER]
+    mongo_writes = [s for s in same if s.kind == SpanKind.CLIENT and (s.attributes or {}).get("db.system") == "mongodb"]
+    assert consumer, sorted({s.name for s in same})
+    assert producer and mongo_writes, sorted({s.name for s in same})
+    # the worker's lifecycle events (published while handling the command) stay in the trace
+    assert any("train.events" in s.name for s in producer), sorted({s.name for s in producer})
+
+
+def _read_topic(settings: Settings, topic: str) -> list[Any]:
+    async def read() -> list[Any]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            name = settings.topic(topic)
+            parts = [TopicPartition(name, p) for p in (consumer.partitions_for_topic(name) or {0, 1, 2})]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            ends = await consumer.end_offsets(parts)
+            out: list[Any] = []
+            remaining = {tp for tp in parts if ends[tp] > 0}
+            while remaining:
+                for tp, records in (await consumer.getmany(timeout_ms=300)).items():
+                    out.extend(records)
+                    if records and records[-1].offset + 1 >= ends[tp]:
+                        remaining.discard(tp)
+            return out
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def _produce(settings: Settings, topic: str, value: bytes, key: bytes) -> None:
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(settings.topic(topic), value, key=key)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+def test_poison_message_goes_to_dlq_and_consumers_go_on(api: httpx.Client, settings: Settings) -> None:
+    _produce(settings, "train.commands", b"\x00not json at all", b"poison-1")
+    _produce(settings, "train.events", b'{"type": "half an envelope"}', b"poison-2")
+
+    def dead_letters() -> list[Any]:
+        found = [r for r in _read_topic(settings, "dlq") if r.key in (b"poison-1", b"poison-2")]
+        return found if {r.key for r in found} == {b"poison-1", b"poison-2"} else []
+
+    records = wait_for(dead_letters, timeout=60, interval=1, what="both poison messages in the DLQ")
+    for rec in records:
+        headers = {k: v.decode() for k, v in rec.headers}
+        assert headers["x-original-topic"] in (settings.topic("train.commands"), settings.topic("train.events"))
+        assert headers["x-error"] and headers["x-error-type"] and headers["x-original-offset"].isdigit()
+    # the training consumer and the projector both handle the next good message
+    job_id = api.post("/v1/ml/train", json=SEED_TRAIN_BODY).json()["job_id"]
+    assert wait_job(api, job_id)["status"] == "completed"
+
+
+def test_replay_from_archive_rebuilds_identical_projections(
+    api: httpx.Client, stack: StackThread, settings: Settings, db: Any
+) -> None:
+    job_id = api.post("/v1/ml/train", json=SEED_TRAIN_BODY).json()["job_id"]
+    wait_job(api, job_id)
+    cancel_me = api.post("/v1/ml/train", json={**SEED_TRAIN_BODY, "hyperparameters": {"n_estimators": 4000}}).json()
+    api.post(f"/v1/ml/train/{cancel_me['job_id']}/cancel")
+    wait_job(api, cancel_me["job_id"])
+
+    async def run(rebuild: bool, source: str = "archive") -> Any:
+        from infra import mongo
+
+        client = mongo.client(settings)
+        try:
+            return await replay(client[settings.mongodb_db], settings, source=source, rebuild=rebuild)
+        finally:
+            await client.close()
+
+    # the archive consumer trails the projector by a few milliseconds: wait until it has caught up
+    last: list[Any] = []
+
+    def caught_up() -> Any:
+        last[:] = [stack.run(run(False))]
+        return last[0].identical and last[0]
+
+    try:
+        report = wait_for(caught_up, timeout=30, interval=0.5, what="archive catch-up")
+    except AssertionError:
+        raise AssertionError(last[0].to_json()[:3000]) from None
+    assert report.counts["jobs"]["rebuilt"] >= 2 and report.events > 10
+    before = {d["_id"]: d for d in db.jobs.find()}
+    rebuilt = stack.run(run(True))
+    assert rebuilt.identical and rebuilt.rebuilt, rebuilt.to_json()
+    assert {d["_id"]: d for d in db.jobs.find()} == before
+    # Kafka itself gives the same projections (the embedded broker keeps everything while it runs)
+    assert stack.run(run(False, "kafka")).identical
+
+
+def test_503_when_kafka_is_unreachable_and_nothing_is_left(settings: Settings, db: Any) -> None:
+    from litestar.testing import TestClient
+
+    from api.app import create_app
+    from tests.conftest import TEST_KEY
+
+    dead = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}", "request_timeout_seconds": 3})
+    before = db.jobs.count_documents({})
+    with TestClient(create_app(dead)) as client:
+        resp = client.post("/v1/ml/train", json=SEED_TRAIN_BODY, headers={"X-API-Key": TEST_KEY})
+        assert resp.status_code == 503, resp.text
+        assert resp.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+        health = client.get("/api/v1/health")
+        assert health.status_code == 503 and health.json()["components"]["kafka"] == "unhealthy"
+    assert db.jobs.count_documents({}) == before
+
+
+def test_modelbus_up_answers_health_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELBUS_")}
+    env |= {"MODELBUS_API_KEY": "mb_up-test-key-0123456789abcdefghijklmnop", "MODELBUS_LOG_JSON": "true"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "up", "--port", str(port), "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        ready = ""
+        while time.monotonic() < deadline and "ready" not in ready:
+            ready = proc.stdout.readline() if proc.stdout else ""
+            assert proc.poll() is None, "modelbus up exited early"
+        assert f"modelbus ready at http://127.0.0.1:{port}" in ready, ready
+        stack = json.loads((tmp_path / "stack.json").read_text())
+        assert stack["api_url"] == f"http://127.0.0.1:{port}" and stack["kafka_bootstrap"] and stack["mongodb_url"]
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=10).json()["status"] == "healthy"
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 2  # tansu, secantusd (and training pool processes)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        time.sleep(0.5)
+        alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+        assert not alive, [c.cmdline() for c in alive]
+        assert not (tmp_path / "stack.json").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
