@@ -66,14 +66,14 @@ async def events_from_kafka(settings: Settings, since: datetime | None) -> Async
             batch = await consumer.getmany(*remaining, timeout_ms=500)
             for tp, records in batch.items():
                 for rec in records:
+                    if rec.offset + 1 >= ends[tp]:
+                        remaining.discard(tp)
                     try:
                         env = Envelope.from_bytes(rec.value)
                     except ValueError:
                         continue  # not an envelope: the consumers dead-lettered it
                     if since is None or env.time >= since:
                         yield env
-                    if rec.offset + 1 >= ends[tp]:
-                        remaining.discard(tp)
     finally:
         await consumer.stop()
 
