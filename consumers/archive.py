@@ -31,7 +31,7 @@ def register(broker: KafkaBroker, deps: Deps) -> None:
         auto_offset_reset="earliest",
         fetch_max_wait_ms=deps.settings.fetch_max_wait_ms,
         batch_timeout_ms=deps.settings.projection_batch_ms,
-        max_records=1000,
+        max_records=2000,
         decoder=deps.raw_decoder,
         title="archive",
         description="Stores every event in MongoDB (the durable record; replay reads it).",
@@ -47,7 +47,8 @@ def register(broker: KafkaBroker, deps: Deps) -> None:
                 "type": env.type,
                 "subject": env.subject,
                 "time": env.time,
-                "envelope": env.model_dump(mode="json"),
+                "sequence": env.sequence,
+                "raw": rec.value.decode(),  # the envelope as published: one string field is cheap to store
             }
             for rec, env in await decode_batch(deps, message, group)
         ]

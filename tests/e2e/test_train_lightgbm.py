@@ -9,8 +9,15 @@ import httpx
 from tests.conftest import SEED_TRAIN_BODY, wait_for, wait_job
 
 SEED_STATUS_FIELDS = {
-    "job_id", "status", "model_type", "model_id", "progress", "metrics",
-    "started_at", "completed_at", "duration_minutes",
+    "job_id",
+    "status",
+    "model_type",
+    "model_id",
+    "progress",
+    "metrics",
+    "started_at",
+    "completed_at",
+    "duration_minutes",
 }
 
 
@@ -58,10 +65,12 @@ def test_status_goes_running_and_progress_rises(api: httpx.Client, db: Any) -> N
     assert statuses.index("completed") > max(i for i, s in enumerate(statuses) if s == "running")
     progress = [p for s, p in seen if s == "running"]
     assert progress == sorted(progress)
-    types = [e["type"] for e in db.archive.find({"subject": job_id}).sort("envelope.sequence", 1)]
-    wait_for(lambda: db.archive.count_documents({"subject": job_id, "type": "modelbus.train.job.completed"}),
-             what="archived completion")
-    types = [e["type"] for e in db.archive.find({"subject": job_id}).sort("envelope.sequence", 1)]
+    types = [e["type"] for e in db.archive.find({"subject": job_id}).sort("sequence", 1)]
+    wait_for(
+        lambda: db.archive.count_documents({"subject": job_id, "type": "modelbus.train.job.completed"}),
+        what="archived completion",
+    )
+    types = [e["type"] for e in db.archive.find({"subject": job_id}).sort("sequence", 1)]
     assert types[0] == "modelbus.train.job.requested" and types[1] == "modelbus.train.job.running"
     assert "modelbus.train.job.progress" in types and types[-1] == "modelbus.train.job.completed"
 
@@ -101,8 +110,13 @@ def test_error_cases(api: httpx.Client, anon: httpx.Client) -> None:
 def test_health_reports_real_components(anon: httpx.Client) -> None:
     v1 = anon.get("/api/v1/health").json()
     assert v1["status"] == "healthy"
-    assert v1["components"] == {"api": "healthy", "database": "healthy", "kafka": "healthy",
-                                "kubernetes": "not_configured", "wandb": "not_configured"}
+    assert v1["components"] == {
+        "api": "healthy",
+        "database": "healthy",
+        "kafka": "healthy",
+        "kubernetes": "not_configured",
+        "wandb": "not_configured",
+    }
     assert v1["version"] and v1["uptime"]
     mon = anon.get("/api/monitoring/health").json()
     assert mon["components"]["database"]["status"] == "healthy"

@@ -160,7 +160,10 @@ def test_modelbus_up_answers_health_and_stops_cleanly(tmp_path: Path) -> None:
     env |= {"MODELBUS_API_KEY": "mb_up-test-key-0123456789abcdefghijklmnop", "MODELBUS_LOG_JSON": "true"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "infra.cli", "up", "--port", str(port), "--data-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 90

@@ -1,0 +1,94 @@
+"""Serving worker: answers ``predict.requests`` on the reply topic named in each request.
+Domain handlers (tabular predictions, lotto generation, RL actions) register by ``kind``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faststream import Context
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+
+from consumers.deps import Deps
+from schemas.envelope import Envelope
+from schemas.rpc import RPC_REPLIED, RpcError, RpcReply, RpcRequest
+
+log = logging.getLogger("modelbus.serving")
+
+Handler = Callable[[dict[str, Any], Envelope], Awaitable[dict[str, Any]]]
+
+
+class ServingError(Exception):
+    """A handler's answer for a request it cannot serve (sent back as an error reply)."""
+
+    def __init__(self, status: int, code: str, message: str, *, field: str | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.error = RpcError(code=code, message=message, status=status, field=field, extra=extra)
+
+
+class ServingService:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.handlers: dict[str, Handler] = {"ping": self._ping}
+
+    async def _ping(self, body: dict[str, Any], env: Envelope) -> dict[str, Any]:
+        return {"pong": True, "worker_id": self.deps.worker_id}
+
+    def add(self, kind: str, handler: Handler) -> None:
+        self.handlers[kind] = handler
+
+    def register(self, broker: KafkaBroker) -> None:
+        settings = self.deps.settings
+
+        @broker.subscriber(
+            settings.topic("predict.requests"),
+            group_id=settings.group("serving"),
+            auto_offset_reset="latest",
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            decoder=self.deps.raw_decoder,
+            no_reply=True,  # we publish the reply ourselves (FastStream would also answer reply_to)
+            title="serving",
+            description="Answers prediction / generation / action requests on the request's reply topic.",
+        )
+        async def on_request(body: bytes, message: KafkaMessage = Context("message")) -> None:
+            headers = {k: v.decode(errors="replace") for k, v in (message.raw_message.headers or ())}
+            reply_to = headers.get("x-reply-topic")
+            env = Envelope.from_bytes(body)
+            reply = await self.serve(env)
+            if reply_to:
+                out = Envelope.wrap(
+                    RPC_REPLIED, env.subject, reply, source=f"modelbus/worker/{self.deps.worker_id}", cause=env
+                )
+                await self.deps.publisher.publish_raw(
+                    reply_to,
+                    out.to_bytes(),
+                    key=env.subject,
+                    headers={
+                        "content-type": "application/cloudevents+json",
+                        "ce_type": out.type,
+                        "x-correlation-id": headers.get("x-correlation-id", ""),
+                    },
+                )
+
+    async def serve(self, env: Envelope) -> RpcReply:
+        t0 = time.perf_counter()
+        request = env.payload(RpcRequest)
+        handler = self.handlers.get(request.kind)
+        try:
+            if handler is None:
+                raise ServingError(400, "UNKNOWN_REQUEST_KIND", f"no handler for {request.kind!r}")
+            result = await handler(request.body, env)
+            reply = RpcReply(ok=True, result=result)
+        except ServingError as exc:
+            reply = RpcReply(ok=False, error=exc.error)
+        except Exception as exc:  # noqa: BLE001 - the caller gets an error reply, the worker goes on
+            log.exception("serving failed", extra={"kind": request.kind, "subject": env.subject})
+            reply = RpcReply(
+                ok=False, error=RpcError(code="ML_MODEL_ERROR", message=f"{exc.__class__.__name__}: {exc}")
+            )
+        reply.worker_id = self.deps.worker_id
+        reply.handled_ms = round((time.perf_counter() - t0) * 1000, 3)
+        return reply

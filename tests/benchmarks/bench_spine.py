@@ -1,0 +1,140 @@
+"""Issue 2 benchmark: commands → projection (events/s, latency p50/p99) and the Kafka
+request/reply round trip, on the embedded stack. Writes bench-results/spine.json."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from infra import mongo
+from infra.settings import Settings
+from infra.stack import Stack
+from producers.rpc import RpcClient
+from schemas import jobs
+from schemas.common import new_id, utcnow
+from schemas.envelope import Envelope
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
+def command(job_id: str) -> Envelope:
+    cmd = jobs.TrainRequested(
+        job_id=job_id,
+        domain="tabular",
+        model_type="lightgbm",
+        spec={"bench": True},
+        estimated_duration_minutes=0.1,
+        submitted_at=utcnow(),
+    )
+    return Envelope.wrap(jobs.TRAIN_REQUESTED, job_id, cmd, source="bench", sequence=jobs.ATTEMPT_STRIDE)
+
+
+async def projection_throughput(stack: Stack, n: int) -> dict[str, Any]:
+    s = stack.settings
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    client = mongo.client(s)
+    db = client[s.mongodb_db]
+    try:
+        base = await db[mongo.JOBS].count_documents({})
+        ids = [new_id("bench") for _ in range(n)]
+        t0 = time.perf_counter()
+        futures = [await producer.send(s.topic("train.commands"), command(i).to_bytes(), key=i.encode()) for i in ids]
+        await asyncio.gather(*futures)
+        t_published = time.perf_counter()
+        while await db[mongo.JOBS].count_documents({}) < base + n:
+            await asyncio.sleep(0.01)
+        t_done = time.perf_counter()
+        # latency: one command at a time, published and awaited, then polled in its projection
+        latencies = []
+        for _ in range(200):
+            job_id = new_id("lat")
+            t = time.perf_counter()
+            await producer.send_and_wait(s.topic("train.commands"), command(job_id).to_bytes(), key=job_id.encode())
+            while await db[mongo.JOBS].find_one({"_id": job_id}, {"_id": 1}) is None:
+                await asyncio.sleep(0.001)
+            latencies.append((time.perf_counter() - t) * 1000)
+        return {
+            "events": n,
+            "publish_seconds": round(t_published - t0, 3),
+            "end_to_end_seconds": round(t_done - t0, 3),
+            "projected_events_per_s": round(n / (t_done - t0), 1),
+            "command_to_projection_ms": {
+                "p50": pct(latencies, 0.5),
+                "p99": pct(latencies, 0.99),
+                "mean": round(statistics.mean(latencies), 3),
+                "samples": len(latencies),
+            },
+            "target": {"events_per_s": 1000, "p50_ms": 50},
+        }
+    finally:
+        await producer.stop()
+        await client.close()
+
+
+async def rpc_round_trip(stack: Stack, n: int) -> dict[str, Any]:
+    from infra.kafka import make_broker
+    from producers.publisher import EventPublisher
+
+    publisher = EventPublisher(make_broker(stack.settings, client_id="bench-rpc", with_metrics=False), stack.settings)
+    rpc = RpcClient(publisher, stack.settings)
+    await rpc.start()
+    try:
+        for _ in range(20):  # warm-up
+            await rpc.call("ping", {}, key="warm")
+        rtts = []
+        for i in range(n):
+            t = time.perf_counter()
+            reply = await rpc.call("ping", {}, key=f"k{i}")
+            rtts.append((time.perf_counter() - t) * 1000)
+            assert reply.ok
+        return {
+            "calls": n,
+            "rtt_ms": {"p50": pct(rtts, 0.5), "p99": pct(rtts, 0.99), "mean": round(statistics.mean(rtts), 3)},
+            "fetch_max_wait_ms": stack.settings.fetch_max_wait_ms,
+            "target": {"p50_ms": 15},
+        }
+    finally:
+        await rpc.close()
+        await publisher.close()
+
+
+async def run(out_path: Path, n: int = 5000) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Stack(
+            Settings(_env_file=None, data_dir=Path(tmp), port=0, api_key="mb_bench"),
+            roles=("serving", "projector", "archive"),
+            with_api=False,
+        )
+        await stack.start()
+        try:
+            await asyncio.sleep(6)  # consumer groups settle
+            result = {
+                "projection": await projection_throughput(stack, n),
+                "request_reply": await rpc_round_trip(stack, 500),
+            }
+        finally:
+            await stack.stop()
+    result["machine"] = "2 cores, embedded Tansu + SecantusDB, everything in one process"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def main(out_path: str = "bench-results/spine.json") -> dict[str, Any]:
+    return asyncio.run(run(Path(out_path)))
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(*sys.argv[1:]), indent=2))
