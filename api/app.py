@@ -28,6 +28,7 @@ from infra import mongo
 from infra.kafka import make_broker
 from infra.settings import Settings
 from producers.publisher import BrokerUnavailable, EventPublisher
+from producers.rpc import RpcClient
 
 log = logging.getLogger("modelbus.api")
 
@@ -43,11 +44,13 @@ def create_app(settings: Settings) -> Litestar:
         client = mongo.client(settings)
         db = client[settings.mongodb_db]
         publisher = EventPublisher(make_broker(settings, client_id="api"), settings)
+        rpc = RpcClient(publisher, settings)
         app.state.update(
             {
                 "client": client,
                 "db": db,
                 "publisher": publisher,
+                "rpc": rpc,
                 "key_cache": KeyCache(),
                 "started_monotonic": time.monotonic(),
             }
@@ -59,6 +62,7 @@ def create_app(settings: Settings) -> Litestar:
         try:
             yield
         finally:
+            await rpc.close()
             await publisher.close()
             await client.close()
 
@@ -68,12 +72,16 @@ def create_app(settings: Settings) -> Litestar:
     def provide_publisher(state: State) -> EventPublisher:
         return state.publisher
 
+    def provide_rpc(state: State) -> RpcClient:
+        return state.rpc
+
     return Litestar(
         route_handlers=[TrainingController, HealthController, DocsController, MetricsController],
         lifespan=[lifespan],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
             "publisher": Provide(provide_publisher, sync_to_thread=False),
+            "rpc": Provide(provide_rpc, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[RequestIdMiddleware(), PrometheusConfig(app_name="modelbus", group_path=True).middleware],

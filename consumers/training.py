@@ -17,6 +17,7 @@ import hashlib
 import logging
 import multiprocessing
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
@@ -38,9 +39,25 @@ from schemas.envelope import Envelope
 
 log = logging.getLogger("modelbus.training")
 
+FINAL_STEP = jobs.ATTEMPT_STRIDE - 1
 MODEL_MAJOR = {"lightgbm": 1, "isolation_forest": 2}
 MODEL_LABEL = {"lightgbm": "LightGBM", "isolation_forest": "Isolation Forest"}
-FINAL_STEP = jobs.ATTEMPT_STRIDE - 1
+
+
+def tabular_name(cmd: jobs.TrainRequested, n: int) -> tuple[str, str, str]:
+    """``model_v1.N.0`` for LightGBM, ``model_v2.N.0`` for Isolation Forest (N counts up per type)."""
+    version = f"{MODEL_MAJOR.get(cmd.model_type, 9)}.{n}.0"
+    return f"model_v{version}", version, f"{MODEL_LABEL.get(cmd.model_type, cmd.model_type)} v{version}"
+
+
+Naming = Callable[[jobs.TrainRequested, int], tuple[str, str, str]]
+NAMING: dict[str, Naming] = {"tabular": tabular_name}
+"""domain -> (command, n-th model of its counter) -> (model_id, version, model_name)"""
+
+
+def counter_key(cmd: jobs.TrainRequested) -> str:
+    machine = cmd.spec.get("machine")
+    return f"model:{cmd.domain}:{cmd.model_type}" + (f":{machine}" if machine is not None else "")
 
 
 class LeaseLost(RuntimeError):
@@ -266,14 +283,14 @@ class TrainingService:
         # the lease must still be ours before anything is registered
         if not await self._heartbeat(cmd):
             raise LeaseLost(cmd.job_id)
-        model_id, version = await self._next_version(cmd.model_type)
+        model_id, version, model_name = await self._next_version(cmd)
         bucket = AsyncGridFSBucket(self.db, bucket_name=mongo.ARTIFACT_BUCKET)
         artifact_id = await bucket.upload_from_stream(
             model_id, artifact, metadata={"sha256": sha, "job_id": cmd.job_id, "model_type": cmd.model_type}
         )
         registered = jobs.ModelRegistered(
             model_id=model_id,
-            model_name=f"{MODEL_LABEL.get(cmd.model_type, cmd.model_type)} v{version}",
+            model_name=model_name,
             domain=cmd.domain,
             model_type=cmd.model_type,
             version=version,
@@ -318,12 +335,11 @@ class TrainingService:
         )
         log.info("job completed", extra={"job_id": cmd.job_id, "model_id": model_id})
 
-    async def _next_version(self, model_type: str) -> tuple[str, str]:
+    async def _next_version(self, cmd: jobs.TrainRequested) -> tuple[str, str, str]:
         counter = await self.db[mongo.COUNTERS].find_one_and_update(
-            {"_id": f"model:{model_type}"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+            {"_id": counter_key(cmd)}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
         )
-        version = f"{MODEL_MAJOR.get(model_type, 9)}.{counter['seq']}.0"
-        return f"model_v{version}", version
+        return NAMING[cmd.domain](cmd, int(counter["seq"]))
 
     async def _fail_or_retry(
         self, cmd: jobs.TrainRequested, events: JobEvents, reason: str, *, final: bool = False

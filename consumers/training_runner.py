@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ml.base import TrainingCancelled
@@ -30,10 +31,10 @@ def run_job(mongodb_url: str, db_name: str, command: dict[str, Any], progress_q:
         progress_q.put((float(pct), dict(figures)))
 
     try:
-        domain = command["domain"]
-        if domain == "tabular":
-            return _tabular(mongodb_url, db_name, command, report)
-        raise ValueError(f"unknown training domain {domain!r}")
+        runner = RUNNERS.get(command["domain"])
+        if runner is None:
+            raise ValueError(f"unknown training domain {command['domain']!r}")
+        return runner(mongodb_url, db_name, command, report)
     except TrainingCancelled:
         return {"status": "cancelled"}
 
@@ -83,3 +84,9 @@ def _tabular(mongodb_url: str, db_name: str, command: dict[str, Any], report: An
             "holdout": outcome.holdout,
         },
     }
+
+
+Runner = Callable[[str, str, dict[str, Any], Callable[[float, Any], None]], dict[str, Any]]
+RUNNERS: dict[str, Runner] = {"tabular": _tabular}
+"""domain -> runner(mongodb_url, db_name, command, report) returning the outcome dict:
+{"status": "completed", "artifact": bytes, "sha256", "metrics", "result", "lineage"}."""
