@@ -42,13 +42,20 @@ class KeyCache:
 
 
 def presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    return connection.headers.get("x-api-key") or connection.query_params.get("api_key") or None
+    """``X-API-Key`` header, ``api_key`` query parameter, or an API key sent as a Bearer token."""
+    key = connection.headers.get("x-api-key") or connection.query_params.get("api_key")
+    if key:
+        return key
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     key = presented_key(connection)
     if not key:
-        raise ApiError(401, "UNAUTHORIZED", "an API key is required (X-API-Key header or api_key query parameter)")
+        raise ApiError(
+            401, "UNAUTHORIZED", "credentials are required (X-API-Key header, api_key query parameter or Bearer token)"
+        )
     cache: KeyCache = connection.app.state.key_cache
     digest = hash_key(key)
     found, principal = cache.get(digest)
