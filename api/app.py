@@ -22,6 +22,8 @@ from api.errors import EXCEPTION_HANDLERS
 from api.middleware import RequestIdMiddleware
 from api.routes.docs import DocsController
 from api.routes.health import VERSION, HealthController
+from api.routes.ml_data import DataController
+from api.routes.ml_models import ModelsController
 from api.routes.ml_training import TrainingController
 from api.security import KeyCache
 from infra import mongo
@@ -76,7 +78,14 @@ def create_app(settings: Settings) -> Litestar:
         return state.rpc
 
     return Litestar(
-        route_handlers=[TrainingController, HealthController, DocsController, MetricsController],
+        route_handlers=[
+            TrainingController,
+            DataController,
+            ModelsController,
+            HealthController,
+            DocsController,
+            MetricsController,
+        ],
         lifespan=[lifespan],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),

@@ -10,7 +10,7 @@ import time
 
 from pymongo import AsyncMongoClient
 
-from consumers import archive, projector
+from consumers import archive, ingest, projector
 from consumers.deps import Deps
 from consumers.dlq import dlq_middleware
 from consumers.serving import ServingService
@@ -23,10 +23,11 @@ from producers.publisher import EventPublisher
 log = logging.getLogger("modelbus.consumers")
 
 
+ALL_ROLES = ("training", "serving", "projector", "archive", "ingest")
+
+
 class Consumers:
-    def __init__(
-        self, settings: Settings, *, roles: tuple[str, ...] = ("training", "serving", "projector", "archive")
-    ) -> None:
+    def __init__(self, settings: Settings, *, roles: tuple[str, ...] = ALL_ROLES) -> None:
         self.settings = settings
         self.roles = roles
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{id(self) % 10000}"
@@ -42,6 +43,8 @@ class Consumers:
             projector.register(self.broker, self.deps)
         if "archive" in roles:
             archive.register(self.broker, self.deps)
+        if "ingest" in roles:
+            ingest.register(self.broker, self.deps)
         if self.training:
             self.training.register(self.broker)
         self.serving = ServingService(self.deps) if "serving" in roles else None

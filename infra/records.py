@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from infra import mongo
 from schemas.common import utcnow
@@ -25,9 +26,10 @@ def epoch_ms(ts: datetime) -> int:
 
 
 def pack_blocks(
-    records: Sequence[dict[str, Any]], *, source: str, block_size: int = BLOCK_SIZE
+    records: Sequence[dict[str, Any]], *, source: str, block_size: int = BLOCK_SIZE, block_id: str | None = None
 ) -> list[dict[str, Any]]:
-    """Records ``{timestamp, features, label?}`` to block documents."""
+    """Records ``{timestamp, features, label?}`` to block documents. With ``block_id`` the blocks
+    get deterministic ids (``block_id``, ``block_id:1``, …) so writing them twice is a no-op."""
     recs = sorted(records, key=lambda r: r["timestamp"])
     now = utcnow()
     blocks = []
@@ -37,6 +39,7 @@ def pack_blocks(
         labels = [MISSING_LABEL if r.get("label") is None else int(r["label"]) for r in chunk]
         blocks.append(
             {
+                **({"_id": block_id if i == 0 else f"{block_id}:{i // block_size}"} if block_id else {}),
                 "start": chunk[0]["timestamp"],
                 "end": chunk[-1]["timestamp"],
                 "n": len(chunk),
@@ -52,10 +55,22 @@ def pack_blocks(
     return blocks
 
 
-async def insert_records(db: AsyncDatabase, records: Sequence[dict[str, Any]], *, source: str) -> int:
-    blocks = pack_blocks(records, source=source)
-    if blocks:
-        await db[mongo.RECORD_BLOCKS].insert_many(blocks, ordered=True)
+async def insert_records(
+    db: AsyncDatabase, records: Sequence[dict[str, Any]], *, source: str, block_id: str | None = None
+) -> int:
+    """Stores records as blocks; blocks that already exist (same deterministic id) are skipped.
+    Returns the number of records newly stored."""
+    blocks = pack_blocks(records, source=source, block_id=block_id)
+    if not blocks:
+        return 0
+    try:
+        await db[mongo.RECORD_BLOCKS].insert_many(blocks, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != 11000 for e in errors):
+            raise
+        skipped = {e["index"] for e in errors}
+        return sum(b["n"] for i, b in enumerate(blocks) if i not in skipped)
     return sum(b["n"] for b in blocks)
 
 
@@ -82,3 +97,37 @@ async def extent(db: AsyncDatabase) -> tuple[int, datetime | None, datetime | No
     if not rows:
         return 0, None, None
     return int(rows[0]["n"]), rows[0]["first"], rows[0]["last"]
+
+
+async def summary(db: AsyncDatabase, start: datetime, end: datetime) -> dict[str, Any]:
+    """Record count, label rate and feature names/types for start <= timestamp < end."""
+    lo, hi = epoch_ms(start), epoch_ms(end)
+    count = labelled = positives = 0
+    first: int | None = None
+    last: int | None = None
+    types: dict[str, str] = {}
+    cursor = db[mongo.RECORD_BLOCKS].find(overlapping(start, end), {"ts": 1, "label": 1, "features": 1})
+    async for block in cursor:
+        keep = [i for i, t in enumerate(block["ts"]) if lo <= t < hi]
+        if not keep:
+            continue
+        count += len(keep)
+        labels = [block["label"][i] for i in keep]
+        labelled += sum(1 for v in labels if v != MISSING_LABEL)
+        positives += sum(1 for v in labels if v == 1)
+        first = block["ts"][keep[0]] if first is None else min(first, block["ts"][keep[0]])
+        last = block["ts"][keep[-1]] if last is None else max(last, block["ts"][keep[-1]])
+        for name, values in block["features"].items():
+            present = [values[i] for i in keep if values[i] is not None]
+            kind = ("integer" if all(isinstance(v, int) for v in present) else "number") if present else "missing"
+            if types.get(name) not in (None, kind):
+                kind = "number" if {types[name], kind} <= {"integer", "number"} else "mixed"
+            types[name] = kind
+    return {
+        "record_count": count,
+        "labelled_count": labelled,
+        "label_rate": round(positives / labelled, 6) if labelled else None,
+        "first_timestamp": None if first is None else datetime.fromtimestamp(first / 1000, UTC),
+        "last_timestamp": None if last is None else datetime.fromtimestamp(last / 1000, UTC),
+        "features": [{"name": n, "type": types[n]} for n in sorted(types)],
+    }

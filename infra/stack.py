@@ -28,7 +28,7 @@ class Stack:
     demo: bool = False
     with_api: bool = True
     with_consumers: bool = True
-    roles: tuple[str, ...] = ("training", "serving", "projector", "archive")
+    roles: tuple[str, ...] | None = None
     announce: bool = True
     generated_key: str | None = None
     servers: EmbeddedServers | None = None
@@ -71,9 +71,9 @@ class Stack:
         finally:
             await client.close()
         if self.with_consumers:
-            from consumers.runtime import Consumers
+            from consumers.runtime import ALL_ROLES, Consumers
 
-            self._consumers = Consumers(settings, roles=self.roles)
+            self._consumers = Consumers(settings, roles=self.roles or ALL_ROLES)
             await self._consumers.start()
         api_url = None
         if self.with_api:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
-from schemas import jobs
+from schemas import data, jobs
 from schemas.envelope import Payload
 
 
@@ -69,7 +69,12 @@ TOPICS: dict[str, TopicSpec] = {
         TopicSpec(
             "canary.recommendations", "Canary verdicts (proceed / hold / rollback) on every change.", "canary_id"
         ),
-        TopicSpec("data.records", "Time-stamped transaction records for streaming ingestion.", "record_id"),
+        TopicSpec(
+            "data.records",
+            "Time-stamped transaction records: API batches (1,000 per message) and single streamed records.",
+            "batch chunk or record id",
+            {data.RECORDS_BATCH: data.RecordsBatch, data.RECORD: data.RecordIngested},
+        ),
         TopicSpec("lotto.draws", "Imported lotto draws.", "round"),
         TopicSpec("rl.episodes", "Per-episode RL training metrics.", "job_id"),
         TopicSpec(

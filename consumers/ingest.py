@@ -1,0 +1,57 @@
+"""Ingest: records from ``data.records`` (API batches and streaming producers) into the columnar
+record blocks. A record that fails validation is dead-lettered; the rest of the batch is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from faststream import Context
+from faststream.kafka import KafkaBroker
+from faststream.kafka.message import KafkaMessage
+
+from consumers.deps import Deps, decode_batch
+from consumers.dlq import dead_letter
+from infra.record_validation import validate_record
+from infra.records import insert_records
+from schemas.data import RECORD, RECORDS_BATCH, RecordsBatch
+
+log = logging.getLogger("modelbus.ingest")
+
+
+def register(broker: KafkaBroker, deps: Deps) -> None:
+    group = deps.settings.group("ingest")
+
+    @broker.subscriber(
+        deps.settings.topic("data.records"),
+        group_id=group,
+        batch=True,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=deps.settings.fetch_max_wait_ms,
+        batch_timeout_ms=50,
+        max_records=2000,
+        decoder=deps.raw_decoder,
+        title="ingest",
+        description="Stores records from data.records as columnar blocks (bad records go to the DLQ).",
+    )
+    async def ingest(_: list[Any], message: KafkaMessage = Context("message")) -> None:
+        stream: list[dict[str, Any]] = []
+        stream_ids: list[str] = []
+        for record, env in await decode_batch(deps, message, group):
+            try:
+                if env.type == RECORDS_BATCH:
+                    batch = env.payload(RecordsBatch)
+                    rows = [validate_record(r) for r in batch.records]
+                    await insert_records(deps.db, rows, source=batch.source, block_id=env.id)
+                elif env.type == RECORD:
+                    stream.append(validate_record({k: env.data.get(k) for k in ("timestamp", "features", "label")}))
+                    stream_ids.append(env.id)
+                else:
+                    raise ValueError(f"unexpected event type {env.type!r} on data.records")
+            except (ValueError, TypeError) as exc:
+                await dead_letter(deps.publisher, record, exc, group=group)
+        if stream:
+            block_id = "stream-" + hashlib.sha1(",".join(stream_ids).encode()).hexdigest()[:24]
+            stored = await insert_records(deps.db, stream, source="stream", block_id=block_id)
+            log.debug("streamed records stored", extra={"records": stored})
