@@ -64,14 +64,16 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from consumers.runtime import Consumers
+    from consumers.runtime import ALL_ROLES, Consumers
 
     settings = _settings(args).with_stack_file()
     setup_logging(settings.log_level, settings.log_json)
     setup_tracing()
 
+    roles = tuple(args.roles) if args.roles else ALL_ROLES
+
     async def main() -> None:
-        consumers = Consumers(settings)
+        consumers = Consumers(settings, roles=roles)
         await consumers.start()
         print(f"modelbus worker {consumers.worker_id} consuming from {settings.kafka_bootstrap}", flush=True)
         try:
@@ -195,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="one more consumer process against a running stack")
     worker.add_argument("--data-dir")
+    worker.add_argument(
+        "--roles",
+        nargs="+",
+        choices=["training", "serving", "projector", "archive", "ingest"],
+        help="run only these consumers (default: all)",
+    )
     worker.set_defaults(func=cmd_worker)
 
     topics = sub.add_parser("topics", help="the topic catalog")
