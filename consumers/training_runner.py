@@ -11,6 +11,9 @@ from typing import Any
 
 from ml.base import TrainingCancelled
 
+_DATASETS: dict[Any, Any] = {}
+"""The last period loaded in this training process (re-training the same period skips the load)."""
+
 
 def warm_up() -> int:
     """Imports the heavy libraries once per pool process so the first job does not pay for it."""
@@ -52,15 +55,20 @@ def _tabular(mongodb_url: str, db_name: str, command: dict[str, Any], report: An
     start = datetime.combine(date.fromisoformat(spec["data_period"]["start_date"]), dtime.min, UTC)
     end = datetime.combine(date.fromisoformat(spec["data_period"]["end_date"]), dtime.min, UTC) + timedelta(days=1)
     t0 = time.perf_counter()
+    query = {"start": {"$lt": end}, "end": {"$gte": start}}
     with MongoClient(mongodb_url, tz_aware=True) as client:
-        blocks = list(
-            client[db_name]["record_blocks"].find(
-                {"start": {"$lt": end}, "end": {"$gte": start}}, {"ts": 1, "label": 1, "features": 1}
-            )
-        )
-    data = from_blocks(blocks, int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+        coll = client[db_name]["record_blocks"]
+        # blocks are immutable once written: the set of their ids identifies the data of the period
+        identity = (start, end, tuple(sorted(str(b["_id"]) for b in coll.find(query, {"_id": 1}))))
+        data = _DATASETS.get(identity)
+        cached = data is not None
+        if data is None:
+            blocks = list(coll.find(query, {"ts": 1, "label": 1, "features": 1}))
+            data = from_blocks(blocks, int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+            _DATASETS.clear()  # keep one period per training process: bounded memory
+            _DATASETS[identity] = data
     load_s = time.perf_counter() - t0
-    report(0.0, {"records": len(data), "load_seconds": round(load_s, 3)})
+    report(0.0, {"records": len(data), "load_seconds": round(load_s, 3), "dataset_cached": cached})
     t1 = time.perf_counter()
     outcome = train_tabular(command["model_type"], spec.get("hyperparameters", {}), data, progress=report)
     fit_s = time.perf_counter() - t1
@@ -75,6 +83,7 @@ def _tabular(mongodb_url: str, db_name: str, command: dict[str, Any], report: An
             "record_count": len(data),
             "feature_names": outcome.feature_names,
             "timings_seconds": {"load": round(load_s, 3), "fit_and_evaluate": round(fit_s, 3)},
+            "dataset_cached": cached,
         },
         "lineage": {
             "data_period": spec["data_period"],

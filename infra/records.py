@@ -80,13 +80,20 @@ def overlapping(start: datetime, end: datetime) -> dict[str, Any]:
 
 
 async def count_records(db: AsyncDatabase, start: datetime, end: datetime) -> int:
+    """Blocks wholly inside the period count by their size; only the (few) boundary blocks are read."""
     lo, hi = epoch_ms(start), epoch_ms(end)
-    total = 0
-    async for block in db[mongo.RECORD_BLOCKS].find(overlapping(start, end), {"n": 1, "start": 1, "end": 1, "ts": 1}):
-        if block["start"] >= start and block["end"] < end:
-            total += block["n"]
-        else:
-            total += sum(1 for t in block["ts"] if lo <= t < hi)
+    inside = await (
+        await db[mongo.RECORD_BLOCKS].aggregate(
+            [
+                {"$match": {"start": {"$gte": start}, "end": {"$lt": end}}},
+                {"$group": {"_id": None, "n": {"$sum": "$n"}}},
+            ]
+        )
+    ).to_list()
+    total = int(inside[0]["n"]) if inside else 0
+    boundary = {"$and": [overlapping(start, end), {"$or": [{"start": {"$lt": start}}, {"end": {"$gte": end}}]}]}
+    async for block in db[mongo.RECORD_BLOCKS].find(boundary, {"ts": 1}):
+        total += sum(1 for t in block["ts"] if lo <= t < hi)
     return total
 
 

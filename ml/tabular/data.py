@@ -58,6 +58,15 @@ def time_split(ds: Dataset, holdout_fraction: float = 0.2) -> tuple[Dataset, Dat
     return part(slice(0, cut)), part(slice(cut, n))
 
 
+def _column(values: list[Any] | None, n: int) -> np.ndarray:
+    if values is None:
+        return np.full(n, np.nan, dtype=np.float32)
+    try:
+        return np.asarray(values, dtype=np.float32)
+    except TypeError:  # None among the values: a missing feature is NaN
+        return np.asarray([np.nan if v is None else v for v in values], dtype=np.float32)
+
+
 def from_blocks(blocks: Sequence[dict[str, Any]], start_ms: int, end_ms: int) -> Dataset:
     """Columnar record blocks (see infra/records.py) to a Dataset of the records with
     ``start_ms <= ts < end_ms``, sorted by time. Labels are used only when all are present."""
@@ -72,15 +81,7 @@ def from_blocks(blocks: Sequence[dict[str, Any]], start_ms: int, end_ms: int) ->
         ts_parts.append(ts[keep])
         label_parts.append(np.asarray(block["label"], dtype=np.int8)[keep])
         for i, name in enumerate(names):
-            values = block["features"].get(name)
-            col = (
-                np.full(len(ts), np.nan, dtype=np.float32)
-                if values is None
-                else np.asarray([np.nan if v is None else v for v in values], dtype=np.float32)
-                if any(v is None for v in values)
-                else np.asarray(values, dtype=np.float32)
-            )
-            cols[i].append(col[keep])
+            cols[i].append(_column(block["features"].get(name), len(ts))[keep])
     if not ts_parts:
         return Dataset(np.empty((0, len(names)), np.float32), None, np.empty(0), names)
     ts_all = np.concatenate(ts_parts)
