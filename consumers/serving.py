@@ -47,7 +47,7 @@ class ServingService:
             settings.topic("predict.requests"),
             group_id=settings.group("serving"),
             auto_offset_reset="latest",
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            fetch_max_wait_ms=settings.rpc_fetch_max_wait_ms,
             decoder=self.deps.raw_decoder,
             no_reply=True,  # we publish the reply ourselves (FastStream would also answer reply_to)
             title="serving",

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import os
 import time
+
+# OpenMP threads (LightGBM) spin while waiting by default; on a busy machine that stalls training
+# badly. Passive waiting costs little when idle. Set before lightgbm is imported in this process.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from collections.abc import Callable
 from typing import Any
 

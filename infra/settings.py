@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     fetch_max_wait_ms: int = Field(
         10, ge=1, le=5000, description="consumer fetch wait; 10-20 ms for the embedded broker (STACK-FACTS)"
     )
+    rpc_fetch_max_wait_ms: int = Field(
+        5, ge=1, le=5000, description="fetch wait of the request/reply consumers (latency-critical path)"
+    )
     consumer_group_prefix: str = Field("modelbus", description="prefix of every consumer group id")
     host: str = Field("127.0.0.1", description="API bind address")
     port: int = Field(8000, ge=0, le=65535, description="API port")
@@ -43,6 +46,24 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="log level")
     log_json: bool = Field(True, description="structured JSON log lines")
     demo_records_per_day: int = Field(400, ge=10, le=20000, description="demo transactions per day")
+    # RL agents (/api/v1): deployment and worker samples
+    kubeconfig: str | None = Field(
+        None, description="kubeconfig file; set = RL deploys are applied to that cluster, unset = local workers"
+    )
+    k8s_namespace: str = Field("modelbus", description="default namespace of RL agent deployments")
+    k8s_image: str = Field("modelbus:1.0.0", description="container image of the RL agent pods")
+    k8s_rollout_timeout_seconds: float = Field(300.0, gt=0, description="wait for a rollout before failing it")
+    sample_interval_seconds: float = Field(10.0, gt=0, description="worker CPU/memory sample period")
+    rl_model_id: str | None = Field(None, description="RL agent a serving worker loads at start (set in agent pods)")
+    # Tabular serving and canary analysis (/v1/ml/predict, /v1/ml/deploy)
+    deploy_refresh_ms: int = Field(
+        200, ge=10, le=10000, description="how often prediction workers re-read the deployment state (ms)"
+    )
+    canary_window_seconds: float = Field(
+        60.0, gt=0, le=3600, description="canary analysis window; a verdict is computed when a window closes"
+    )
+    canary_min_requests: int = Field(500, ge=1, description="canary: requests per arm before any verdict")
+    canary_min_labelled: int = Field(300, ge=1, description="canary: labelled predictions per arm to judge accuracy")
 
     @property
     def embedded(self) -> bool:

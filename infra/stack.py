@@ -21,6 +21,10 @@ from infra.settings import Settings
 
 log = logging.getLogger("modelbus.stack")
 
+DEMO_KEYS = ("test-key", "your-api-key", "your-token")
+"""Keys the seed documents use in their examples (curl, Python and JS clients, Bearer token).
+Registered only by ``modelbus up --demo`` (what ``make run`` does), never otherwise."""
+
 
 @dataclass
 class Stack:
@@ -107,6 +111,10 @@ class Stack:
         settings.stack_file.write_text(json.dumps(self.info, indent=2))
 
     async def _bootstrap_key(self, db: Any) -> None:
+        if self.demo:  # the seed documents' literal example keys, so their examples run as written
+            for key in DEMO_KEYS:
+                await store_key(db, key, name=f"demo example key {key!r} (only with --demo)", tier="premium",
+                                scopes=("read", "predict", "train", "deploy"))
         if self.settings.api_key:
             await store_key(db, self.settings.api_key, name="bootstrap (MODELBUS_API_KEY)")
         elif await db[mongo.API_KEYS].count_documents({"revoked": False}) == 0:

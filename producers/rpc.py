@@ -42,7 +42,7 @@ class RpcClient:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.kafka_bootstrap,
                 enable_auto_commit=False,
-                fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+                fetch_max_wait_ms=self.settings.rpc_fetch_max_wait_ms,
                 request_timeout_ms=30000,
             )
             try:

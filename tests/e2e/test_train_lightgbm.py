@@ -135,3 +135,11 @@ def test_docs_and_asyncapi(anon: httpx.Client, settings: Any) -> None:
     assert {settings.topic(t) for t in TOPICS} == set(doc["channels"])
     assert "asyncapi" in anon.get("/asyncapi").text.lower()
     assert anon.get("/metrics").status_code == 200
+
+
+def test_seed_example_keys_work_in_demo_mode(anon: httpx.Client) -> None:
+    """`modelbus up --demo` registers the literal keys the seed documents use in their examples."""
+    assert anon.get("/v1/ml/train/history", headers={"X-API-Key": "test-key"}).status_code == 200
+    assert anon.get("/v1/ml/train/history", params={"api_key": "your-api-key"}).status_code == 200
+    assert anon.get("/v1/ml/train/history", headers={"Authorization": "Bearer your-token"}).status_code == 200
+    assert anon.get("/v1/ml/train/history", headers={"Authorization": "Bearer not-a-key"}).status_code == 401

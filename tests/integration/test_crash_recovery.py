@@ -68,7 +68,7 @@ def test_kill_9_mid_training_completes_once(mini: tuple[StackThread, Settings], 
             wait_for(lambda i=i: b"consuming" in (tmp_path / f"w{i}.log").read_bytes(), timeout=60, what="worker up")
         time.sleep(8)  # both workers join the consumer group
         api = httpx.Client(base_url=thread.stack.info["api_url"], headers={"X-API-Key": TEST_KEY}, timeout=30)
-        body = {**SEED_TRAIN_BODY, "hyperparameters": {"n_estimators": 2500, "learning_rate": 0.01, "num_leaves": 63}}
+        body = {**SEED_TRAIN_BODY, "hyperparameters": {"n_estimators": 1200, "learning_rate": 0.02}}
         job_id = api.post("/v1/ml/train", json=body).json()["job_id"]
         lease = wait_for(lambda: db.leases.find_one({"_id": job_id, "state": "active"}), timeout=60, what="lease")
         wait_for(
