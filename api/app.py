@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
@@ -20,15 +19,17 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from api.errors import EXCEPTION_HANDLERS
 from api.middleware import RequestIdMiddleware
+from api.routes.auth import AuthController
 from api.routes.docs import DocsController
 from api.routes.health import VERSION, HealthController
 from api.routes.ml_data import DataController
 from api.routes.ml_models import ModelsController
 from api.routes.ml_training import TrainingController
-from api.security import KeyCache
+from api.security import KeyCache, SecurityHeadersMiddleware
 from infra import mongo
 from infra.kafka import make_broker
 from infra.settings import Settings
+from infra.users import jwt_secret
 from producers.publisher import BrokerUnavailable, EventPublisher
 from producers.rpc import RpcClient
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings) -> Litestar:
                 "rpc": rpc,
                 "key_cache": KeyCache(),
                 "started_monotonic": time.monotonic(),
+                "jwt_secret": await jwt_secret(db, settings.jwt_secret),
             }
         )
         try:
@@ -79,6 +81,7 @@ def create_app(settings: Settings) -> Litestar:
 
     return Litestar(
         route_handlers=[
+            AuthController,
             TrainingController,
             DataController,
             ModelsController,
@@ -93,7 +96,11 @@ def create_app(settings: Settings) -> Litestar:
             "rpc": Provide(provide_rpc, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[RequestIdMiddleware(), PrometheusConfig(app_name="modelbus", group_path=True).middleware],
+        middleware=[
+            RequestIdMiddleware(),
+            SecurityHeadersMiddleware(),
+            PrometheusConfig(app_name="modelbus", group_path=True).middleware,
+        ],
         plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=trace.get_tracer_provider()))],
         openapi_config=OpenAPIConfig(
             title="modelbus",
@@ -101,11 +108,17 @@ def create_app(settings: Settings) -> Litestar:
             path="/schema",
             description="Event-driven ML platform: fraud models, lotto, RL placement.",
         ),
-        cors_config=CORSConfig(allow_origins=["*"]),
+        cors_config=CORSConfig(allow_origins=settings.cors_origins),
         state=State({"settings": settings}),
         debug=False,
     )
 
 
-def app_state(app: Litestar) -> dict[str, Any]:
-    return dict(app.state)
+def app_from_env() -> Litestar:
+    """The API alone, for an ASGI server: ``uvicorn --factory api.app:app_from_env`` (settings from the
+    ``MODELBUS_`` variables or ``stack.json``). Several of these can share one stack."""
+    from infra.telemetry import setup_logging
+
+    settings = Settings().with_stack_file()
+    setup_logging(settings.log_level, settings.log_json)
+    return create_app(settings)

@@ -1,5 +1,11 @@
-"""Authentication for the API: ``X-API-Key`` header or ``api_key`` query parameter, checked
-against the stored key hashes. (Issue 5 extends this with JWT, scopes and tiers.)"""
+"""Authentication, authorisation and rate limiting for every protected route of every family.
+
+Credentials, in this order: ``X-API-Key`` header, ``api_key`` query parameter, ``Authorization:
+Bearer <token>`` where the token is a JWT access token from ``/auth/login`` (or, for the RL
+family's clients, an API key). Refresh tokens, expired and tampered tokens are refused (401).
+The scope a route needs follows from its method and path (``required_scope``): no or bad
+credentials → 401, valid credentials without the scope → 403. Then the caller's tier limits
+apply (``api/ratelimit.py``); the headers are added to the response by ``SecurityHeadersMiddleware``."""
 
 from __future__ import annotations
 
@@ -7,9 +13,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import jwt
 from litestar.connection import ASGIConnection
+from litestar.datastructures import MutableScopeHeaders
 from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import ratelimit
 from api.errors import ApiError
 from infra.keys import find_key, hash_key
 
@@ -17,6 +28,7 @@ from infra.keys import find_key, hash_key
 @dataclass(frozen=True)
 class Principal:
     key_id: str
+    """the API key id, or ``user:<username>`` for a JWT"""
     name: str
     tier: str
     scopes: tuple[str, ...]
@@ -41,37 +53,133 @@ class KeyCache:
         self.entries[digest] = (time.monotonic(), principal)
 
 
-def presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
-    """``X-API-Key`` header, ``api_key`` query parameter, or an API key sent as a Bearer token."""
-    key = connection.headers.get("x-api-key") or connection.query_params.get("api_key")
-    if key:
-        return key
+def required_scope(method: str, path: str) -> str:
+    """The scope a route needs: admin for key/user management, read for reads, deploy for
+    deployments, train for training and data import, predict for everything that serves a model."""
+    if path.startswith(("/auth/keys", "/auth/users")):
+        return "admin"
+    if method in ("GET", "HEAD", "OPTIONS") or path == "/v1/ml/models/compare":
+        return "read"
+    if path.startswith("/v1/ml/deploy") or path.endswith("/deploy"):
+        return "deploy"
+    if "/train" in path or path.startswith(("/api/v1/training", "/v1/ml/data", "/api/draws")):
+        return "train"
+    return "predict"
+
+
+def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     scheme, _, token = connection.headers.get("authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
+def presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """An API key from the header, the query, or a Bearer token that is not a JWT."""
+    key = connection.headers.get("x-api-key") or connection.query_params.get("api_key")
+    if key:
+        return key
+    token = _bearer(connection)
+    return token if token and token.count(".") != 2 else None
+
+
+def issue_tokens(secret: str, username: str, tier: str, scopes: list[str], *, access_s: int,
+                 refresh_s: int) -> dict[str, Any]:
+    now = int(time.time())
+    base = {"sub": username, "tier": tier, "scopes": scopes, "iat": now}
+    access = jwt.encode(base | {"type": "access", "exp": now + access_s}, secret, algorithm="HS256")
+    refresh = jwt.encode(base | {"type": "refresh", "exp": now + refresh_s}, secret, algorithm="HS256")
+    return {"access_token": access, "refresh_token": refresh, "token_type": "bearer", "expires_in": access_s}
+
+
+def decode_token(secret: str, token: str, expected_type: str) -> dict[str, Any]:
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "type"]})
+    except jwt.ExpiredSignatureError as exc:
+        raise ApiError(401, "TOKEN_EXPIRED", "the token has expired; refresh it or log in again") from exc
+    except jwt.InvalidTokenError as exc:
+        raise ApiError(401, "INVALID_TOKEN", "the token is not valid") from exc
+    if claims.get("type") != expected_type:
+        raise ApiError(401, "INVALID_TOKEN", f"a {claims.get('type')} token cannot be used here; "
+                       f"send the {expected_type} token")
+    return claims
+
+
 async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    state = connection.app.state
     key = presented_key(connection)
-    if not key:
-        raise ApiError(
-            401, "UNAUTHORIZED", "credentials are required (X-API-Key header, api_key query parameter or Bearer token)"
-        )
-    cache: KeyCache = connection.app.state.key_cache
-    digest = hash_key(key)
-    found, principal = cache.get(digest)
-    if not found:
-        doc = await find_key(connection.app.state.db, key)
-        principal = None if doc is None else Principal(doc["_id"], doc["name"], doc["tier"], tuple(doc["scopes"]))
-        cache.put(digest, principal)
-    if principal is None:
-        raise ApiError(401, "UNAUTHORIZED", "the API key is not valid")
-    connection.scope.setdefault("state", {})["principal"] = principal  # type: ignore[typeddict-item]
-    return principal
+    if key:
+        cache: KeyCache = state.key_cache
+        digest = hash_key(key)
+        found, principal = cache.get(digest)
+        if not found:
+            doc = await find_key(state.db, key)
+            principal = None if doc is None else Principal(doc["_id"], doc["name"], doc["tier"], tuple(doc["scopes"]))
+            cache.put(digest, principal)
+        if principal is None:
+            raise ApiError(401, "UNAUTHORIZED", "the API key is not valid")
+        return principal
+    token = _bearer(connection)
+    if token:
+        claims = decode_token(state.jwt_secret, token, "access")
+        return Principal(f"user:{claims['sub']}", claims["sub"], claims.get("tier", "free"),
+                         tuple(claims.get("scopes", ())))
+    raise ApiError(401, "UNAUTHORIZED",
+                   "credentials are required (X-API-Key header, api_key query parameter or Bearer token)")
 
 
 async def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    await authenticate(connection)
+    """The guard of every protected route: authenticate, check the route's scope, apply limits."""
+    principal = await authenticate(connection)
+    scope_state: dict[str, Any] = connection.scope.setdefault("state", {})  # type: ignore[assignment]
+    scope_state["principal"] = principal
+    needed = required_scope(connection.scope.get("method", "GET"), connection.scope["path"])
+    if needed not in principal.scopes and "admin" not in principal.scopes:
+        raise ApiError(403, "FORBIDDEN", f"this route needs the '{needed}' scope; the credentials have "
+                       f"{', '.join(principal.scopes) or 'none'}", required_scope=needed)
+    settings = connection.app.state.settings
+    if not settings.rate_limits_enabled:
+        return
+    decision = await ratelimit.acquire(connection.app.state.db, principal.key_id, principal.tier)
+    scope_state["rate_limit"] = decision
+    if not decision.allowed:
+        raise ApiError(429, "RATE_LIMIT_EXCEEDED",
+                       f"rate limit of {decision.reason} for the {principal.tier} tier exceeded; "
+                       f"retry in {decision.retry_after} s",
+                       headers=decision.headers(), retry_after_seconds=decision.retry_after)
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
     return connection.scope.get("state", {}).get("principal")
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+}
+
+
+class SecurityHeadersMiddleware(ASGIMiddleware):
+    """Adds the standard security headers and the caller's rate-limit headers to every response,
+    and frees the caller's concurrency slot when the response is done."""
+
+    scopes = ("http",)  # type: ignore[assignment]
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableScopeHeaders.from_message(message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+                decision = scope.get("state", {}).get("rate_limit")  # type: ignore[union-attr]
+                if decision is not None and decision.allowed:
+                    for name, value in decision.headers().items():
+                        headers[name] = value
+            await send(message)
+
+        try:
+            await next_app(scope, receive, send_with_headers)
+        finally:
+            decision = scope.get("state", {}).get("rate_limit")  # type: ignore[union-attr]
+            if decision is not None and decision.slot:
+                await ratelimit.release(scope["app"].state.db, decision.slot)  # type: ignore[index]

@@ -18,6 +18,10 @@ RECORD_BLOCKS = "record_blocks"
 LEASES = "leases"
 COUNTERS = "counters"
 API_KEYS = "api_keys"
+USERS = "users"
+SECRETS = "secrets"
+RATE_LIMITS = "rate_limits"
+IN_FLIGHT = "in_flight"
 ARTIFACT_BUCKET = "artifacts"
 
 
@@ -41,3 +45,7 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     await db[RECORD_BLOCKS].create_indexes([IndexModel([("start", ASCENDING), ("end", ASCENDING)])])
     await db[LEASES].create_indexes([IndexModel([("state", ASCENDING), ("expires_at", ASCENDING)])])
     await db[API_KEYS].create_indexes([IndexModel([("hash", ASCENDING)], unique=True)])
+    await db[RATE_LIMITS].create_indexes([IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0)])
+    await db[IN_FLIGHT].create_indexes(
+        [IndexModel([("principal", ASCENDING)]), IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0)]
+    )

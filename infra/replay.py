@@ -120,8 +120,12 @@ async def replay(
         report.differences[name] = diffs
         report.counts[name] = {"live": len(live), "rebuilt": len(rebuilt)}
     if rebuild:
+        existing = set(await db.list_collection_names())
         for name in mongo.PROJECTIONS:
-            await db[name + SUFFIX].rename(name, dropTarget=True)
+            if name + SUFFIX in existing:
+                await db[name + SUFFIX].rename(name, dropTarget=True)
+            else:  # nothing was rebuilt for it: the events hold no such documents
+                await db[name].drop()
         await mongo.ensure_indexes(db)
         report.rebuilt = True
     else:

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     dlq_retries: int = Field(2, ge=0, le=10, description="in-process retries before a message goes to the DLQ")
     request_timeout_seconds: float = Field(10.0, gt=0, description="Kafka request/reply timeout for the API")
     projection_batch_ms: int = Field(10, ge=1, description="how long projectors wait to fill a batch")
+    jwt_secret: str | None = Field(
+        None, description="JWT signing secret; unset = generated once and shared by all API processes via MongoDB"
+    )
+    access_token_seconds: int = Field(3600, ge=60, description="lifetime of access tokens")
+    refresh_token_seconds: int = Field(30 * 86400, ge=300, description="lifetime of refresh tokens")
+    rate_limits_enabled: bool = Field(True, description="enforce the per-tier rate limits and concurrency caps")
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"], description="allowed CORS origins (JSON list)")
     metrics_public: bool = Field(True, description="serve /metrics without credentials")
     log_level: str = Field("INFO", description="log level")
     log_json: bool = Field(True, description="structured JSON log lines")

@@ -18,6 +18,7 @@ from infra.embedded import EmbeddedServers
 from infra.kafka import ensure_topics
 from infra.keys import ALL_SCOPES, generate_key, store_key
 from infra.settings import Settings
+from infra.users import DEMO_USER, create_user
 
 log = logging.getLogger("modelbus.stack")
 
@@ -111,10 +112,12 @@ class Stack:
         settings.stack_file.write_text(json.dumps(self.info, indent=2))
 
     async def _bootstrap_key(self, db: Any) -> None:
-        if self.demo:  # the seed documents' literal example keys, so their examples run as written
+        if self.demo:  # the seed documents' literal example keys and login, so their examples run as written
             for key in DEMO_KEYS:
                 await store_key(db, key, name=f"demo example key {key!r} (only with --demo)", tier="premium",
                                 scopes=("read", "predict", "train", "deploy"))
+            if await db[mongo.USERS].count_documents({"_id": DEMO_USER[0]}) == 0:
+                await create_user(db, *DEMO_USER, tier="premium", scopes=("read", "predict", "train", "deploy"))
         if self.settings.api_key:
             await store_key(db, self.settings.api_key, name="bootstrap (MODELBUS_API_KEY)")
         elif await db[mongo.API_KEYS].count_documents({"revoked": False}) == 0:
