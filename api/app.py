@@ -17,6 +17,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from opentelemetry import trace
 from pymongo.asynchronous.database import AsyncDatabase
 
+from api.caching import RESPONSE_CACHE, ETagMiddleware
 from api.errors import EXCEPTION_HANDLERS
 from api.middleware import RequestIdMiddleware
 from api.routes.auth import AuthController
@@ -99,6 +100,7 @@ def create_app(settings: Settings) -> Litestar:
         middleware=[
             RequestIdMiddleware(),
             SecurityHeadersMiddleware(),
+            ETagMiddleware(),
             PrometheusConfig(app_name="modelbus", group_path=True).middleware,
         ],
         plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=trace.get_tracer_provider()))],
@@ -109,6 +111,7 @@ def create_app(settings: Settings) -> Litestar:
             description="Event-driven ML platform: fraud models, lotto, RL placement.",
         ),
         cors_config=CORSConfig(allow_origins=settings.cors_origins),
+        response_cache_config=RESPONSE_CACHE,
         state=State({"settings": settings}),
         debug=False,
     )

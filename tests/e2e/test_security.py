@@ -182,3 +182,15 @@ def test_security_headers_and_no_secrets_in_errors(anon: httpx.Client) -> None:
     assert "mb_secret-value-123" not in resp.text
     for name in ("X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"):
         assert name in resp.headers
+
+
+def test_etag_round_trip_and_cache_control(api: httpx.Client) -> None:
+    first = api.get("/v1/ml/train/history", params={"limit": 3})
+    assert first.status_code == 200 and first.headers["ETag"].startswith('"')
+    assert first.headers["Cache-Control"] == "private, no-cache"
+    again = api.get("/v1/ml/train/history", params={"limit": 3}, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.content == b""
+    other = api.get("/v1/ml/train/history", params={"limit": 3}, headers={"If-None-Match": '"stale"'})
+    assert other.status_code == 200 and other.json() == first.json()
+    models = api.get("/v1/ml/models")
+    assert models.headers["Cache-Control"] == "private, max-age=30"
