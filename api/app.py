@@ -26,7 +26,7 @@ from api.routes.health import VERSION, HealthController
 from api.routes.ml_data import DataController
 from api.routes.ml_models import ModelsController
 from api.routes.ml_training import TrainingController
-from api.security import KeyCache, SecurityHeadersMiddleware
+from api.security import KeyCache, SecurityHeadersMiddleware, api_key_guard
 from infra import mongo
 from infra.kafka import make_broker
 from infra.settings import Settings
@@ -80,6 +80,9 @@ def create_app(settings: Settings) -> Litestar:
     def provide_rpc(state: State) -> RpcClient:
         return state.rpc
 
+    metrics = MetricsController if settings.metrics_public else type(
+        "ProtectedMetricsController", (MetricsController,), {"guards": [api_key_guard]}
+    )
     return Litestar(
         route_handlers=[
             AuthController,
@@ -88,7 +91,7 @@ def create_app(settings: Settings) -> Litestar:
             ModelsController,
             HealthController,
             DocsController,
-            MetricsController,
+            metrics,
         ],
         lifespan=[lifespan],
         dependencies={

@@ -185,6 +185,25 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    from infra import mongo
+    from infra.users import create_user
+
+    settings = _settings(args).with_stack_file()
+
+    async def main() -> None:
+        client = mongo.client(settings)
+        try:
+            doc = await create_user(client[settings.mongodb_db], args.username, args.password, tier=args.tier,
+                                    scopes=tuple(args.scopes))
+            print(json.dumps({"username": doc["_id"], "tier": doc["tier"], "scopes": doc["scopes"]}))
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelbus", description="modelbus: event-driven ML platform")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -233,6 +252,16 @@ def build_parser() -> argparse.ArgumentParser:
         with contextlib.suppress(argparse.ArgumentError):
             p.add_argument("--data-dir")
     k.set_defaults(func=cmd_keys)
+
+    u = sub.add_parser("users", help="users for /auth/login")
+    usub = u.add_subparsers(dest="action", required=True)
+    uc = usub.add_parser("create")
+    uc.add_argument("username")
+    uc.add_argument("password")
+    uc.add_argument("--tier", choices=["free", "premium", "enterprise"], default="free")
+    uc.add_argument("--scopes", nargs="+", default=["read", "predict"])
+    uc.add_argument("--data-dir")
+    u.set_defaults(func=cmd_users)
     return parser
 
 

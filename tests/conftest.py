@@ -4,6 +4,7 @@ mocked: tests talk HTTP to the API, and read Kafka and MongoDB directly."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -18,9 +19,33 @@ from pymongo import MongoClient
 
 from infra.settings import Settings
 from infra.stack import StackThread
-from infra.telemetry import setup_tracing
+from infra.telemetry import JsonFormatter, setup_tracing
 
 TEST_KEY = "mb_test-admin-key-0123456789abcdefghijklmnopqrstuv"
+
+
+class _LineCollector(logging.Handler):
+    """Keeps every log line of the session, formatted as in production (JSON, redacted)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(JsonFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # noqa: BLE001 - a log line that cannot be formatted is not a secret leak
+            pass
+
+
+_COLLECTOR = _LineCollector()
+logging.getLogger().addHandler(_COLLECTOR)
+logging.getLogger().setLevel(logging.INFO)
+
+
+def captured_log_lines() -> list[str]:
+    return _COLLECTOR.lines
 
 
 @pytest.fixture(scope="session")
