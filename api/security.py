@@ -53,6 +53,9 @@ class KeyCache:
         self.entries[digest] = (time.monotonic(), principal)
 
 
+ANONYMOUS = Principal("anonymous", "anonymous (MODELBUS_AUTH_ENABLED=false)", "enterprise", ("admin",))
+
+
 def required_scope(method: str, path: str) -> str:
     """The scope a route needs: admin for key/user management, read for reads, deploy for
     deployments, train for training and data import, predict for everything that serves a model."""
@@ -128,6 +131,10 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
 
 async def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """The guard of every protected route: authenticate, check the route's scope, apply limits."""
+    settings = connection.app.state.settings
+    if not settings.auth_enabled:  # benchmarks only
+        connection.scope.setdefault("state", {})["principal"] = ANONYMOUS  # type: ignore[typeddict-item]
+        return
     principal = await authenticate(connection)
     scope_state: dict[str, Any] = connection.scope.setdefault("state", {})  # type: ignore[assignment]
     scope_state["principal"] = principal
@@ -135,7 +142,6 @@ async def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseR
     if needed not in principal.scopes and "admin" not in principal.scopes:
         raise ApiError(403, "FORBIDDEN", f"this route needs the '{needed}' scope; the credentials have "
                        f"{', '.join(principal.scopes) or 'none'}", required_scope=needed)
-    settings = connection.app.state.settings
     if not settings.rate_limits_enabled:
         return
     decision = await ratelimit.acquire(connection.app.state.db, principal.key_id, principal.tier)

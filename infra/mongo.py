@@ -21,7 +21,6 @@ API_KEYS = "api_keys"
 USERS = "users"
 SECRETS = "secrets"
 RATE_LIMITS = "rate_limits"
-IN_FLIGHT = "in_flight"
 ARTIFACT_BUCKET = "artifacts"
 
 
@@ -46,6 +45,3 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     await db[LEASES].create_indexes([IndexModel([("state", ASCENDING), ("expires_at", ASCENDING)])])
     await db[API_KEYS].create_indexes([IndexModel([("hash", ASCENDING)], unique=True)])
     await db[RATE_LIMITS].create_indexes([IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0)])
-    await db[IN_FLIGHT].create_indexes(
-        [IndexModel([("principal", ASCENDING)]), IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0)]
-    )

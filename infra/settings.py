@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     access_token_seconds: int = Field(3600, ge=60, description="lifetime of access tokens")
     refresh_token_seconds: int = Field(30 * 86400, ge=300, description="lifetime of refresh tokens")
     rate_limits_enabled: bool = Field(True, description="enforce the per-tier rate limits and concurrency caps")
+    auth_enabled: bool = Field(
+        True, description="false = no authentication at all (benchmarks only; never in production)"
+    )
     cors_origins: list[str] = Field(default_factory=lambda: ["*"], description="allowed CORS origins (JSON list)")
     metrics_public: bool = Field(True, description="serve /metrics without credentials")
     log_level: str = Field("INFO", description="log level")

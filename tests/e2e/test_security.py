@@ -162,15 +162,21 @@ def test_concurrency_cap_and_daily_quota(api: httpx.Client, anon: httpx.Client, 
     key = _key(api, "free", ["read"])
     key_id = db.api_keys.find_one({"prefix": key[:7], "revoked": False}, sort=[("created_at", -1)])["_id"]
     # two requests of this caller already in flight (on any API process) fill the free tier's cap of 2
+    today = datetime.now(UTC).strftime("%Y%m%d")
     soon = datetime.now(UTC) + timedelta(minutes=5)
-    db.in_flight.insert_many([{"_id": f"t-{i}-{key_id}", "principal": key_id, "expires_at": soon} for i in range(2)])
+    busy = [{"id": f"other-{i}", "exp": soon} for i in range(2)]
+    db.rate_limits.update_one({"_id": f"{key_id}:{today}"}, {"$set": {"inflight": busy}}, upsert=True)
     resp = anon.get("/v1/ml/train/history", headers={"X-API-Key": key})
     assert resp.status_code == 429 and "concurrent" in resp.json()["error"]["message"]
-    db.in_flight.delete_many({"principal": key_id})
+    db.rate_limits.update_one({"_id": f"{key_id}:{today}"}, {"$set": {"inflight": []}})
     assert anon.get("/v1/ml/train/history", headers={"X-API-Key": key}).status_code == 200
-    assert db.in_flight.count_documents({"principal": key_id}) == 0  # the slot is released after the response
+    wait_for(lambda: db.rate_limits.find_one({"_id": f"{key_id}:{today}"})["inflight"] == [], timeout=5,
+             what="slot released after the response")
+    # a slot left by a crashed process expires by itself
+    stale = [{"id": "crashed", "exp": datetime.now(UTC) - timedelta(seconds=1)}] * 2
+    db.rate_limits.update_one({"_id": f"{key_id}:{today}"}, {"$set": {"inflight": stale}})
+    assert anon.get("/v1/ml/train/history", headers={"X-API-Key": key}).status_code == 200
     # the daily quota: a caller that used its 1,000 requests today is refused until midnight UTC
-    today = datetime.now(UTC).strftime("%Y%m%d")
     db.rate_limits.update_one({"_id": f"{key_id}:{today}"}, {"$set": {"day": 1000}})
     resp = anon.get("/v1/ml/train/history", headers={"X-API-Key": key})
     assert resp.status_code == 429 and "per day" in resp.json()["error"]["message"]
