@@ -8,7 +8,16 @@ import sys
 import time
 import traceback
 
-BENCHMARKS = ["bench_spine", "bench_tabular", "bench_security", "bench_predict", "bench_canary", "bench_lotto_models", "bench_lotto_api", "bench_rl"]
+BENCHMARKS = [
+    "bench_spine",
+    "bench_tabular",
+    "bench_security",
+    "bench_predict",
+    "bench_canary",
+    "bench_lotto_models",
+    "bench_lotto_api",
+    "bench_rl",
+]
 
 
 def main(names: list[str]) -> int:
