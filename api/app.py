@@ -20,12 +20,16 @@ from pymongo.asynchronous.database import AsyncDatabase
 from api.caching import RESPONSE_CACHE, ETagMiddleware
 from api.errors import EXCEPTION_HANDLERS
 from api.middleware import RequestIdMiddleware
+from api.monitoring import MonitoringController, RequestLogMiddleware, monitoring_lifespan
 from api.routes.auth import AuthController
 from api.routes.docs import DocsController
 from api.routes.health import VERSION, HealthController
+from api.routes.lotto import LottoController
 from api.routes.ml_data import DataController
+from api.routes.ml_deploy import DeployController, PredictController
 from api.routes.ml_models import ModelsController
 from api.routes.ml_training import TrainingController
+from api.routes.rl import RLController
 from api.security import KeyCache, SecurityHeadersMiddleware, api_key_guard
 from infra import mongo
 from infra.kafka import make_broker
@@ -89,11 +93,16 @@ def create_app(settings: Settings) -> Litestar:
             TrainingController,
             DataController,
             ModelsController,
+            DeployController,
+            PredictController,
+            LottoController,
+            MonitoringController,
+            RLController,
             HealthController,
             DocsController,
             metrics,
         ],
-        lifespan=[lifespan],
+        lifespan=[lifespan, monitoring_lifespan],
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
             "publisher": Provide(provide_publisher, sync_to_thread=False),
@@ -101,6 +110,7 @@ def create_app(settings: Settings) -> Litestar:
         },
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
+            RequestLogMiddleware(),
             RequestIdMiddleware(),
             SecurityHeadersMiddleware(),
             ETagMiddleware(),

@@ -14,7 +14,18 @@ from infra.projections import apply_events
 
 log = logging.getLogger("modelbus.projector")
 
-TOPICS = ("train.commands", "train.events", "model.events")
+TOPICS = (
+    "train.commands",
+    "train.events",
+    "model.events",
+    "lotto.draws",
+    "rl.episodes",
+    "deploy.commands",
+    "deploy.events",
+    "predict.served",
+    "canary.metrics",
+    "canary.recommendations",
+)
 
 
 def register(broker: KafkaBroker, deps: Deps) -> None:

@@ -10,7 +10,7 @@ import time
 
 from pymongo import AsyncMongoClient
 
-from consumers import archive, ingest, projector
+from consumers import archive, canary_analyser, ingest, lotto, projector, rl, tabular_serving
 from consumers.deps import Deps
 from consumers.dlq import dlq_middleware
 from consumers.serving import ServingService
@@ -23,7 +23,7 @@ from producers.publisher import EventPublisher
 log = logging.getLogger("modelbus.consumers")
 
 
-ALL_ROLES = ("training", "serving", "projector", "archive", "ingest")
+ALL_ROLES = ("training", "serving", "projector", "archive", "ingest", "analyser")
 
 
 class Consumers:
@@ -50,6 +50,10 @@ class Consumers:
         self.serving = ServingService(self.deps) if "serving" in roles else None
         if self.serving:
             self.serving.register(self.broker)
+            lotto.register(self.serving)
+        self.rl = rl.register(self.broker, self.deps, self.serving) if self.serving else None
+        self.tabular = tabular_serving.register(self.serving, self.deps) if self.serving else None
+        self.analyser = canary_analyser.register(self.broker, self.deps) if "analyser" in roles else None
 
     async def start(self) -> None:
         await mongo.ensure_indexes(self.deps.db)
@@ -58,9 +62,21 @@ class Consumers:
         t0 = time.perf_counter()
         await self.publisher.connect(wait_s=120)  # starts the broker and every subscriber
         log.info("broker started", extra={"seconds": round(time.perf_counter() - t0, 2)})
+        if self.rl:
+            await self.rl.start()
+        if self.tabular:
+            await self.tabular.start()
+        if self.analyser:
+            await self.analyser.start()
         log.info("consumers started", extra={"worker_id": self.worker_id, "roles": list(self.roles)})
 
     async def stop(self) -> None:
+        if self.analyser:
+            await self.analyser.stop()
+        if self.tabular:
+            await self.tabular.stop()
+        if self.rl:
+            await self.rl.stop()
         await self.publisher.close()
         if self.training:
             await self.training.stop()

@@ -32,14 +32,20 @@ from pymongo.errors import DuplicateKeyError
 
 from consumers import training_runner
 from consumers.deps import Deps
+from consumers.lotto import lotto_model_name
+from consumers.rl import rl_model_name
 from infra import mongo
-from schemas import jobs
+from schemas import jobs, rl
 from schemas.common import utcnow
 from schemas.envelope import Envelope
 
 log = logging.getLogger("modelbus.training")
 
 FINAL_STEP = jobs.ATTEMPT_STRIDE - 1
+CANCEL_POLL_SECONDS = 0.1
+"""how often a running job's cancel flag is read from the job projection"""
+MAX_DRAIN = 1000
+"""progress reports read per loop turn while the job runs"""
 MODEL_MAJOR = {"lightgbm": 1, "isolation_forest": 2}
 MODEL_LABEL = {"lightgbm": "LightGBM", "isolation_forest": "Isolation Forest"}
 
@@ -53,6 +59,8 @@ def tabular_name(cmd: jobs.TrainRequested, n: int) -> tuple[str, str, str]:
 Naming = Callable[[jobs.TrainRequested, int], tuple[str, str, str]]
 NAMING: dict[str, Naming] = {"tabular": tabular_name}
 """domain -> (command, n-th model of its counter) -> (model_id, version, model_name)"""
+NAMING["lotto"] = lotto_model_name
+NAMING["rl"] = rl_model_name
 
 
 def counter_key(cmd: jobs.TrainRequested) -> str:
@@ -250,12 +258,18 @@ class TrainingService:
             )
         )
         beat_every = self.settings.job_lease_seconds / 3
-        last_beat = last_progress = time.monotonic()
+        last_beat = last_progress = last_cancel_check = time.monotonic()
         latest: tuple[float, dict[str, Any]] | None = None
         while True:
-            done, _ = await asyncio.wait({future}, timeout=0.25)
-            while not progress_q.empty():
+            done, _ = await asyncio.wait({future}, timeout=CANCEL_POLL_SECONDS)
+            episodes: list[Any] = []
+            drained = 0  # bounded while running, so heartbeats and cancel checks keep their pace
+            while not progress_q.empty() and (done or drained < MAX_DRAIN):
                 latest = progress_q.get_nowait()
+                drained += 1
+                episodes.extend(latest[1].pop("episodes", None) or ())
+            if episodes:
+                await self._publish_episodes(cmd, events, episodes)
             now = time.monotonic()
             if latest is not None and (now - last_progress >= self.settings.progress_interval_seconds or done):
                 if not done:
@@ -271,9 +285,33 @@ class TrainingService:
                 if not await self._heartbeat(cmd):
                     cancel.set()
                     raise LeaseLost(cmd.job_id)
+            if now - last_cancel_check >= CANCEL_POLL_SECONDS:
+                last_cancel_check = now
                 job = await self.db[mongo.JOBS].find_one({"_id": cmd.job_id}, {"cancel_requested": 1})
                 if job and job.get("cancel_requested"):
                     cancel.set()
+
+    async def _publish_episodes(self, cmd: jobs.TrainRequested, events: JobEvents, episodes: list[Any]) -> None:
+        """A runner's ``figures["episodes"]`` (per-episode figures, e.g. RL episodes) -> one ``rl.episodes`` event
+        each, keyed by job, numbered attempt * ATTEMPT_STRIDE + episode."""
+        envelopes = []
+        for figures in episodes:
+            payload = rl.EpisodeRecorded.model_validate({**figures, "job_id": cmd.job_id, "attempt": cmd.attempt})
+            envelopes.append(
+                Envelope.wrap(
+                    rl.EPISODE_RECORDED,
+                    cmd.job_id,
+                    payload,
+                    source=f"modelbus/worker/{self.deps.worker_id}",
+                    sequence=cmd.attempt * jobs.ATTEMPT_STRIDE + payload.episode,
+                    cause=events.cause,
+                )
+            )
+        # each episode is its own projected document, so the sends may complete in any order
+        for i in range(0, len(envelopes), 200):
+            await asyncio.gather(
+                *(self.deps.publisher.publish("rl.episodes", env, key=cmd.job_id) for env in envelopes[i : i + 200])
+            )
 
     async def _complete(self, cmd: jobs.TrainRequested, events: JobEvents, outcome: dict[str, Any]) -> None:
         artifact: bytes = outcome["artifact"]

@@ -24,8 +24,11 @@ def warm_up() -> int:
     import lightgbm  # noqa: F401
     import sklearn.ensemble  # noqa: F401
 
+    import ml.rl.registry  # noqa: F401  (torch and the RL agents)
     import ml.tabular  # noqa: F401
+    from consumers.rl import warm_up as warm_up_rl
 
+    warm_up_rl()
     return os.getpid()
 
 
@@ -33,9 +36,9 @@ def run_job(mongodb_url: str, db_name: str, command: dict[str, Any], progress_q:
     """Returns {"status": "completed", ...} or {"status": "cancelled"}; raises on failure."""
 
     def report(pct: float, figures: Any) -> None:
+        progress_q.put((float(pct), dict(figures)))  # first, so what was reported just before a cancel arrives
         if cancel.is_set():
             raise TrainingCancelled()
-        progress_q.put((float(pct), dict(figures)))
 
     try:
         runner = RUNNERS.get(command["domain"])
@@ -103,3 +106,21 @@ Runner = Callable[[str, str, dict[str, Any], Callable[[float, Any], None]], dict
 RUNNERS: dict[str, Runner] = {"tabular": _tabular}
 """domain -> runner(mongodb_url, db_name, command, report) returning the outcome dict:
 {"status": "completed", "artifact": bytes, "sha256", "metrics", "result", "lineage"}."""
+
+
+def _lotto(mongodb_url: str, db_name: str, command: dict[str, Any], report: Any) -> dict[str, Any]:
+    from consumers.lotto import train_lotto  # imported in the pool process only when a lotto job runs
+
+    return train_lotto(mongodb_url, db_name, command, report)
+
+
+RUNNERS["lotto"] = _lotto
+
+
+def _rl(mongodb_url: str, db_name: str, command: dict[str, Any], report: Any) -> dict[str, Any]:
+    from consumers.rl import train_agent  # imported in the pool process only when an RL job runs
+
+    return train_agent(mongodb_url, db_name, command, report)
+
+
+RUNNERS["rl"] = _rl

@@ -149,6 +149,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from producers.canary_sim import simulate
+
+    settings = _settings(args)
+    url = args.url
+    if url is None:
+        stack = json.loads(settings.stack_file.read_text()) if settings.stack_file.exists() else {}
+        url = stack.get("api_url") or settings.api_url
+    api_key = args.api_key or settings.api_key
+    if not api_key:
+        print("give --api-key (or set MODELBUS_API_KEY)", file=sys.stderr)
+        return 2
+    result = asyncio.run(
+        simulate(
+            url,
+            api_key,
+            args.scenario,
+            canary_id=args.canary_id,
+            rps=args.rps,
+            duration_s=args.duration,
+            label_delay_s=args.label_delay,
+        )
+    )
+    print(json.dumps({k: v for k, v in result.items() if k != "last_status"}))
+    return 0
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from infra import keys, mongo
 
@@ -219,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--roles",
         nargs="+",
-        choices=["training", "serving", "projector", "archive", "ingest"],
+        choices=["training", "serving", "projector", "archive", "ingest", "analyser"],
         help="run only these consumers (default: all)",
     )
     worker.set_defaults(func=cmd_worker)
@@ -238,6 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="load the synthetic demo data into a running stack")
     demo.add_argument("--data-dir")
     demo.set_defaults(func=cmd_demo)
+
+    sim = sub.add_parser("simulate", help="traffic simulators against a running stack")
+    simsub = sim.add_subparsers(dest="what", required=True)
+    can = simsub.add_parser("canary", help="predictions and delayed feedback for the running canary")
+    can.add_argument("--scenario", choices=["better", "worse", "equal"], required=True)
+    can.add_argument("--api-key", help="API key (default MODELBUS_API_KEY)")
+    can.add_argument("--url", help="API URL (default: stack.json of `modelbus up`)")
+    can.add_argument("--canary-id", help="default: the active canary")
+    can.add_argument("--rps", type=float, default=50.0, help="predictions per second")
+    can.add_argument("--duration", type=float, default=300.0, help="seconds")
+    can.add_argument("--label-delay", type=float, default=5.0, help="seconds before a label is sent")
+    can.add_argument("--data-dir")
+    can.set_defaults(func=cmd_simulate)
 
     k = sub.add_parser("keys", help="API keys")
     ksub = k.add_subparsers(dest="action", required=True)

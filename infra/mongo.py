@@ -10,7 +10,26 @@ from infra.settings import Settings
 # Projections (read models, rebuilt by replay)
 JOBS = "jobs"
 MODELS = "models"
-PROJECTIONS: tuple[str, ...] = (JOBS, MODELS)
+LOTTO_DRAWS = "lotto_draws"
+RL_EPISODES = "rl_episodes"
+RL_DEPLOYMENTS = "rl_deployments"
+RL_SERVED = "rl_served"
+DEPLOYMENTS = "deployments"
+"""tabular deployment state per family (production, previous productions, active canary)"""
+CANARIES = "canaries"
+DEPLOY_HISTORY = "deploy_history"
+"""audit trail: one document per deployment step (``_id`` = event id)"""
+PROJECTIONS: tuple[str, ...] = (
+    JOBS,
+    MODELS,
+    LOTTO_DRAWS,
+    RL_EPISODES,
+    RL_DEPLOYMENTS,
+    RL_SERVED,
+    DEPLOYMENTS,
+    CANARIES,
+    DEPLOY_HISTORY,
+)
 # Durable record of every event
 ARCHIVE = "archive"
 # Operational state (not projections)
@@ -22,6 +41,15 @@ USERS = "users"
 SECRETS = "secrets"
 RATE_LIMITS = "rate_limits"
 ARTIFACT_BUCKET = "artifacts"
+PREDICTIONS = "predictions"
+"""tabular predictions served (written by the worker before it replies): feedback is checked against it"""
+STATUS_CLAIMS = "status_claims"
+"""model status changes claimed by (model_id, status_version): the compare-and-set behind 409"""
+# Telemetry with a TTL (monitoring endpoints)
+REQUEST_LOG = "request_log"
+LOTTO_GENERATIONS = "lotto_generations"
+WORKER_SAMPLES = "worker_samples"
+TELEMETRY_TTL_SECONDS = 7 * 24 * 3600
 
 
 def client(settings: Settings) -> AsyncMongoClient:
@@ -45,3 +73,24 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     await db[LEASES].create_indexes([IndexModel([("state", ASCENDING), ("expires_at", ASCENDING)])])
     await db[API_KEYS].create_indexes([IndexModel([("hash", ASCENDING)], unique=True)])
     await db[RATE_LIMITS].create_indexes([IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0)])
+    await db[LOTTO_DRAWS].create_indexes(
+        [
+            IndexModel([("machine", ASCENDING), ("round", ASCENDING)]),
+            IndexModel([("round", ASCENDING)]),
+            IndexModel([("recorded_at", ASCENDING)]),
+        ]
+    )
+    await db[RL_EPISODES].create_indexes(
+        [IndexModel([("job_id", ASCENDING), ("attempt", ASCENDING), ("episode", ASCENDING)])]
+    )
+    await db[DEPLOY_HISTORY].create_indexes([IndexModel([("time", DESCENDING)]), IndexModel([("model_id", ASCENDING)])])
+    await db[PREDICTIONS].create_indexes([IndexModel([("time", ASCENDING)], expireAfterSeconds=TELEMETRY_TTL_SECONDS)])
+    await db[RL_SERVED].create_indexes([IndexModel([("model_id", ASCENDING), ("time", ASCENDING)])])
+    await db[WORKER_SAMPLES].create_indexes(
+        [
+            IndexModel([("time", ASCENDING)], expireAfterSeconds=TELEMETRY_TTL_SECONDS),
+            IndexModel([("models", ASCENDING), ("time", ASCENDING)]),
+        ]
+    )
+    for name in (REQUEST_LOG, LOTTO_GENERATIONS):
+        await db[name].create_indexes([IndexModel([("ts", ASCENDING)], expireAfterSeconds=TELEMETRY_TTL_SECONDS)])

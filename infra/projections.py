@@ -21,7 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from infra import mongo
-from schemas import jobs
+from schemas import deploy, jobs, lotto, rl
 from schemas.envelope import Envelope
 
 log = logging.getLogger("modelbus.projections")
@@ -113,7 +113,222 @@ def reduce_model(doc: Doc | None, env: Envelope) -> Doc | None:
             "status_version": 1,
             "history": [],
         }
+    if env.type == rl.MODEL_STATUS_CHANGED and doc is not None:
+        change = rl.ModelStatusChanged.model_validate(env.data)
+        if change.status_version != doc.get("status_version", 1) + 1:
+            return None  # compare-and-set: only the change to the next version applies
+        entry = {
+            "status": change.status,
+            "from": change.previous_status,
+            "status_version": change.status_version,
+            "at": env.time,
+            "actor": change.actor,
+            "reason": change.reason,
+        }
+        new = doc | {"status": change.status, "status_version": change.status_version}
+        new["history"] = [*doc.get("history", []), entry]
+        if change.status in ("deployed", "production"):
+            new["deployed_at"] = env.time
+        if change.deployment is not None:
+            new["deployment"] = change.deployment
+        return new
     return None
+
+
+def reduce_draw(doc: Doc | None, env: Envelope) -> Doc | None:
+    """A lotto round is recorded once: the first event for a round wins, later ones change nothing."""
+    if env.type != lotto.DRAW_RECORDED or doc is not None:
+        return None
+    draw = lotto.DrawRecorded.model_validate(env.data)
+    return {
+        "_id": env.subject,
+        "round": draw.round,
+        "date": draw.date.isoformat(),
+        "numbers": sorted(draw.numbers),
+        "bonus": draw.bonus,
+        "machine": draw.machine,
+        "machine_type": lotto.machine_label(draw.machine),
+        "synthetic": draw.synthetic,
+        "source": draw.source,
+        "import_id": draw.import_id,
+        "recorded_at": env.time,
+        "event_id": env.id,
+    }
+
+
+def rl_episode_id(env: Envelope) -> str:
+    """One document per (job, attempt, episode) in ``rl_episodes``."""
+    return f"{env.subject}:{env.data.get('attempt')}:{env.data.get('episode')}"
+
+
+def reduce_rl_episode(doc: Doc | None, env: Envelope) -> Doc | None:
+    if env.type != rl.EPISODE_RECORDED or doc is not None:
+        return None
+    episode = rl.EpisodeRecorded.model_validate(env.data)
+    return {"_id": rl_episode_id(env), **episode.model_dump(), "time": env.time}
+
+
+def reduce_rl_deployment(doc: Doc | None, env: Envelope) -> Doc | None:
+    """The current deployment of an RL agent (one document per model); ``generation`` is the model
+    ``status_version`` the deploy moved it to, so outcomes of an older request are ignored."""
+    data = env.data
+    history = (doc or {}).get("history", [])[-19:]
+    if env.type == rl.DEPLOY_REQUESTED:
+        cmd = rl.DeployRequested.model_validate(data)
+        if doc is not None and doc["generation"] >= cmd.generation:
+            return None
+        return {
+            "_id": cmd.model_id,
+            "model_id": cmd.model_id,
+            "generation": cmd.generation,
+            "status": "deploying",
+            **cmd.deployment.model_dump(mode="json"),
+            "requested_at": cmd.requested_at,
+            "requested_by": cmd.requested_by,
+            "deployed_at": None,
+            "error": None,
+            "detail": {},
+            "history": [*history, {"status": "deploying", "generation": cmd.generation, "at": env.time}],
+        }
+    if doc is None:
+        return None
+    if env.type == rl.UNDEPLOY_REQUESTED:
+        undeploy = rl.UndeployRequested.model_validate(data)
+        if undeploy.generation <= doc["generation"]:
+            return None
+        entry = {"status": "undeploying", "generation": undeploy.generation, "at": env.time}
+        return doc | {"generation": undeploy.generation, "status": "undeploying", "history": [*history, entry]}
+    if env.type in (rl.DEPLOYED, rl.DEPLOY_FAILED, rl.UNDEPLOYED):
+        change = rl.DeploymentChanged.model_validate(data)
+        newer = change.generation > doc["generation"]  # only an undeploy (replaced by a newer model) skips ahead
+        if change.generation < doc["generation"] or (newer and change.status != "undeployed"):
+            return None
+        entry = {"status": change.status, "generation": change.generation, "at": env.time, "error": change.error}
+        return doc | {
+            "generation": change.generation,
+            "status": change.status,
+            "detail": change.detail,
+            "error": change.error,
+            "worker_id": change.worker_id,
+            "deployed_at": env.time if change.status == "deployed" else doc.get("deployed_at"),
+            "history": [*history, entry],
+        }
+    return None
+
+
+def reduce_rl_served(doc: Doc | None, env: Envelope) -> Doc | None:
+    if env.type != rl.ACT_SERVED or doc is not None:
+        return None
+    served = rl.ActServed.model_validate(env.data)
+    return {"_id": env.subject, **served.model_dump(), "time": env.time}
+
+
+def reduce_deployment(doc: Doc | None, env: Envelope) -> Doc | None:
+    """A family's deployment state (``_id`` = family): the state carried by its latest step."""
+    if env.type != deploy.DEPLOY_STEP:
+        return None
+    step = env.data
+    state = step["state"]
+    if doc is not None and doc.get("version", 0) >= state["version"]:
+        return None
+    return {"_id": env.subject, **state, "last_action": step["action"], "last_event_id": env.id, "changed_at": env.time}
+
+
+def canary_doc_id(env: Envelope) -> str:
+    return str(env.data.get("canary_id") or "")
+
+
+def reduce_canary(doc: Doc | None, env: Envelope) -> Doc | None:
+    """One document per canary: its steps and end from ``deploy.events``, its latest window metrics and
+    verdict from ``canary.metrics`` / ``canary.recommendations`` (newer windows only)."""
+    data = env.data
+    if not data.get("canary_id"):
+        return None
+    if env.type == deploy.DEPLOY_STEP:
+        version = data["state"]["version"]
+        if data["action"] == "canary_started":
+            if doc is not None:
+                return None
+            canary = data["state"]["canary"] or {}
+            return {
+                "_id": data["canary_id"],
+                "canary_id": data["canary_id"],
+                "family": data.get("family"),
+                "model_id": data["model_id"],
+                "baseline_model_id": canary.get("baseline_model_id"),
+                "percentage": data.get("percentage"),
+                "status": "monitoring",
+                "auto": canary.get("auto", False),
+                "monitoring_duration_minutes": data.get("monitoring_duration_minutes"),
+                "policy": data.get("policy") or {},
+                "started_at": env.time,
+                "started_by": data.get("actor"),
+                "step_at": env.time,
+                "ended_at": None,
+                "end_action": None,
+                "steps": [{"percentage": data.get("percentage"), "at": env.time, "actor": data.get("actor")}],
+                "metrics": None,
+                "metrics_window_end": None,
+                "verdict": None,
+                "verdict_window_end": None,
+                "last_version": version,
+            }
+        if doc is None or version <= doc.get("last_version", 0):
+            return None
+        new = doc | {"last_version": version}
+        if data["action"] == "traffic_increased" and data.get("percentage") is not None:
+            new["percentage"] = data["percentage"]
+            new["step_at"] = env.time
+            new["steps"] = [
+                *doc.get("steps", []),
+                {"percentage": data["percentage"], "at": env.time, "actor": data.get("actor")},
+            ]
+        if data.get("canary_status") and data["canary_status"] != "monitoring":
+            new |= {"status": data["canary_status"], "ended_at": env.time, "end_action": data["action"]}
+            if data["canary_status"] == "promoted":
+                new["percentage"] = 100.0
+        return new
+    if doc is None:
+        return None
+    if env.type == deploy.CANARY_METRICS:
+        end = data["window_end"]
+        if doc.get("metrics_window_end") is not None and end <= doc["metrics_window_end"]:
+            return None
+        metrics = {k: data[k] for k in ("window_start", "window_end", "window", "totals", "metrics")}
+        return doc | {"metrics": metrics, "metrics_window_end": end}
+    if env.type == deploy.CANARY_RECOMMENDATION:
+        end = data["window_end"]
+        if doc.get("verdict_window_end") is not None and end <= doc["verdict_window_end"]:
+            return None
+        verdict = {k: data.get(k) for k in ("recommendation", "previous", "reason_en", "reason_ko", "numbers")}
+        return doc | {"verdict": verdict | {"at": env.time}, "verdict_window_end": end}
+    return None
+
+
+def history_doc_id(env: Envelope) -> str:
+    return env.id
+
+
+def reduce_deploy_history(doc: Doc | None, env: Envelope) -> Doc | None:
+    """The audit trail: one immutable document per deployment step (``_id`` = event id)."""
+    if env.type != deploy.DEPLOY_STEP or doc is not None:
+        return None
+    data = env.data
+    return {
+        "_id": env.id,
+        "event_id": env.id,
+        "time": env.time,
+        "family": data.get("family"),
+        "action": data["action"],
+        "model_id": data.get("model_id"),
+        "actor": data.get("actor"),
+        "reason": data.get("reason"),
+        "canary_id": data.get("canary_id"),
+        "percentage": data.get("percentage"),
+        "changes": data.get("changes", []),
+        "metrics": data.get("metrics"),
+        "state": data["state"],
+    }
 
 
 REDUCERS: dict[str, tuple[str, Reducer]] = {
@@ -125,7 +340,42 @@ REDUCERS: dict[str, tuple[str, Reducer]] = {
     jobs.JOB_CANCEL_REQUESTED: (mongo.JOBS, reduce_job),
     jobs.JOB_CANCELLED: (mongo.JOBS, reduce_job),
     jobs.MODEL_REGISTERED: (mongo.MODELS, reduce_model),
+    rl.MODEL_STATUS_CHANGED: (mongo.MODELS, reduce_model),
+    rl.EPISODE_RECORDED: (mongo.RL_EPISODES, reduce_rl_episode),
+    rl.DEPLOY_REQUESTED: (mongo.RL_DEPLOYMENTS, reduce_rl_deployment),
+    rl.UNDEPLOY_REQUESTED: (mongo.RL_DEPLOYMENTS, reduce_rl_deployment),
+    rl.DEPLOYED: (mongo.RL_DEPLOYMENTS, reduce_rl_deployment),
+    rl.DEPLOY_FAILED: (mongo.RL_DEPLOYMENTS, reduce_rl_deployment),
+    rl.UNDEPLOYED: (mongo.RL_DEPLOYMENTS, reduce_rl_deployment),
+    rl.ACT_SERVED: (mongo.RL_SERVED, reduce_rl_served),
+    lotto.DRAW_RECORDED: (mongo.LOTTO_DRAWS, reduce_draw),
+    deploy.DEPLOY_STEP: (mongo.DEPLOYMENTS, reduce_deployment),
+    deploy.CANARY_METRICS: (mongo.CANARIES, reduce_canary),
+    deploy.CANARY_RECOMMENDATION: (mongo.CANARIES, reduce_canary),
 }
+
+EXTRA_REDUCERS: dict[str, list[tuple[str, Reducer]]] = {
+    deploy.DEPLOY_STEP: [(mongo.CANARIES, reduce_canary), (mongo.DEPLOY_HISTORY, reduce_deploy_history)],
+}
+"""event type -> further projections it folds into (beside its REDUCERS entry)"""
+
+
+def targets(event_type: str) -> list[tuple[str, Reducer]]:
+    """Every (collection, reducer) an event type folds into."""
+    first = REDUCERS.get(event_type)
+    return ([first] if first else []) + EXTRA_REDUCERS.get(event_type, [])
+
+
+DOC_ID: dict[str, Callable[[Envelope], str]] = {
+    mongo.RL_EPISODES: rl_episode_id,
+    mongo.CANARIES: canary_doc_id,
+    mongo.DEPLOY_HISTORY: history_doc_id,
+}
+"""collection -> document id of an event, where it is not the event's subject"""
+
+
+def _subject(env: Envelope) -> str:
+    return env.subject
 
 
 def fold(doc: Doc | None, events: Iterable[Envelope], reducer: Reducer) -> Doc | None:
@@ -149,13 +399,14 @@ def fold(doc: Doc | None, events: Iterable[Envelope], reducer: Reducer) -> Doc |
 async def apply_events(db: AsyncDatabase, events: Iterable[Envelope], *, suffix: str = "") -> int:
     """Projects a batch: one read and one bulk write per collection. Returns documents written."""
     grouped: dict[str, dict[str, list[Envelope]]] = defaultdict(lambda: defaultdict(list))
+    reducers: dict[str, Reducer] = {}
     for env in events:
-        target = REDUCERS.get(env.type)
-        if target is not None:
-            grouped[target[0]][env.subject].append(env)
+        for collection, reducer in targets(env.type):
+            reducers[collection] = reducer
+            grouped[collection][DOC_ID.get(collection, _subject)(env)].append(env)
     written = 0
     for collection, by_subject in grouped.items():
-        reducer = next(r for c, r in REDUCERS.values() if c == collection)
+        reducer = reducers[collection]
         coll = db[collection + suffix]
         pending = dict(by_subject)
         for _ in range(8):  # optimistic concurrency: re-read and re-fold the entities that lost a race

@@ -98,6 +98,9 @@ async def replay(
     events: list[Envelope] = []
     async for env in stream:
         events.append(env)
+    # Kafka yields topic by topic: put events in time order (as the archive does), so a job's command
+    # never lands in a later batch than its lifecycle events (stable: the archive keeps its id order)
+    events.sort(key=lambda e: e.time)
     # sequences order each entity; apply in one pass per chunk of entities
     for start in range(0, len(events), batch):
         await apply_events(db, events[start : start + batch], suffix=SUFFIX)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
-from schemas import data, jobs
+from schemas import data, deploy, jobs, lotto, rl
 from schemas.envelope import Payload
 
 
@@ -51,23 +51,50 @@ TOPICS: dict[str, TopicSpec] = {
             "model.events",
             "Registry: a model was registered (artifact in GridFS) or changed status.",
             "model_id",
-            {jobs.MODEL_REGISTERED: jobs.ModelRegistered},
+            {jobs.MODEL_REGISTERED: jobs.ModelRegistered, rl.MODEL_STATUS_CHANGED: rl.ModelStatusChanged},
         ),
         TopicSpec(
-            "deploy.commands", "Deployment steps: staging, canary start/increase, production, rollback.", "model_id"
+            "deploy.commands",
+            "Deployment steps: staging, canary start/increase, production, rollback; RL agent deploy/undeploy.",
+            "model_id",
+            {rl.DEPLOY_REQUESTED: rl.DeployRequested, rl.UNDEPLOY_REQUESTED: rl.UndeployRequested},
         ),
         TopicSpec(
-            "deploy.events", "Deployment changes with actor, reason and metric snapshot (the audit trail).", "model_id"
+            "deploy.events",
+            "Deployment changes with actor, reason and metric snapshot (the audit trail).",
+            "model_id",
+            {
+                rl.DEPLOYED: rl.DeploymentChanged,
+                rl.DEPLOY_FAILED: rl.DeploymentChanged,
+                rl.UNDEPLOYED: rl.DeploymentChanged,
+                deploy.DEPLOY_STEP: deploy.DeploymentStep,
+            },
         ),
         TopicSpec("predict.requests", "Prediction requests with reply topic and correlation id.", "prediction_id"),
         TopicSpec("predict.replies", "Prediction replies, matched to requests by correlation id.", "prediction_id"),
         TopicSpec(
-            "predict.served", "One event per prediction served: model, arm, score, latency, error.", "prediction_id"
+            "predict.served",
+            "One event per prediction served: model, arm, score, latency, error.",
+            "prediction_id",
+            {rl.ACT_SERVED: rl.ActServed, deploy.PREDICTION_SERVED: deploy.PredictionServed},
         ),
-        TopicSpec("predict.feedback", "Ground truth labels arriving after the prediction.", "prediction_id"),
-        TopicSpec("canary.metrics", "Per-arm canary metrics for each analysis window.", "canary_id"),
         TopicSpec(
-            "canary.recommendations", "Canary verdicts (proceed / hold / rollback) on every change.", "canary_id"
+            "predict.feedback",
+            "Ground truth labels arriving after the prediction.",
+            "prediction_id",
+            {deploy.PREDICTION_FEEDBACK: deploy.PredictionFeedback},
+        ),
+        TopicSpec(
+            "canary.metrics",
+            "Per-arm canary metrics for each analysis window.",
+            "canary_id",
+            {deploy.CANARY_METRICS: deploy.CanaryMetrics},
+        ),
+        TopicSpec(
+            "canary.recommendations",
+            "Canary verdicts (proceed / hold / rollback) on every change.",
+            "canary_id",
+            {deploy.CANARY_RECOMMENDATION: deploy.CanaryRecommendation},
         ),
         TopicSpec(
             "data.records",
@@ -75,8 +102,18 @@ TOPICS: dict[str, TopicSpec] = {
             "batch chunk or record id",
             {data.RECORDS_BATCH: data.RecordsBatch, data.RECORD: data.RecordIngested},
         ),
-        TopicSpec("lotto.draws", "Imported lotto draws.", "round"),
-        TopicSpec("rl.episodes", "Per-episode RL training metrics.", "job_id"),
+        TopicSpec(
+            "lotto.draws",
+            "Lotto draws recorded (imported through the API or the synthetic demo), one event per round.",
+            "round",
+            {lotto.DRAW_RECORDED: lotto.DrawRecorded},
+        ),
+        TopicSpec(
+            "rl.episodes",
+            "Per-episode RL training metrics: reward, steps, latency, cost, overload, loss.",
+            "job_id",
+            {rl.EPISODE_RECORDED: rl.EpisodeRecorded},
+        ),
         TopicSpec(
             "dlq", "Dead letters: the failed message as received, the error in headers.", "original key", envelope=False
         ),

@@ -26,26 +26,13 @@ from typing import Any, ClassVar, Self
 import gymnasium as gym
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from pydantic import Field
 
-from ml.base import Params, ProgressCallback, Throttle
+from ml.base import ProgressCallback, Throttle
 from ml.rl.env import EdgePlacementEnv, Scenario
+from schemas.rl import AgentParams
 
 ARTIFACT_FORMAT = "modelbus.rl.agent/1"
-
-
-class AgentParams(Params):
-    """Hyperparameters every agent accepts (the four named in the API document, plus the seed).
-
-    Ranges admit both examples of the API document: ``{"learning_rate": 0.001, "discount_factor": 0.99}`` and
-    ``{"learning_rate": 0.1, "discount_factor": 0.9, "batch_size": 32, "epochs": 100}``.
-    """
-
-    learning_rate: float = Field(gt=0.0, le=1.0)
-    discount_factor: float = Field(ge=0.0, le=1.0)
-    batch_size: int = Field(ge=1, le=4096)
-    epochs: int = Field(ge=1, le=10_000)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+# AgentParams and the per-agent params models live in schemas.rl, so the API validates parameters without ml.
 
 
 @dataclass(frozen=True, slots=True)

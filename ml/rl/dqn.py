@@ -30,13 +30,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
-from pydantic import Field, model_validator
 from torch import nn
 
 from ml.base import ProgressCallback
 from ml.rl.agent import (
     Agent,
-    AgentParams,
     EpisodeAccumulator,
     EpisodeCallback,
     NumpyMLP,
@@ -46,30 +44,7 @@ from ml.rl.agent import (
     torch_training_scope,
 )
 from ml.rl.env import Scenario
-
-
-class DQNParams(AgentParams):
-    learning_rate: float = Field(default=1e-3, gt=0.0, le=1.0, description="Adam step size")
-    discount_factor: float = Field(default=0.9, ge=0.0, le=1.0)
-    batch_size: int = Field(default=128, ge=1, le=4096, description="minibatch size of a gradient step")
-    epochs: int = Field(default=12, ge=1, le=10_000, description="gradient steps after each episode")
-    buffer_size: int = Field(default=20_000, ge=1, le=10_000_000, description="replay capacity (transitions)")
-    learning_starts: int = Field(default=500, ge=0, le=10_000_000, description="transitions before learning")
-    target_update_interval: int = Field(default=25, ge=1, le=1_000_000, description="gradient steps")
-    tau: float = Field(default=1.0, gt=0.0, le=1.0, description="target update rate (1 = hard copy)")
-    epsilon_start: float = Field(default=1.0, ge=0.0, le=1.0)
-    epsilon_end: float = Field(default=0.05, ge=0.0, le=1.0)
-    exploration_fraction: float = Field(default=0.4, gt=0.0, le=1.0, description="share of episodes to decay")
-    hidden_size: int = Field(default=64, ge=4, le=1024)
-    double_q: bool = True
-    max_grad_norm: float = Field(default=10.0, gt=0.0, le=1e6)
-    reward_scale: float = Field(default=0.1, gt=0.0, le=1e3, description="rewards are multiplied by this to learn")
-
-    @model_validator(mode="after")
-    def _buffer_holds_a_batch(self) -> Self:
-        if self.buffer_size < self.batch_size:
-            raise ValueError(f"buffer_size ({self.buffer_size}) must be at least batch_size ({self.batch_size})")
-        return self
+from schemas.rl import DQNParams
 
 
 class QNetwork(nn.Module):

@@ -28,14 +28,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
-from pydantic import Field
 from torch import nn
 from torch.distributions import Categorical
 
 from ml.base import ProgressCallback
 from ml.rl.agent import (
     Agent,
-    AgentParams,
     EpisodeAccumulator,
     EpisodeCallback,
     NumpyMLP,
@@ -44,24 +42,7 @@ from ml.rl.agent import (
     torch_training_scope,
 )
 from ml.rl.env import Scenario
-
-
-class PPOParams(AgentParams):
-    learning_rate: float = Field(default=3e-3, gt=0.0, le=1.0, description="Adam step size")
-    discount_factor: float = Field(default=0.9, ge=0.0, le=1.0)
-    batch_size: int = Field(default=64, ge=1, le=4096, description="minibatch size")
-    epochs: int = Field(default=8, ge=1, le=10_000, description="passes over each rollout")
-    rollout_episodes: int = Field(default=4, ge=1, le=1000, description="whole episodes per rollout")
-    gae_lambda: float = Field(default=0.95, ge=0.0, le=1.0)
-    clip_coef: float = Field(default=0.2, gt=0.0, le=1.0)
-    ent_coef: float = Field(default=0.01, ge=0.0, le=1.0)
-    vf_coef: float = Field(default=0.5, ge=0.0, le=10.0)
-    max_grad_norm: float = Field(default=0.5, gt=0.0, le=1e6)
-    target_kl: float | None = Field(default=None, gt=0.0, le=10.0)
-    anneal_lr: bool = True
-    normalize_advantages: bool = True
-    hidden_size: int = Field(default=64, ge=4, le=1024)
-    reward_scale: float = Field(default=0.1, gt=0.0, le=1e3, description="rewards are multiplied by this to learn")
+from schemas.rl import PPOParams
 
 
 def _layer(in_features: int, out_features: int, gain: float = float(np.sqrt(2))) -> nn.Linear:

@@ -33,12 +33,10 @@ from typing import Any, Self
 import gymnasium as gym
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from pydantic import Field
 
 from ml.base import ProgressCallback
 from ml.rl.agent import (
     Agent,
-    AgentParams,
     EpisodeAccumulator,
     EpisodeCallback,
     Reporter,
@@ -46,19 +44,7 @@ from ml.rl.agent import (
     read_npz_artifact,
 )
 from ml.rl.env import EdgePlacementEnv, ObservationLayout, Scenario
-
-
-class QLearningParams(AgentParams):
-    learning_rate: float = Field(default=0.3, gt=0.0, le=1.0, description="step size alpha of the TD update")
-    discount_factor: float = Field(default=0.9, ge=0.0, le=1.0)
-    batch_size: int = Field(default=32, ge=1, le=4096, description="unused: Q-learning updates online")
-    epochs: int = Field(default=1, ge=1, le=10_000, description="unused: Q-learning updates online")
-    epsilon_start: float = Field(default=1.0, ge=0.0, le=1.0)
-    epsilon_end: float = Field(default=0.05, ge=0.0, le=1.0)
-    exploration_fraction: float = Field(default=0.5, gt=0.0, le=1.0, description="share of episodes to decay")
-    time_bins: int = Field(default=8, ge=1, le=96, description="buckets of the time of day")
-    load_bins: int = Field(default=1, ge=1, le=16, description="buckets of the mean group load (1 = unused)")
-    initial_q: float = Field(default=-36.0, ge=-1e4, le=1e4, description="initial value of every table entry")
+from schemas.rl import QLearningParams
 
 
 class Discretiser:

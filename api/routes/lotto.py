@@ -1,0 +1,488 @@
+"""Lotto 6/45 (seed 003): draws, statistics, backtests, generation, ensemble and member training.
+
+* ``POST /api/draws`` imports one draw or a batch (JSON or CSV, our names or the official ``drwNo`` …
+  with a machine column). All or nothing: every bad row is reported with its row (and CSV line), field
+  and reason, including rounds that already exist; otherwise each draw is published on ``lotto.draws``
+  and projected (read-your-write). ``GET /api/draws`` reads the projection.
+* Statistics, backtests, generation and the ensemble are computed by the serving workers (Kafka
+  request/reply), which read the draws from MongoDB; the API only validates and forwards.
+* ``POST /api/models/train`` publishes a training command exactly like ``/v1/ml/train`` (202 + job id);
+  ``GET /api/models/train/{job_id}`` reads the job projection; ``GET /api/models`` the lotto registry.
+
+The machine (호기) is validated here so an unknown one answers 400 ``INVALID_MACHINE_TYPE`` (seed 003)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
+from pymongo.asynchronous.database import AsyncDatabase
+
+from api.errors import ApiError, request_id_of
+from api.security import api_key_guard, principal_of
+from api.workers import call_worker
+from infra import mongo
+from infra.projections import apply_events
+from producers.publisher import EventPublisher
+from producers.rpc import RpcClient
+from schemas import jobs
+from schemas.common import iso, new_id, utcnow
+from schemas.envelope import Envelope
+from schemas.lotto import (
+    ALGORITHMS,
+    DRAW_RECORDED,
+    INVALID_MACHINE_MESSAGE,
+    MACHINE_LABELS,
+    MODEL_TYPES,
+    DrawRecorded,
+    EnsemblePredictionRequest,
+    LottoTrainRequest,
+    PredictionRequest,
+    machine_label,
+    parse_machine_type,
+)
+
+MAX_DRAWS_PER_IMPORT = 5000
+MAX_IMPORT_BYTES = 3 * 2**20  # the parsed batch travels to a worker in one Kafka message
+MAX_ERRORS_SHOWN = 1000
+DEFAULT_TRAIN_MINUTES = {"pytorch_transformer": 0.2, "sklearn_ensemble": 0.15, "enhanced_predictor": 0.05}
+
+
+def machine_or_400(value: object, field: str = "machine_type") -> int:
+    machine = parse_machine_type(value)
+    if machine is None:
+        raise ApiError(400, "INVALID_MACHINE_TYPE", INVALID_MACHINE_MESSAGE, field=field, valid_values=MACHINE_LABELS)
+    return machine
+
+
+def _stamp(request: Request[Any, Any, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """The seed's response order: request_id, machine_type, predictions, metadata, generated_at."""
+    return {"request_id": request_id_of(request), **result, "generated_at": iso(utcnow())}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# draw import
+
+
+async def _import_payload(request: Request[Any, Any, Any]) -> tuple[str, Any]:
+    """("csv", text) or ("json", object) from a JSON body, a CSV body (text/csv) or a multipart ``file``."""
+    ctype = request.headers.get("content-type", "").lower()
+    if "multipart/form-data" in ctype:
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or not hasattr(upload, "read"):
+            raise ApiError(422, "VALIDATION_ERROR", "upload the draws as the form field 'file'", field="file")
+        raw = await upload.read()
+        name = str(getattr(upload, "filename", "") or "").lower()
+        fmt = "json" if name.endswith(".json") else "csv"
+    else:
+        raw = await request.body()
+        fmt = "csv" if ("csv" in ctype or ctype.startswith("text/plain")) else "json"
+    if len(raw) > MAX_IMPORT_BYTES:
+        raise ApiError(
+            413, "PAYLOAD_TOO_LARGE", f"{len(raw)} bytes; import at most {MAX_IMPORT_BYTES} bytes per request"
+        )
+    if not raw.strip():
+        raise ApiError(422, "NO_DRAWS", "the request holds no draws", field="draws")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "INVALID_ENCODING", "send the draws as UTF-8 text") from exc
+    if fmt == "csv":
+        rows = sum(1 for line in text.splitlines() if line.strip()) - 1
+        data: Any = text
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ApiError(400, "INVALID_JSON", f"the request body is not valid JSON: {exc}") from exc
+        records = data["draws"] if isinstance(data, dict) and isinstance(data.get("draws"), list) else data
+        rows = len(records) if isinstance(records, list) else 1
+    if rows > MAX_DRAWS_PER_IMPORT:
+        raise ApiError(
+            422,
+            "BATCH_TOO_LARGE",
+            f"{rows} draws; import at most {MAX_DRAWS_PER_IMPORT} per request",
+            field="draws",
+        )
+    return fmt, data
+
+
+def _draw_out(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "round": doc["round"],
+        "date": doc["date"],
+        "numbers": doc["numbers"],
+        "bonus": doc["bonus"],
+        "machine": doc["machine"],
+        "machine_type": doc.get("machine_type") or machine_label(doc["machine"]),
+        "synthetic": bool(doc.get("synthetic", False)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# training jobs
+
+
+def lotto_job_status(doc: dict[str, Any]) -> dict[str, Any]:
+    spec = doc.get("spec") or {}
+    result = doc.get("result") or {}
+    out: dict[str, Any] = {
+        "job_id": doc["job_id"],
+        "status": doc["status"],
+        "model_type": doc["model_type"],
+        "machine_type": machine_label(spec["machine"]) if spec.get("machine") in (1, 2, 3) else None,
+        "model_id": doc.get("model_id"),
+        "progress": doc.get("progress", 0.0),
+        "metrics": doc.get("metrics"),
+        "holdout": result.get("holdout"),
+        "baseline": result.get("baseline"),
+        "baseline_within_ci": result.get("baseline_within_ci"),
+        "draws": result.get("draws", doc.get("record_count")),
+        "parameters": spec.get("parameters"),
+        "attempts": doc.get("attempts"),
+        "started_at": iso(doc["started_at"]),
+        "completed_at": iso(doc["completed_at"]) if doc.get("completed_at") else None,
+        "duration_minutes": doc.get("duration_minutes"),
+    }
+    if doc["status"] in ("failed", "cancelled"):
+        out["error"] = doc.get("error")
+    return out
+
+
+async def estimate_minutes(db: AsyncDatabase, model_type: str) -> float:
+    """Mean duration of the last 10 completed lotto jobs of this member type (a default before the first)."""
+    durations = [
+        doc["duration_minutes"]
+        async for doc in db[mongo.JOBS]
+        .find(
+            {"domain": "lotto", "model_type": model_type, "status": "completed"},
+            {"duration_minutes": 1},
+        )
+        .sort("submitted_at", -1)
+        .limit(10)
+        if doc.get("duration_minutes") is not None
+    ]
+    minutes = sum(durations) / len(durations) if durations else DEFAULT_TRAIN_MINUTES.get(model_type, 0.2)
+    return round(max(0.01, minutes), 2)
+
+
+def _model_out(doc: dict[str, Any]) -> dict[str, Any]:
+    lineage = doc.get("lineage") or {}
+    return {
+        "model_id": doc["model_id"],
+        "model_name": doc["model_name"],
+        "model_type": doc["model_type"],
+        "machine_type": lineage.get("machine_type"),
+        "version": doc["version"],
+        "status": doc["status"],
+        "metrics": doc["metrics"],
+        "lineage": lineage,
+        "artifact_sha256": doc.get("artifact_sha256"),
+        "artifact_bytes": doc.get("artifact_bytes"),
+        "trained_at": iso(doc["trained_at"]) if doc.get("trained_at") else None,
+    }
+
+
+class LottoController(Controller):
+    guards = [api_key_guard]
+    tags = ["lotto"]
+
+    # -- draws --------------------------------------------------------------------------------------------------
+    @post(
+        "/api/draws",
+        status_code=HTTP_201_CREATED,
+        summary="Import draws (one or a batch; JSON or CSV; official drwNo… names with a machine column)",
+        description=(
+            "JSON: a record, a list, or {\"draws\": [...]}; CSV: Content-Type text/csv (or a multipart 'file'). "
+            "Fields: round|drwNo, date|drwNoDate, numbers|n1..n6|drwtNo1..drwtNo6, bonus|bnusNo, "
+            "machine|machine_type (1호기, 2호기, 3호기 or 1, 2, 3; ?machine_type= sets a default). "
+            "All or nothing: any bad row rejects the batch with every row's errors."
+        ),
+    )
+    async def import_draws(
+        self,
+        request: Request[Any, Any, Any],
+        db: AsyncDatabase,
+        publisher: EventPublisher,
+        rpc: RpcClient,
+        machine_type: Annotated[
+            str | None, Parameter(query="machine_type", description="default machine for rows without one")
+        ] = None,
+    ) -> dict[str, Any]:
+        default_machine = machine_or_400(machine_type) if machine_type is not None else None
+        fmt, data = await _import_payload(request)
+        parsed = await call_worker(
+            rpc, "lotto.parse_draws", {"format": fmt, "data": data, "default_machine": default_machine}, key="draws"
+        )
+        draws: list[dict[str, Any]] = parsed["draws"]
+        errors: list[dict[str, Any]] = list(parsed["errors"])
+        if draws:
+            existing = {
+                d["_id"]: d
+                async for d in db[mongo.LOTTO_DRAWS].find(
+                    {"_id": {"$in": [str(d["round"]) for d in draws]}}, {"_id": 1, "synthetic": 1}
+                )
+            }
+            for draw in draws:
+                found = existing.get(str(draw["round"]))
+                if found is not None:
+                    errors.append(
+                        {
+                            "row": draw["row"],
+                            "line": draw["line"],
+                            "field": "round",
+                            "reason": f"duplicate round {draw['round']}: already recorded"
+                            + (" (synthetic demo draw)" if found.get("synthetic") else ""),
+                            "value": draw["round"],
+                        }
+                    )
+        if errors:
+            errors = [{k: v for k, v in e.items() if not (k == "line" and v is None)} for e in errors]
+            errors.sort(key=lambda e: (e.get("row") if e.get("row") is not None else -1, e.get("field") or ""))
+            rows = sorted({e.get("row") for e in errors if e.get("row") is not None})
+            first = errors[0]
+            raise ApiError(
+                422,
+                "INVALID_DRAWS",
+                f"{len(rows) or 1} of {parsed['rows_total']} row(s) rejected; nothing was imported. "
+                f"First: row {first.get('row')}: {first.get('field')}: {first.get('reason')}",
+                field=f"draws[{first.get('row')}].{first.get('field')}",
+                details=errors[:MAX_ERRORS_SHOWN],
+                invalid_count=len(rows),
+                rows_total=parsed["rows_total"],
+            )
+        if not draws:
+            raise ApiError(422, "NO_DRAWS", "the request holds no draws", field="draws")
+        principal = principal_of(request)
+        import_id = new_id("import")
+        events = [
+            Envelope.wrap(
+                DRAW_RECORDED,
+                str(d["round"]),
+                DrawRecorded(
+                    round=d["round"],
+                    date=d["date"],
+                    numbers=d["numbers"],
+                    bonus=d["bonus"],
+                    machine=d["machine"],
+                    source="api",
+                    import_id=import_id,
+                    imported_by=principal.key_id if principal else None,
+                ),
+                source="modelbus/api",
+                sequence=1,
+                correlationid=import_id,
+            )
+            for d in draws
+        ]
+        await asyncio.gather(*(publisher.publish("lotto.draws", env) for env in events))  # on Kafka first
+        await apply_events(db, events)  # read-your-write; the projector applies the same events (no-op)
+        by_machine = {label: 0 for label in MACHINE_LABELS}
+        for d in draws:
+            by_machine[machine_label(d["machine"])] += 1
+        return {
+            "import_id": import_id,
+            "imported": len(draws),
+            "first_round": draws[0]["round"],
+            "last_round": draws[-1]["round"],
+            "by_machine": by_machine,
+            "synthetic": False,
+            "recorded_at": iso(events[0].time),
+        }
+
+    @get("/api/draws", summary="Recorded draws, newest first")
+    async def list_draws(
+        self,
+        db: AsyncDatabase,
+        machine_type: Annotated[str | None, Parameter(query="machine_type")] = None,
+        limit: Annotated[int, Parameter(ge=1, le=5000)] = 100,
+    ) -> dict[str, Any]:
+        query: dict[str, Any] = {}
+        if machine_type is not None:
+            query["machine"] = machine_or_400(machine_type)
+        docs = await db[mongo.LOTTO_DRAWS].find(query).sort("round", -1).limit(limit).to_list(None)
+        counted = await (
+            await db[mongo.LOTTO_DRAWS].aggregate(
+                [
+                    {"$match": query},
+                    {
+                        "$group": {
+                            "_id": None,
+                            "total": {"$sum": 1},
+                            "synthetic": {"$sum": {"$cond": ["$synthetic", 1, 0]}},
+                        }
+                    },
+                ]
+            )
+        ).to_list(None)
+        total, synthetic = (counted[0]["total"], counted[0]["synthetic"]) if counted else (0, 0)
+        return {
+            "machine_type": machine_label(query["machine"]) if "machine" in query else None,
+            "draws": [_draw_out(d) for d in docs],
+            "count": len(docs),
+            "total": total,
+            "synthetic_draws": synthetic,
+            **(
+                {"note": "synthetic draws are uniform random demo data (modelbus demo), not real results"}
+                if synthetic
+                else {}
+            ),
+        }
+
+    # -- statistics and backtests -------------------------------------------------------------------------------
+    @get(
+        "/api/statistics/machine-analysis/{machine_type:str}",
+        summary="Per-machine statistics over its last `rounds` draws, with backtested performance",
+    )
+    async def machine_analysis(
+        self,
+        rpc: RpcClient,
+        machine_type: str,
+        rounds: Annotated[int, Parameter(ge=1, le=10000)] = 50,
+    ) -> dict[str, Any]:
+        machine = machine_or_400(machine_type)
+        return await call_worker(rpc, "lotto.statistics", {"machine": machine, "rounds": rounds}, key=f"m{machine}")
+
+    @get("/api/statistics/backtest", summary="Rolling-origin backtest beside the exact random baseline")
+    async def backtest(
+        self,
+        rpc: RpcClient,
+        machine_type: str,
+        algorithm: str = "enhanced",
+        rounds: Annotated[int, Parameter(ge=1, le=500)] = 100,
+        sets_per_round: Annotated[int, Parameter(ge=1, le=20)] = 5,
+        analysis_window: Annotated[int, Parameter(ge=10, le=100)] = 50,
+    ) -> dict[str, Any]:
+        machine = machine_or_400(machine_type)
+        if algorithm not in ALGORITHMS:
+            raise ApiError(
+                422,
+                "VALIDATION_ERROR",
+                f"algorithm: must be one of {', '.join(ALGORITHMS)}",
+                field="algorithm",
+                details=[{"field": "algorithm", "message": f"one of {', '.join(ALGORITHMS)}", "value": algorithm}],
+            )
+        body = {
+            "machine": machine,
+            "algorithm": algorithm,
+            "rounds": rounds,
+            "sets_per_round": sets_per_round,
+            "analysis_window": analysis_window,
+        }
+        return await call_worker(rpc, "lotto.backtest", body, key=f"m{machine}")
+
+    # -- generation ---------------------------------------------------------------------------------------------
+    @post("/api/predictions/generate", status_code=HTTP_200_OK, summary="Generate number sets for a machine")
+    async def generate(
+        self, request: Request[Any, Any, Any], data: PredictionRequest, rpc: RpcClient
+    ) -> dict[str, Any]:
+        machine = machine_or_400(data.machine_type)
+        body = data.model_dump() | {"machine": machine}
+        return _stamp(request, await call_worker(rpc, "lotto.generate", body, key=f"m{machine}"))
+
+    @post(
+        ["/api/ensemble/predictions", "/api/ensemble/predictions/"],
+        status_code=HTTP_200_OK,
+        summary="Ensemble of trained members (weighted_voting, stacking, blending)",
+    )
+    async def ensemble(
+        self, request: Request[Any, Any, Any], data: EnsemblePredictionRequest, rpc: RpcClient
+    ) -> dict[str, Any]:
+        machine = machine_or_400(data.machine_type)
+        body = data.model_dump() | {"machine": machine}
+        return _stamp(request, await call_worker(rpc, "lotto.ensemble", body, key=f"m{machine}"))
+
+    # -- training and registry ----------------------------------------------------------------------------------
+    @post("/api/models/train", status_code=HTTP_202_ACCEPTED, summary="Train an ensemble member on a machine")
+    async def train(
+        self,
+        request: Request[Any, Any, Any],
+        data: LottoTrainRequest,
+        db: AsyncDatabase,
+        publisher: EventPublisher,
+        rpc: RpcClient,
+    ) -> dict[str, Any]:
+        machine = machine_or_400(data.machine_type)
+        checked = await call_worker(
+            rpc,
+            "lotto.check_train",
+            {"machine": machine, "model_type": data.model_type, "parameters": data.parameters},
+            key=f"m{machine}",
+        )
+        params = checked["parameters"]
+        draws = await db[mongo.LOTTO_DRAWS].count_documents({"machine": machine})
+        if draws < params["min_draws"]:
+            raise ApiError(
+                422,
+                "NOT_ENOUGH_DRAWS",
+                f"{machine_label(machine)} has {draws} draws; {data.model_type} needs at least {params['min_draws']} "
+                "(import draws with POST /api/draws)",
+                field="machine_type",
+                draws=draws,
+            )
+        job_id = new_id("job")
+        now = utcnow()
+        principal = principal_of(request)
+        command = jobs.TrainRequested(
+            job_id=job_id,
+            domain="lotto",
+            model_type=data.model_type,
+            attempt=1,
+            spec={"machine": machine, "parameters": {k: v for k, v in data.parameters.items() if k != "machine"}},
+            estimated_duration_minutes=await estimate_minutes(db, data.model_type),
+            record_count=draws,
+            requested_by=principal.key_id if principal else None,
+            submitted_at=now,
+        )
+        env = Envelope.wrap(
+            jobs.TRAIN_REQUESTED,
+            job_id,
+            command,
+            source="modelbus/api",
+            sequence=jobs.ATTEMPT_STRIDE,
+            correlationid=job_id,
+        )
+        await publisher.publish("train.commands", env, key=job_id)  # on Kafka (acks=all) before we answer
+        await apply_events(db, [env])  # read-your-write
+        return {
+            "job_id": job_id,
+            "status": "started",
+            "model_type": data.model_type,
+            "machine_type": machine_label(machine),
+            "draws": draws,
+            "parameters": params,
+            "estimated_duration_minutes": command.estimated_duration_minutes,
+            "started_at": iso(now),
+        }
+
+    @get("/api/models/train/{job_id:str}", summary="Lotto training job status")
+    async def train_status(self, job_id: str, db: AsyncDatabase) -> dict[str, Any]:
+        doc = await db[mongo.JOBS].find_one({"_id": job_id, "domain": "lotto"})
+        if doc is None:
+            raise ApiError(404, "JOB_NOT_FOUND", f"no lotto training job {job_id!r}", field="job_id")
+        return lotto_job_status(doc)
+
+    @get("/api/models", summary="Registered lotto ensemble members with their lineage, newest first")
+    async def models(
+        self,
+        db: AsyncDatabase,
+        machine_type: Annotated[str | None, Parameter(query="machine_type")] = None,
+        model_type: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+    ) -> dict[str, Any]:
+        query: dict[str, Any] = {"domain": "lotto"}
+        if machine_type is not None:
+            query["lineage.machine"] = machine_or_400(machine_type)
+        if model_type is not None:
+            if model_type not in MODEL_TYPES:
+                raise ApiError(
+                    422, "VALIDATION_ERROR", f"model_type: one of {', '.join(MODEL_TYPES)}", field="model_type"
+                )
+            query["model_type"] = model_type
+        docs = await db[mongo.MODELS].find(query).sort("trained_at", -1).limit(limit).to_list(None)
+        return {"models": [_model_out(d) for d in docs], "count": len(docs)}

@@ -1,0 +1,350 @@
+"""``/v1/ml/deploy`` (seed 000), ``/v1/ml/predict`` and ``/v1/ml/feedback``.
+
+Deployment steps are validated against the projections, compare-and-set on the family's deployment
+version, published on ``deploy.events`` / ``model.events`` and applied at once (``producers.deploy``).
+Predictions go over Kafka request/reply to the prediction workers; feedback is checked against the
+predictions the workers recorded and published on ``predict.feedback``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_202_ACCEPTED
+from pymongo.asynchronous.database import AsyncDatabase
+
+from api.errors import ApiError
+from api.security import api_key_guard, principal_of
+from api.workers import call_worker
+from infra import mongo
+from producers.deploy import DeployConflict, Deployer, Step, current_state
+from producers.publisher import EventPublisher
+from producers.rpc import RpcClient
+from schemas import deploy
+from schemas.common import iso, new_id, utcnow
+from schemas.envelope import Envelope
+
+EMERGENCY_REASON = {
+    "ko": "긴급 롤백 - 현재 프로덕션 모델 문제 발생",
+    "en": "Emergency rollback - a problem with the current production model",
+}
+NO_VERDICT = {
+    "ko": "아직 분석 구간이 끝나지 않음 → 보류.",
+    "en": "No analysis window has closed yet → hold.",
+}
+
+
+def language(request: Request[Any, Any, Any]) -> str:
+    """``ko`` (default, as in the seed) or ``en``, from ``Accept-Language`` (q-values honoured)."""
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate(request.headers.get("accept-language", "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        primary = tag.strip().lower().split("-")[0]
+        if primary in ("ko", "en") and q > 0:
+            ranked.append((-q, i, primary))
+    return sorted(ranked)[0][2] if ranked else "ko"
+
+
+def _actor(request: Request[Any, Any, Any]) -> str | None:
+    principal = principal_of(request)
+    return principal.key_id if principal else None
+
+
+def _deployer(request: Request[Any, Any, Any], db: AsyncDatabase, publisher: EventPublisher) -> Deployer:
+    return Deployer(db, publisher, actor=_actor(request))
+
+
+async def _run(coro: Any) -> Step:
+    try:
+        return await coro
+    except DeployConflict as exc:
+        raise ApiError(exc.status, exc.code, exc.message, field=exc.field, **exc.extra) from exc
+
+
+def _arm_metrics(seed: dict[str, Any], totals: dict[str, Any] | None) -> dict[str, Any]:
+    t = totals or {}
+    return {
+        "accuracy": seed.get("accuracy"),
+        "avg_response_time_ms": seed.get("avg_response_time_ms"),
+        "model_id": t.get("model_id"),
+        "requests": t.get("requests", 0),
+        "labelled": t.get("labelled", 0),
+        "errors": t.get("errors", 0),
+        "error_rate": t.get("error_rate"),
+        "latency_p50_ms": t.get("latency_p50_ms"),
+        "latency_p95_ms": t.get("latency_p95_ms"),
+        "latency_p99_ms": t.get("latency_p99_ms"),
+        "precision": t.get("precision"),
+        "recall": t.get("recall"),
+        "f1": t.get("f1"),
+        "accuracy_ci": t.get("accuracy_ci"),
+        "precision_ci": t.get("precision_ci"),
+        "recall_ci": t.get("recall_ci"),
+    }
+
+
+def canary_status(doc: dict[str, Any], lang: str) -> dict[str, Any]:
+    window = doc.get("metrics") or {}
+    seed = window.get("metrics") or {}
+    totals = window.get("totals") or {}
+    verdict = doc.get("verdict") or {}
+    reason = verdict.get(f"reason_{lang}") or NO_VERDICT[lang]
+    return {
+        "canary_id": doc["canary_id"],
+        "model_id": doc["model_id"],
+        "current_traffic_percentage": doc["percentage"],
+        "status": doc["status"],
+        "metrics": {
+            "new_model": _arm_metrics(seed.get("new_model") or {}, totals.get("canary")),
+            "old_model": _arm_metrics(seed.get("old_model") or {}, totals.get("baseline")),
+        },
+        "recommendation": verdict.get("recommendation") or "hold",
+        "reason": reason,
+        "reason_language": lang,
+        "numbers": verdict.get("numbers"),
+        "baseline_model_id": doc.get("baseline_model_id"),
+        "started_at": iso(doc["started_at"]),
+        "ended_at": iso(doc["ended_at"]) if doc.get("ended_at") else None,
+        "monitoring_duration_minutes": doc.get("monitoring_duration_minutes"),
+        "auto": doc.get("auto", False),
+        "steps": [{**s, "at": iso(s["at"])} for s in doc.get("steps", [])],
+        "window_end": window.get("window_end"),
+        "verdict_at": iso(verdict["at"]) if verdict.get("at") else None,
+    }
+
+
+def history_entry(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "event_id": doc["event_id"],
+        "action": doc["action"],
+        "model_id": doc.get("model_id"),
+        "actor": doc.get("actor"),
+        "time": iso(doc["time"]),
+        "reason": doc.get("reason"),
+        "canary_id": doc.get("canary_id"),
+        "traffic_percentage": doc.get("percentage"),
+        "changes": doc.get("changes", []),
+        "metrics": doc.get("metrics"),
+        "production_model_id": doc["state"].get("production"),
+        "deployment_version": doc["state"].get("version"),
+    }
+
+
+class DeployController(Controller):
+    path = "/v1/ml/deploy"
+    guards = [api_key_guard]
+    tags = ["ml: deployment"]
+
+    @post("/staging", status_code=200, summary="Deploy a trained model to staging")
+    async def staging(
+        self, request: Request[Any, Any, Any], data: deploy.ModelRef, db: AsyncDatabase, publisher: EventPublisher
+    ) -> dict[str, Any]:
+        step = await _run(_deployer(request, db, publisher).staging(data.model_id))
+        assert step.at is not None
+        return {"model_id": data.model_id, "environment": "staging", "deployed_at": iso(step.at), "status": "active"}
+
+    @post("/canary/start", status_code=HTTP_202_ACCEPTED, summary="Start a canary of a staged model")
+    async def canary_start(
+        self, request: Request[Any, Any, Any], data: deploy.CanaryStart, db: AsyncDatabase, publisher: EventPublisher
+    ) -> dict[str, Any]:
+        policy = data.policy.model_dump(exclude_none=True) if data.policy else {}
+        step = await _run(
+            _deployer(request, db, publisher).canary_start(
+                data.model_id,
+                data.initial_traffic_percentage,
+                data.monitoring_duration_minutes,
+                auto=data.auto,
+                policy=policy,
+            )
+        )
+        assert step.at is not None and step.state is not None and step.state.canary is not None
+        return {
+            "canary_id": step.canary_id,
+            "model_id": data.model_id,
+            "current_traffic_percentage": data.initial_traffic_percentage,
+            "status": "monitoring",
+            "started_at": iso(step.at),
+            "baseline_model_id": step.state.canary.baseline_model_id,
+            "monitoring_duration_minutes": data.monitoring_duration_minutes,
+            "auto": data.auto,
+        }
+
+    @get("/canary/{canary_id:str}/status", summary="Canary metrics per arm and the recommendation")
+    async def canary_status(self, request: Request[Any, Any, Any], canary_id: str, db: AsyncDatabase) -> dict[str, Any]:
+        doc = await db[mongo.CANARIES].find_one({"_id": canary_id})
+        if doc is None:
+            raise ApiError(404, "CANARY_NOT_FOUND", f"no canary {canary_id!r}", field="canary_id")
+        return canary_status(doc, language(request))
+
+    @post("/canary/{canary_id:str}/increase-traffic", status_code=200, summary="Raise the canary's traffic share")
+    async def increase(
+        self,
+        request: Request[Any, Any, Any],
+        canary_id: str,
+        data: deploy.TrafficIncrease,
+        db: AsyncDatabase,
+        publisher: EventPublisher,
+    ) -> dict[str, Any]:
+        step = await _run(_deployer(request, db, publisher).increase(canary_id, data.target_percentage))
+        doc = await db[mongo.CANARIES].find_one({"_id": canary_id})
+        assert doc is not None and step.at is not None
+        return {**canary_status(doc, language(request)), "updated_at": iso(step.at)}
+
+    @post("/canary/{canary_id:str}/rollback", status_code=200, summary="End a canary without promoting it")
+    async def canary_rollback(
+        self, request: Request[Any, Any, Any], canary_id: str, db: AsyncDatabase, publisher: EventPublisher
+    ) -> dict[str, Any]:
+        lang = language(request)
+        reason = "카나리 중단 요청" if lang == "ko" else "canary stopped on request"
+        step = await _run(_deployer(request, db, publisher).canary_rollback(canary_id, reason=reason))
+        assert step.at is not None and step.state is not None
+        return {
+            "canary_id": canary_id,
+            "status": "rolled_back",
+            "production_model_id": step.state.production,
+            "rolled_back_at": iso(step.at),
+        }
+
+    @post("/production", status_code=200, summary="Promote a staged or canary model to production (100%)")
+    async def production(
+        self, request: Request[Any, Any, Any], data: deploy.ModelRef, db: AsyncDatabase, publisher: EventPublisher
+    ) -> dict[str, Any]:
+        step = await _run(_deployer(request, db, publisher).production(data.model_id))
+        assert step.at is not None
+        archived = [c.model_id for c in step.model_changes if c.to_status == "archived"]
+        return {
+            "model_id": data.model_id,
+            "environment": "production",
+            "traffic_percentage": 100,
+            "deployed_at": iso(step.at),
+            "previous_model_id": archived[0] if archived else None,
+            "canary_id": step.canary_id,
+        }
+
+    @post("/rollback/emergency", status_code=200, summary="Restore the previous production model at once")
+    async def emergency(
+        self, request: Request[Any, Any, Any], db: AsyncDatabase, publisher: EventPublisher
+    ) -> dict[str, Any]:
+        lang = language(request)
+        step = await _run(_deployer(request, db, publisher).emergency_rollback(reason=EMERGENCY_REASON[lang]))
+        assert step.at is not None and step.state is not None
+        rolled = [c.model_id for c in step.model_changes if c.to_status == "rolled_back"]
+        return {
+            "rolled_back_to": step.state.production,
+            "reason": EMERGENCY_REASON[lang],
+            "rolled_back_at": iso(step.at),
+            "rolled_back_from": rolled[0] if rolled else None,
+            "canary_id": step.canary_id,
+        }
+
+    @post("/rollback", status_code=200, summary="Roll production back to a given earlier model")
+    async def rollback(
+        self,
+        request: Request[Any, Any, Any],
+        data: deploy.RollbackRequest,
+        db: AsyncDatabase,
+        publisher: EventPublisher,
+    ) -> dict[str, Any]:
+        step = await _run(_deployer(request, db, publisher).rollback(data.model_id, reason=data.reason))
+        assert step.at is not None
+        model = await db[mongo.MODELS].find_one({"_id": data.model_id})
+        assert model is not None
+        rolled = [c.model_id for c in step.model_changes if c.to_status == "rolled_back"]
+        return {
+            "model_id": data.model_id,
+            "model_name": model.get("model_name"),
+            "version": model.get("version"),
+            "model_type": model.get("model_type"),
+            "status": model["status"],
+            "metrics": model.get("metrics"),
+            "environment": "production",
+            "traffic_percentage": 100,
+            "reason": data.reason,
+            "rolled_back_at": iso(step.at),
+            "rolled_back_from": rolled[0] if rolled else None,
+        }
+
+    @get("/current", summary="What is deployed now: production, previous models, staging, active canary")
+    async def current(self, db: AsyncDatabase) -> dict[str, Any]:
+        return (await current_state(db)).model_dump(mode="json")
+
+    @get("/history", summary="Audit trail of every deployment change, newest first")
+    async def history(
+        self,
+        db: AsyncDatabase,
+        model_id: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        query: dict[str, Any] = {"family": deploy.FAMILY}
+        if model_id:
+            query["$or"] = [{"model_id": model_id}, {"changes.model_id": model_id}]
+        cursor = db[mongo.DEPLOY_HISTORY].find(query).sort([("state.version", -1)]).limit(limit)
+        items = [history_entry(d) async for d in cursor]
+        return {"history": items, "count": len(items)}
+
+
+class PredictController(Controller):
+    path = "/v1/ml"
+    guards = [api_key_guard]
+    tags = ["ml: serving"]
+
+    @post("/predict", status_code=200, summary="Score one record or a batch of up to 1,000")
+    async def predict(self, data: deploy.PredictRequest, rpc: RpcClient) -> dict[str, Any]:
+        single = data.records is None
+        records = (
+            [{"features": data.features, "routing_key": data.routing_key}]
+            if single
+            else [r.model_dump() for r in data.records or []]
+        )
+        key = records[0].get("routing_key") or new_id("pred")
+        t0 = time.perf_counter()
+        result = await call_worker(rpc, "tabular.predict", {"records": records}, key=key)
+        latency = round((time.perf_counter() - t0) * 1000, 3)
+        predictions = [p | {"latency_ms": latency} for p in result["predictions"]]
+        if single:
+            return predictions[0]
+        return {"predictions": predictions, "count": len(predictions), "latency_ms": latency}
+
+    @post("/feedback", status_code=HTTP_202_ACCEPTED, summary="True labels of earlier predictions")
+    async def feedback(
+        self,
+        request: Request[Any, Any, Any],
+        data: deploy.FeedbackRequest,
+        db: AsyncDatabase,
+        publisher: EventPublisher,
+    ) -> dict[str, Any]:
+        items = data.items()
+        ids = list(dict.fromkeys(i.prediction_id for i in items))
+        known = {d["_id"]: d async for d in db[mongo.PREDICTIONS].find({"_id": {"$in": ids}})}
+        unknown = [i for i in ids if i not in known]
+        if data.feedback is None and unknown:
+            raise ApiError(
+                404, "PREDICTION_NOT_FOUND", f"no prediction {unknown[0]!r}", field="prediction_id", unknown=unknown
+            )
+        actor, now = _actor(request), utcnow()
+        envs = []
+        for item in items:
+            served = known.get(item.prediction_id)
+            if served is None:
+                continue
+            payload = deploy.PredictionFeedback(
+                prediction_id=item.prediction_id,
+                label=item.label,
+                model_id=served.get("model_id"),
+                arm=served.get("arm"),
+                canary_id=served.get("canary_id"),
+                actor=actor,
+                received_at=now,
+            )
+            envs.append(Envelope.wrap(deploy.PREDICTION_FEEDBACK, item.prediction_id, payload, source="modelbus/api"))
+        await asyncio.gather(*(publisher.publish("predict.feedback", env, key=env.subject) for env in envs))
+        return {"accepted": len(envs), "unknown": unknown, "unknown_count": len(unknown), "received_at": iso(now)}

@@ -1,0 +1,737 @@
+"""``/api/v1``: RL edge-placement agents (seed 004): training tasks, models, deployment, serving and metrics.
+
+A training task is a training job of domain ``rl`` (the shared ``jobs`` projection); its per-episode series
+come from the ``rl_episodes`` projection (one ``rl.episodes`` event per episode). Task statuses of this API:
+
+==============  ===========================================================================
+``created``     accepted, waiting for a training worker (job status ``started``, first attempt)
+``pending``     waiting for a worker again after a worker was lost (``started``, attempt > 1)
+``running``     a worker is training it
+``cancelling``  cancel requested, the worker has not stopped yet
+``completed``   trained; the model is registered (``model_id``)
+``failed``      failed after its attempts (``error``)
+``cancelled``   stopped on request, at the end of the episode that was running
+==============  ===========================================================================
+
+Units: ``episode_latencies`` and every ``latency`` served here are **seconds** (the seed's examples);
+``rl.episodes`` events carry milliseconds (``latency_ms``). Throughput is requests per second over each
+interval; CPU and memory are fractions (0..1) of the machine's CPUs and memory.
+
+Deployment: the model moves ``trained`` → ``deploying`` → ``deployed`` (→ ``archived`` when undeployed or
+replaced by a newer model under the same deployment name). Each change is a ``ModelStatusChanged`` event,
+compare-and-set on ``status_version`` (a conflicting request answers 409).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_202_ACCEPTED
+from pydantic import ValidationError
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from api.errors import ApiError
+from api.routes.ml_training import validation_error
+from api.security import api_key_guard, principal_of
+from api.workers import call_worker
+from infra import k8s, mongo
+from infra.projections import apply_events
+from infra.settings import Settings
+from producers.publisher import EventPublisher
+from producers.rpc import RpcClient
+from schemas import jobs, rl
+from schemas.common import iso, new_id, utcnow
+from schemas.envelope import Envelope
+
+# Seconds per episode when no finished task of the type exists (measured on this class of machine).
+DEFAULT_SECONDS_PER_EPISODE = {"q_learning": 0.006, "dqn": 0.03, "ppo": 0.03}
+CANCEL_WAIT_SECONDS = 10.0
+MAX_INTERVALS = 10_000
+INTERVALS = {"1m": ("minute", 1, 60), "5m": ("minute", 5, 300), "1h": ("hour", 1, 3600)}
+ModelStatusFilter = Literal["trained", "deploying", "deployed", "archived"]
+Interval = Literal["1m", "5m", "1h"]
+
+
+def _settings(request: Request[Any, Any, Any]) -> Settings:
+    return request.app.state.settings
+
+
+def _time(value: Any) -> str | None:
+    return iso(value) if value is not None else None
+
+
+def _duration(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+# -- training tasks -------------------------------------------------------------------------------------------
+
+
+def task_status(doc: dict[str, Any]) -> str:
+    status = doc["status"]
+    if status in jobs.TERMINAL:
+        return status
+    if doc.get("cancel_requested"):
+        return "cancelling"
+    if status == "started":
+        return "created" if doc.get("attempts", 1) <= 1 else "pending"
+    return status
+
+
+async def estimate_minutes(db: AsyncDatabase, model_type: str, episodes: int) -> float:
+    """Episodes × minutes per episode, learnt from the last 20 completed tasks of this type."""
+    rates = [
+        doc["duration_minutes"] / doc["spec"]["total_episodes"]
+        async for doc in db[mongo.JOBS]
+        .find(
+            {"domain": "rl", "model_type": model_type, "status": "completed"},
+            {"duration_minutes": 1, "spec.total_episodes": 1},
+        )
+        .sort("submitted_at", -1)
+        .limit(20)
+        if doc.get("duration_minutes") is not None and doc.get("spec", {}).get("total_episodes")
+    ]
+    rate = sum(rates) / len(rates) if rates else DEFAULT_SECONDS_PER_EPISODE[model_type] / 60
+    return max(0.1, math.ceil(rate * episodes * 10) / 10)
+
+
+async def task_body(db: AsyncDatabase, doc: dict[str, Any]) -> dict[str, Any]:
+    spec = doc.get("spec", {})
+    total = int(spec.get("total_episodes") or 0)
+    rewards: list[float] = []
+    steps: list[int] = []
+    latencies: list[float] = []
+    last_time = None
+    cursor = (
+        db[mongo.RL_EPISODES]
+        .find(
+            {"job_id": doc["job_id"], "attempt": doc.get("attempts", 1)},
+            {"_id": 0, "reward": 1, "steps": 1, "latency_ms": 1, "time": 1},
+        )
+        .sort("episode", 1)
+    )
+    async for ep in cursor:
+        rewards.append(round(ep["reward"], 4))
+        steps.append(ep["steps"])
+        latencies.append(round(ep["latency_ms"] / 1000.0, 6))
+        last_time = ep["time"]
+    status = task_status(doc)
+    current = len(rewards)
+    progress = 1.0 if status == "completed" else (round(current / total, 4) if total else 0.0)
+    updated = doc.get("updated_at")
+    if last_time is not None and (updated is None or last_time > updated):
+        updated = last_time
+    body: dict[str, Any] = {
+        "task_id": doc["job_id"],
+        "name": spec.get("name"),
+        "model_type": doc["model_type"],
+        "status": status,
+        "progress": progress,
+        "current_episode": current,
+        "total_episodes": total,
+        "metrics": {"episode_rewards": rewards, "episode_steps": steps, "episode_latencies": latencies},
+        "model_id": doc.get("model_id"),
+        "created_at": _time(doc.get("submitted_at")),
+        "updated_at": _time(updated),
+    }
+    if status == "completed" and doc.get("metrics"):
+        body["evaluation"] = doc["metrics"]
+    if status in ("failed", "cancelled") and doc.get("error"):
+        body["error"] = doc["error"]
+    return body
+
+
+# -- models -----------------------------------------------------------------------------------------------------
+
+SUMMARY_METRICS = (
+    "mean_reward",
+    "normalised_score",
+    "latency",
+    "latency_ms",
+    "cost",
+    "overload",
+    "random_mean_reward",
+    "greedy_mean_reward",
+)
+
+
+def model_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    metrics = doc.get("metrics") or {}
+    return {
+        "model_id": doc["model_id"],
+        "name": doc["model_name"],
+        "type": doc["model_type"],
+        "status": doc["status"],
+        "version": doc["version"],
+        "metrics": {k: metrics[k] for k in SUMMARY_METRICS if k in metrics},
+        "task_id": (doc.get("lineage") or {}).get("job_id"),
+        "created_at": _time(doc.get("trained_at")),
+        "deployed_at": _time(doc.get("deployed_at")),
+    }
+
+
+async def rl_model(db: AsyncDatabase, model_id: str) -> dict[str, Any]:
+    doc = await db[mongo.MODELS].find_one({"_id": model_id, "domain": "rl"})
+    if doc is None:
+        raise ApiError(404, "MODEL_NOT_FOUND", f"no RL model {model_id!r}", field="model_id")
+    return doc
+
+
+def deployment_view(dep: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": dep["name"],
+        "namespace": dep["namespace"],
+        "replicas": dep["replicas"],
+        "resources": dep["resources"],
+        "strategy": dep["strategy"],
+        "target": dep["target"],
+        "status": dep["status"],
+        "requested_at": _time(dep.get("requested_at")),
+        "deployed_at": _time(dep.get("deployed_at")),
+        "error": dep.get("error"),
+        "detail": dep.get("detail") or {},
+    }
+
+
+async def claim(db: AsyncDatabase, model_id: str, version: int, status: str, by: str) -> None:
+    """Compare-and-set: the change of ``model_id`` to ``status_version`` ``version`` is ours, or 409."""
+    try:
+        await db[mongo.STATUS_CLAIMS].insert_one(
+            {
+                "_id": f"{model_id}@{version}",
+                "model_id": model_id,
+                "status_version": version,
+                "status": status,
+                "by": by,
+                "at": utcnow(),
+            }
+        )
+    except DuplicateKeyError as exc:
+        raise ApiError(
+            409,
+            "STATUS_CONFLICT",
+            f"model {model_id} was changed by another request; read it and retry",
+            field="model_id",
+        ) from exc
+
+
+def status_change(
+    model_id: str, status: str, previous: str, version: int, actor: str | None, reason: str, **kw: Any
+) -> Envelope:
+    payload = rl.ModelStatusChanged(
+        model_id=model_id,
+        status=status,
+        previous_status=previous,
+        status_version=version,
+        actor=actor,
+        reason=reason,
+        **kw,
+    )
+    return Envelope.wrap(
+        rl.MODEL_STATUS_CHANGED, model_id, payload, source="modelbus/api", sequence=version, correlationid=model_id
+    )
+
+
+# -- metrics ----------------------------------------------------------------------------------------------------
+
+
+def parse_time(value: str | None, field: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace(" ", "+"))
+    except ValueError as exc:
+        raise ApiError(422, "VALIDATION_ERROR", f"{field} must be an ISO 8601 time", field=field) from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def time_window(start_time: str | None, end_time: str | None, interval: str) -> tuple[datetime, datetime]:
+    seconds = INTERVALS[interval][2]
+    end = parse_time(end_time, "end_time") or utcnow()
+    start = parse_time(start_time, "start_time") or end - timedelta(seconds=seconds * (24 if interval == "1h" else 60))
+    if start >= end:
+        raise ApiError(422, "VALIDATION_ERROR", "start_time must be before end_time", field="start_time")
+    if (end - start).total_seconds() / seconds > MAX_INTERVALS:
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            f"the window holds more than {MAX_INTERVALS} intervals of {interval}; use a larger interval",
+            field="interval",
+        )
+    return start, end
+
+
+def bucket(interval: str) -> dict[str, Any]:
+    unit, size, _ = INTERVALS[interval]
+    return {"$dateTrunc": {"date": "$time", "unit": unit, "binSize": size}}
+
+
+def series(rows: list[dict[str, Any]], key: str, digits: int = 6) -> dict[str, list[Any]]:
+    return {
+        "values": [round(float(r[key]), digits) if r.get(key) is not None else None for r in rows],
+        "timestamps": [iso(r["_id"]) for r in rows],
+    }
+
+
+async def sample_series(db: AsyncDatabase, match: dict[str, Any], interval: str, fields: dict[str, str]) -> list[Any]:
+    pipeline = [
+        {"$match": match},
+        {"$group": {"_id": bucket(interval), **{name: {"$avg": f"${src}"} for name, src in fields.items()}}},
+        {"$sort": {"_id": 1}},
+    ]
+    return [row async for row in await db[mongo.WORKER_SAMPLES].aggregate(pipeline)]
+
+
+async def live_workers(db: AsyncDatabase, settings: Settings) -> list[dict[str, Any]]:
+    since = utcnow() - timedelta(seconds=max(30.0, 3 * settings.sample_interval_seconds))
+    pipeline = [
+        {"$match": {"time": {"$gte": since}}},
+        {"$sort": {"time": 1}},
+        {
+            "$group": {
+                "_id": "$worker_id",
+                "host": {"$last": "$host"},
+                "system_cpu": {"$last": "$system_cpu"},
+                "system_memory": {"$last": "$system_memory"},
+                "models": {"$last": "$models"},
+            }
+        },
+    ]
+    return [row async for row in await db[mongo.WORKER_SAMPLES].aggregate(pipeline)]
+
+
+# -- the controller ---------------------------------------------------------------------------------------------
+
+
+class RLController(Controller):
+    path = "/api/v1"
+    guards = [api_key_guard]
+    tags = ["rl: edge placement"]
+
+    # training ---------------------------------------------------------------------------------------------
+    @post("/training", status_code=HTTP_202_ACCEPTED, summary="Create a training task (q_learning, dqn, ppo)")
+    async def create_task(
+        self, request: Request[Any, Any, Any], data: rl.TrainingRequest, db: AsyncDatabase, publisher: EventPublisher
+    ) -> dict[str, Any]:
+        try:
+            params = data.params()
+        except ValidationError as exc:
+            raise validation_error(exc, "parameters") from exc
+        task_id = new_id("task")
+        now = utcnow()
+        principal = principal_of(request)
+        command = jobs.TrainRequested(
+            job_id=task_id,
+            domain="rl",
+            model_type=data.model_type,
+            attempt=1,
+            spec={
+                "name": data.name,
+                "parameters": params.model_dump(mode="json"),
+                "total_episodes": data.total_episodes,
+                "wandb_project": data.wandb_project,
+                "wandb_run_name": data.wandb_run_name,
+            },
+            estimated_duration_minutes=await estimate_minutes(db, data.model_type, data.total_episodes),
+            requested_by=principal.key_id if principal else None,
+            submitted_at=now,
+        )
+        env = Envelope.wrap(
+            jobs.TRAIN_REQUESTED,
+            task_id,
+            command,
+            source="modelbus/api",
+            sequence=jobs.ATTEMPT_STRIDE,
+            correlationid=task_id,
+        )
+        await publisher.publish("train.commands", env, key=task_id)  # on Kafka (acks=all) before we answer
+        await apply_events(db, [env])  # read-your-write
+        return {
+            "task_id": task_id,
+            "status": "created",
+            "created_at": iso(now),
+            "estimated_duration_minutes": command.estimated_duration_minutes,
+        }
+
+    @get(
+        "/training/{task_id:str}",
+        summary="Training task status with per-episode metrics",
+        description="progress is a fraction (0..1); episode_latencies are seconds; model_id once completed.",
+    )
+    async def get_task(self, task_id: str, db: AsyncDatabase) -> dict[str, Any]:
+        doc = await db[mongo.JOBS].find_one({"_id": task_id, "domain": "rl"})
+        if doc is None:
+            raise ApiError(404, "TASK_NOT_FOUND", f"no training task {task_id!r}", field="task_id")
+        return await task_body(db, doc)
+
+    @post(
+        "/training/{task_id:str}/cancel",
+        status_code=200,
+        summary="Cancel a training task",
+        description="Waits up to 10 s for the worker to stop (200, cancelled); 202 with status cancelling if it "
+        "has not stopped by then; 409 if the task had already finished.",
+    )
+    async def cancel_task(
+        self, request: Request[Any, Any, Any], task_id: str, db: AsyncDatabase, publisher: EventPublisher
+    ) -> Response[dict[str, Any]]:
+        doc = await db[mongo.JOBS].find_one({"_id": task_id, "domain": "rl"})
+        if doc is None:
+            raise ApiError(404, "TASK_NOT_FOUND", f"no training task {task_id!r}", field="task_id")
+        if doc["status"] == "cancelled":
+            body = {"task_id": task_id, "status": "cancelled", "updated_at": _time(doc.get("updated_at"))}
+            return Response(body, status_code=200)
+        if doc["status"] in jobs.TERMINAL:
+            raise ApiError(409, "TASK_FINISHED", f"task {task_id} is already {doc['status']}", field="task_id")
+        principal = principal_of(request)
+        env = Envelope.wrap(
+            jobs.JOB_CANCEL_REQUESTED,
+            task_id,
+            jobs.JobCancelRequested(job_id=task_id, requested_by=principal.key_id if principal else None),
+            source="modelbus/api",
+            correlationid=task_id,
+        )
+        await publisher.publish("train.events", env, key=task_id)
+        await apply_events(db, [env])
+        deadline = asyncio.get_running_loop().time() + CANCEL_WAIT_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            doc = await db[mongo.JOBS].find_one({"_id": task_id}) or doc
+            if doc["status"] in jobs.TERMINAL:
+                break
+            await asyncio.sleep(0.1)
+        if doc["status"] == "cancelled":
+            return Response(
+                {"task_id": task_id, "status": "cancelled", "updated_at": _time(doc.get("updated_at"))}, status_code=200
+            )
+        if doc["status"] in jobs.TERMINAL:
+            raise ApiError(
+                409, "TASK_FINISHED", f"task {task_id} {doc['status']} before the cancel took effect", field="task_id"
+            )
+        return Response(
+            {"task_id": task_id, "status": "cancelling", "updated_at": iso(env.time)}, status_code=HTTP_202_ACCEPTED
+        )
+
+    # models ----------------------------------------------------------------------------------------------------
+    @get("/models", summary="RL models, newest first", description="metrics.latency is seconds.")
+    async def list_models(
+        self,
+        db: AsyncDatabase,
+        page: Annotated[int, Parameter(ge=1, le=100_000)] = 1,
+        per_page: Annotated[int, Parameter(ge=1, le=100)] = 10,
+        status: ModelStatusFilter | None = None,
+    ) -> dict[str, Any]:
+        query: dict[str, Any] = {"domain": "rl"}
+        if status:
+            query["status"] = status
+        total = await db[mongo.MODELS].count_documents(query)
+        cursor = db[mongo.MODELS].find(query).sort([("trained_at", -1), ("_id", -1)]).skip((page - 1) * per_page)
+        models = [model_summary(doc) async for doc in cursor.limit(per_page)]
+        return {"models": models, "total": total, "page": page, "per_page": per_page}
+
+    @get("/models/{model_id:str}", summary="One RL model with its lineage, history and deployment")
+    async def get_model(self, model_id: str, db: AsyncDatabase) -> dict[str, Any]:
+        doc = await rl_model(db, model_id)
+        dep = await db[mongo.RL_DEPLOYMENTS].find_one({"_id": model_id})
+        return {
+            **model_summary(doc),
+            "metrics": doc.get("metrics") or {},
+            "lineage": doc.get("lineage") or {},
+            "artifact_sha256": doc.get("artifact_sha256"),
+            "status_version": doc.get("status_version"),
+            "history": [{**h, "at": _time(h.get("at"))} for h in doc.get("history", [])],
+            "deployment": deployment_view(dep) if dep else None,
+        }
+
+    @post(
+        "/models/{model_id:str}/deploy",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Deploy a model (Kubernetes with MODELBUS_KUBECONFIG, else the local serving workers)",
+    )
+    async def deploy(
+        self,
+        request: Request[Any, Any, Any],
+        model_id: str,
+        data: rl.DeployRequest,
+        db: AsyncDatabase,
+        publisher: EventPublisher,
+    ) -> dict[str, Any]:
+        settings = _settings(request)
+        doc = await rl_model(db, model_id)
+        if doc["status"] == "deploying":
+            raise ApiError(409, "DEPLOYMENT_IN_PROGRESS", f"model {model_id} is being deployed", field="model_id")
+        namespace = data.namespace or settings.k8s_namespace
+        manifests = k8s.build_manifests(
+            model_id=model_id,
+            model_type=doc["model_type"],
+            model_name=doc["model_name"],
+            namespace=namespace,
+            replicas=data.replicas,
+            cpu=data.resources.cpu,
+            memory=data.resources.memory,
+            strategy=data.strategy,
+            image=settings.k8s_image,
+            artifact_sha256=doc["artifact_sha256"],
+            env={"MODELBUS_MONGODB_DB": settings.mongodb_db, "MODELBUS_TOPIC_PREFIX": settings.topic_prefix},
+        )
+        try:
+            await asyncio.to_thread(k8s.validate_manifests, manifests)
+        except k8s.ManifestError as exc:
+            raise ApiError(422, "INVALID_MANIFEST", str(exc), field="model_id") from exc
+        principal = principal_of(request)
+        actor = principal.key_id if principal else None
+        generation = int(doc.get("status_version", 1)) + 1
+        await claim(db, model_id, generation, "deploying", actor or "api")
+        target = "kubernetes" if settings.kubeconfig else "local"
+        spec = rl.DeploymentSpec(
+            name=manifests[0]["metadata"]["name"],
+            namespace=namespace,
+            replicas=data.replicas,
+            resources=data.resources,
+            strategy=data.strategy,
+            target=target,
+            manifests=manifests,
+        )
+        now = utcnow()
+        command = Envelope.wrap(
+            rl.DEPLOY_REQUESTED,
+            model_id,
+            rl.DeployRequested(
+                model_id=model_id,
+                generation=generation,
+                previous_status=doc["status"],
+                deployment=spec,
+                requested_by=actor,
+                requested_at=now,
+            ),
+            source="modelbus/api",
+            sequence=generation * rl.DEPLOY_STEP,
+            correlationid=model_id,
+        )
+        try:
+            await publisher.publish("deploy.commands", command, key=model_id)
+        except Exception:
+            await db[mongo.STATUS_CLAIMS].delete_one({"_id": f"{model_id}@{generation}"})  # nothing was accepted
+            raise
+        summary = {"name": spec.name, "namespace": namespace, "replicas": data.replicas, "target": target}
+        changed = status_change(
+            model_id, "deploying", doc["status"], generation, actor, "deploy requested", deployment=summary
+        )
+        changed.causationid = command.id
+        # the command is durable; if this publish fails the deploy worker publishes the same change
+        await publisher.publish("model.events", changed, key=model_id)
+        await apply_events(db, [command, changed])
+        return {
+            "model_id": model_id,
+            "status": "deploying",
+            "deployment": {
+                "name": spec.name,
+                "namespace": namespace,
+                "replicas": data.replicas,
+                "resources": data.resources.model_dump(),
+                "strategy": data.strategy,
+                "target": target,
+            },
+            "created_at": iso(now),
+        }
+
+    @post("/models/{model_id:str}/undeploy", status_code=HTTP_202_ACCEPTED, summary="Undeploy (archive) a model")
+    async def undeploy(
+        self, request: Request[Any, Any, Any], model_id: str, db: AsyncDatabase, publisher: EventPublisher
+    ) -> dict[str, Any]:
+        doc = await rl_model(db, model_id)
+        if doc["status"] != "deployed":
+            raise ApiError(409, "MODEL_NOT_DEPLOYED", f"model {model_id} is {doc['status']}", field="model_id")
+        principal = principal_of(request)
+        actor = principal.key_id if principal else None
+        generation = int(doc["status_version"]) + 1
+        await claim(db, model_id, generation, "archived", actor or "api")
+        command = Envelope.wrap(
+            rl.UNDEPLOY_REQUESTED,
+            model_id,
+            rl.UndeployRequested(
+                model_id=model_id, generation=generation, previous_status=doc["status"], requested_by=actor
+            ),
+            source="modelbus/api",
+            sequence=generation * rl.DEPLOY_STEP,
+            correlationid=model_id,
+        )
+        try:
+            await publisher.publish("deploy.commands", command, key=model_id)
+        except Exception:
+            await db[mongo.STATUS_CLAIMS].delete_one({"_id": f"{model_id}@{generation}"})
+            raise
+        changed = status_change(model_id, "archived", doc["status"], generation, actor, "undeployed on request")
+        changed.causationid = command.id
+        await publisher.publish("model.events", changed, key=model_id)
+        await apply_events(db, [command, changed])
+        return {"model_id": model_id, "status": "archived", "updated_at": iso(changed.time)}
+
+    @get(
+        "/models/{model_id:str}/manifest",
+        summary="Kubernetes manifests of the model's deployment (Deployment and Service)",
+        description="JSON: a v1 List; format=yaml: multi-document YAML for kubectl apply -f.",
+    )
+    async def manifest(
+        self, model_id: str, db: AsyncDatabase, format: Literal["json", "yaml"] = "json"
+    ) -> Response[Any]:
+        await rl_model(db, model_id)
+        dep = await db[mongo.RL_DEPLOYMENTS].find_one({"_id": model_id})
+        if dep is None:
+            raise ApiError(404, "DEPLOYMENT_NOT_FOUND", f"model {model_id} has not been deployed", field="model_id")
+        if format == "yaml":
+            import yaml
+
+            return Response(yaml.safe_dump_all(dep["manifests"], sort_keys=False), media_type="application/yaml")
+        return Response(
+            {
+                "model_id": model_id,
+                "deployment": deployment_view(dep),
+                "manifest": {"apiVersion": "v1", "kind": "List", "items": dep["manifests"]},
+            }
+        )
+
+    @post("/models/{model_id:str}/act", status_code=200, summary="Placement decision of a deployed agent")
+    async def act(self, model_id: str, data: rl.ActRequest, db: AsyncDatabase, rpc: RpcClient) -> dict[str, Any]:
+        doc = await rl_model(db, model_id)
+        if doc["status"] != "deployed":
+            raise ApiError(
+                409, "MODEL_NOT_DEPLOYED", f"model {model_id} is {doc['status']}, not deployed", field="model_id"
+            )
+        return await call_worker(rpc, "rl.act", {"model_id": model_id, **data.model_dump()}, key=model_id)
+
+    @get(
+        "/models/{model_id:str}/metrics",
+        summary="Latency, throughput and CPU/memory series of a deployed model",
+        description="latency: mean seconds per request; throughput: requests per second; resource_usage: mean "
+        "fraction of the machine's CPU and memory used by the workers holding the model. Intervals without "
+        "data are left out. Default window: the last 60 intervals (24 for 1h).",
+    )
+    async def model_metrics(
+        self,
+        model_id: str,
+        db: AsyncDatabase,
+        start_time: str | None = None,
+        end_time: str | None = None,
+        interval: Interval = "1m",
+    ) -> dict[str, Any]:
+        await rl_model(db, model_id)
+        start, end = time_window(start_time, end_time, interval)
+        seconds = INTERVALS[interval][2]
+        pipeline = [
+            {"$match": {"model_id": model_id, "time": {"$gte": start, "$lt": end}}},
+            {
+                "$group": {
+                    "_id": bucket(interval),
+                    "latency_ms": {"$avg": "$latency_ms"},
+                    "requests": {"$sum": 1},
+                    "errors": {"$sum": {"$cond": [{"$gt": ["$error", None]}, 1, 0]}},
+                }
+            },
+            {"$sort": {"_id": 1}},
+        ]
+        served = [row async for row in await db[mongo.RL_SERVED].aggregate(pipeline)]
+        for row in served:
+            row["latency"] = row["latency_ms"] / 1000.0
+            row["throughput"] = row["requests"] / seconds
+        samples = await sample_series(
+            db, {"models": model_id, "time": {"$gte": start, "$lt": end}}, interval, {"cpu": "cpu", "memory": "memory"}
+        )
+        return {
+            "model_id": model_id,
+            "metrics": {
+                "latency": series(served, "latency"),
+                "throughput": series(served, "throughput"),
+                "resource_usage": {"cpu": series(samples, "cpu", 4), "memory": series(samples, "memory", 4)},
+            },
+            "requests": sum(r["requests"] for r in served),
+            "errors": sum(r["errors"] for r in served),
+            "interval": interval,
+            "start_time": iso(start),
+            "end_time": iso(end),
+        }
+
+    # system -----------------------------------------------------------------------------------------------------
+    @get(
+        "/metrics",
+        summary="System CPU/memory series, workers (pods) and training figures",
+        description="system: mean machine CPU and memory (fractions) reported by the workers. kubernetes: the "
+        "cluster with MODELBUS_KUBECONFIG, otherwise the live local workers (pods = worker processes). training: "
+        "RL tasks.",
+    )
+    async def system_metrics(
+        self,
+        request: Request[Any, Any, Any],
+        db: AsyncDatabase,
+        start_time: str | None = None,
+        end_time: str | None = None,
+        interval: Interval = "1m",
+    ) -> dict[str, Any]:
+        settings = _settings(request)
+        start, end = time_window(start_time, end_time, interval)
+        samples = await sample_series(
+            db,
+            {"time": {"$gte": start, "$lt": end}},
+            interval,
+            {"cpu": "system_cpu", "memory": "system_memory"},
+        )
+        workers = await live_workers(db, settings)
+        hosts: dict[str, dict[str, Any]] = {w["host"]: w for w in workers}
+        cluster: dict[str, Any] = {
+            "node_count": len(hosts),
+            "pod_count": len(workers),
+            "resource_usage": {
+                "cpu": round(sum(h["system_cpu"] for h in hosts.values()) / len(hosts), 4) if hosts else None,
+                "memory": round(sum(h["system_memory"] for h in hosts.values()) / len(hosts), 4) if hosts else None,
+            },
+            "source": "local workers (MODELBUS_KUBECONFIG not set): nodes = hosts, pods = worker processes",
+        }
+        if settings.kubeconfig:
+            try:
+                cluster = await asyncio.wait_for(
+                    asyncio.to_thread(k8s.cluster_summary, settings.kubeconfig, settings.k8s_namespace), timeout=10
+                )
+            except Exception as exc:  # noqa: BLE001 - report the local figures and why
+                cluster["kubernetes_error"] = exc.__class__.__name__
+        active = await db[mongo.JOBS].count_documents({"domain": "rl", "status": {"$in": ["started", "running"]}})
+        completed = await db[mongo.JOBS].count_documents({"domain": "rl", "status": "completed"})
+        rows = [
+            row
+            async for row in await db[mongo.JOBS].aggregate(
+                [
+                    {"$match": {"domain": "rl", "status": "completed", "duration_minutes": {"$ne": None}}},
+                    {"$group": {"_id": None, "minutes": {"$avg": "$duration_minutes"}}},
+                ]
+            )
+        ]
+        average_s = rows[0]["minutes"] * 60 if rows and rows[0]["minutes"] is not None else None
+        return {
+            "system": {"cpu_usage": series(samples, "cpu", 4), "memory_usage": series(samples, "memory", 4)},
+            "kubernetes": cluster,
+            "workers": {
+                "alive": len(workers),
+                "serving_models": sorted({m for w in workers for m in (w.get("models") or [])}),
+            },
+            "training": {
+                "active_tasks": active,
+                "completed_tasks": completed,
+                "average_training_time": _duration(average_s),
+                "average_training_seconds": round(average_s, 2) if average_s is not None else None,
+            },
+            "interval": interval,
+            "start_time": iso(start),
+            "end_time": iso(end),
+        }

@@ -1,0 +1,244 @@
+"""Tabular predictions in the prediction workers (request kind ``tabular.predict``).
+
+The worker keeps the production model, the canary model and the previous production model (for an
+instant emergency rollback) in memory, loaded from GridFS with their sha256 checked. It re-reads the
+``deployments`` projection every ``deploy_refresh_ms`` (200 ms by default), so a rollback or a traffic
+change is served within that delay. Canary traffic is routed with ``ml.canary.choose_arm``: a sticky hash
+of the record's ``routing_key`` (else its prediction id), salted with the canary id, below the current
+percentage goes to the canary.
+
+Per prediction: one ``PredictionServed`` event on ``predict.served`` (key = prediction id) and one document
+in ``predictions`` (what feedback is checked against), both written before the reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from bson import ObjectId
+from gridfs import AsyncGridFSBucket
+
+from consumers.deps import Deps
+from consumers.serving import ServingError, ServingService
+from infra import mongo
+from ml.canary.routing import choose_arm
+from ml.tabular.isolation_forest import IsolationForestModel
+from ml.tabular.lightgbm_model import LightGBMModel
+from schemas import deploy
+from schemas.common import new_id, utcnow
+from schemas.envelope import Envelope
+
+log = logging.getLogger("modelbus.tabular_serving")
+
+
+@dataclass
+class Loaded:
+    model_id: str
+    model_type: str
+    model: LightGBMModel | IsolationForestModel
+    features: list[str]
+
+    def score(self, rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        X = np.array([[_num(r.get(name)) for name in self.features] for r in rows], dtype=np.float64).reshape(
+            len(rows), len(self.features)
+        )
+        if isinstance(self.model, LightGBMModel):
+            scores = self.model.predict_scores(X)
+            return scores, (scores >= 0.5).astype(np.int8)
+        return self.model.predict_scores(X), self.model.predict(X)
+
+
+def _num(value: Any) -> float:
+    if value is None:
+        return float("nan")
+    return float(value)
+
+
+class TabularServing:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.state: deploy.DeploymentState | None = None
+        self.models: dict[str, Loaded] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.refresh()
+        self._task = asyncio.create_task(self._refresh_forever(), name="tabular-deploy-refresh")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.deps.settings.deploy_refresh_ms / 1000)
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep serving the last good state
+                log.exception("refreshing the deployment failed")
+
+    async def refresh(self) -> bool:
+        """Re-reads the deployment; loads newly needed models before switching. True if it changed."""
+        doc = await self.deps.db[mongo.DEPLOYMENTS].find_one({"_id": deploy.FAMILY})
+        if doc is None or (self.state is not None and doc["version"] == self.state.version):
+            return False
+        state = deploy.DeploymentState.model_validate(doc)
+        needed = [m for m in (state.production, state.canary.model_id if state.canary else None) if m]
+        spare = state.previous[-1:] if state.previous else []
+        for model_id in [*needed, *spare]:
+            if model_id not in self.models:
+                try:
+                    self.models[model_id] = await self._load(model_id)
+                except Exception:
+                    if model_id in needed:
+                        raise
+                    log.warning("could not preload the previous model", extra={"model_id": model_id})
+        self.state = state
+        for model_id in [m for m in self.models if m not in needed and m not in spare]:
+            del self.models[model_id]
+        log.info(
+            "deployment changed",
+            extra={
+                "version": state.version,
+                "production": state.production,
+                "canary": state.canary.model_dump() if state.canary else None,
+            },
+        )
+        return True
+
+    async def _load(self, model_id: str) -> Loaded:
+        doc = await self.deps.db[mongo.MODELS].find_one({"_id": model_id})
+        if doc is None:
+            raise RuntimeError(f"model {model_id} is not in the registry")
+        bucket = AsyncGridFSBucket(self.deps.db, bucket_name=mongo.ARTIFACT_BUCKET)
+        stream = await bucket.open_download_stream(ObjectId(doc["artifact_id"]))
+        data = await stream.read()
+        if hashlib.sha256(data).hexdigest() != doc["artifact_sha256"]:
+            raise RuntimeError(f"artifact of {model_id} does not match its sha256")
+        cls = LightGBMModel if doc["model_type"] == "lightgbm" else IsolationForestModel
+        model = await asyncio.to_thread(cls.from_bytes, data)
+        return Loaded(model_id, doc["model_type"], model, list(model.feature_names))
+
+    async def predict(self, body: dict[str, Any], env: Envelope) -> dict[str, Any]:
+        state = self.state
+        if state is None or state.production is None:
+            await self.refresh()
+            state = self.state
+        if state is None or state.production is None:
+            raise ServingError(
+                409, "NO_PRODUCTION_MODEL", "no model is in production; promote one with POST /v1/ml/deploy/production"
+            )
+        records: list[dict[str, Any]] = body.get("records") or []
+        if not records:
+            raise ServingError(422, "VALIDATION_ERROR", "no records to score", field="records")
+        canary = state.canary
+        out: list[dict[str, Any]] = []
+        groups: dict[str, list[int]] = {}
+        for i, record in enumerate(records):
+            pid = new_id("pred")
+            key = record.get("routing_key") or pid
+            arm = choose_arm(key, canary.percentage, salt=canary.canary_id) if canary else "baseline"
+            model_id = canary.model_id if canary and arm == "canary" else state.production
+            out.append(
+                {
+                    "prediction_id": pid,
+                    "model_id": model_id,
+                    "arm": arm,
+                    "canary_id": canary.canary_id if canary else None,
+                    "routing_key": record.get("routing_key"),
+                    "score": None,
+                    "label": None,
+                    "error": None,
+                    "latency_ms": 0.0,
+                }
+            )
+            groups.setdefault(model_id, []).append(i)
+        for model_id, rows in groups.items():
+            t0 = time.perf_counter()
+            try:
+                loaded = self.models[model_id]
+                scores, labels = loaded.score([records[i].get("features") or {} for i in rows])
+                error = None
+            except Exception as exc:  # noqa: BLE001 - reported per prediction and in predict.served
+                log.warning("prediction failed", extra={"model_id": model_id, "error": str(exc)})
+                scores = labels = None
+                error = f"{exc.__class__.__name__}: {exc}"
+            took = round((time.perf_counter() - t0) * 1000, 3)
+            for j, i in enumerate(rows):
+                out[i]["latency_ms"] = took
+                if scores is not None and labels is not None:
+                    out[i]["score"] = float(scores[j])
+                    out[i]["label"] = int(labels[j])
+                else:
+                    out[i]["error"] = error
+        await self._record(out)
+        return {
+            "predictions": [
+                {k: v for k, v in p.items() if k != "latency_ms"} | {"worker_ms": p["latency_ms"]} for p in out
+            ]
+        }
+
+    async def _record(self, out: list[dict[str, Any]]) -> None:
+        now = utcnow()
+        source = f"modelbus/worker/{self.deps.worker_id}"
+        envs = [
+            Envelope.wrap(
+                deploy.PREDICTION_SERVED,
+                p["prediction_id"],
+                deploy.PredictionServed(
+                    prediction_id=p["prediction_id"],
+                    model_id=p["model_id"],
+                    arm=p["arm"],
+                    canary_id=p["canary_id"],
+                    score=p["score"],
+                    label=p["label"],
+                    latency_ms=p["latency_ms"],
+                    error=p["error"],
+                    routing_key=p["routing_key"],
+                    worker_id=self.deps.worker_id,
+                    served_at=now,
+                ),
+                source=source,
+            )
+            for p in out
+        ]
+        docs = [
+            {
+                "_id": p["prediction_id"],
+                "model_id": p["model_id"],
+                "arm": p["arm"],
+                "canary_id": p["canary_id"],
+                "label": p["label"],
+                "error": p["error"],
+                "time": now,
+            }
+            for p in out
+        ]
+        publisher = self.deps.publisher
+        results = await asyncio.gather(
+            self.deps.db[mongo.PREDICTIONS].insert_many(docs, ordered=False),
+            *(publisher.publish("predict.served", e, key=e.subject) for e in envs),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            log.error("recording predictions failed", extra={"failures": len(failed), "error": str(failed[0])})
+
+
+def register(serving: ServingService, deps: Deps) -> TabularServing:
+    service = TabularServing(deps)
+    serving.add("tabular.predict", service.predict)
+    return service
