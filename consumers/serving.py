@@ -50,6 +50,7 @@ class ServingService:
             fetch_max_wait_ms=settings.rpc_fetch_max_wait_ms,
             decoder=self.deps.raw_decoder,
             no_reply=True,  # we publish the reply ourselves (FastStream would also answer reply_to)
+            max_workers=settings.serving_concurrency,  # requests are independent: serve several at once
             title="serving",
             description="Answers prediction / generation / action requests on the request's reply topic.",
         )

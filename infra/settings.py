@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     rpc_fetch_max_wait_ms: int = Field(
         5, ge=1, le=5000, description="fetch wait of the request/reply consumers (latency-critical path)"
     )
+    serving_concurrency: int = Field(16, ge=1, le=256, description="requests one serving worker handles at once")
     consumer_group_prefix: str = Field("modelbus", description="prefix of every consumer group id")
     host: str = Field("127.0.0.1", description="API bind address")
     port: int = Field(8000, ge=0, le=65535, description="API port")
