@@ -27,6 +27,7 @@ from api.security import api_key_guard, principal_of
 from api.workers import call_worker
 from infra import mongo
 from infra.projections import apply_events
+from producers.jobs import submit_training
 from producers.publisher import EventPublisher
 from producers.rpc import RpcClient
 from schemas import jobs
@@ -439,16 +440,7 @@ class LottoController(Controller):
             requested_by=principal.key_id if principal else None,
             submitted_at=now,
         )
-        env = Envelope.wrap(
-            jobs.TRAIN_REQUESTED,
-            job_id,
-            command,
-            source="modelbus/api",
-            sequence=jobs.ATTEMPT_STRIDE,
-            correlationid=job_id,
-        )
-        await publisher.publish("train.commands", env, key=job_id)  # on Kafka (acks=all) before we answer
-        await apply_events(db, [env])  # read-your-write
+        await submit_training(publisher, db, command)  # on Kafka (acks=all) before we answer
         return {
             "job_id": job_id,
             "status": "started",

@@ -17,6 +17,7 @@ from api.security import api_key_guard, principal_of
 from infra import mongo
 from infra.projections import apply_events
 from infra.records import count_records, extent
+from producers.jobs import submit_training
 from producers.publisher import EventPublisher
 from schemas import jobs
 from schemas.common import UtcDatetime, iso, new_id, utcnow
@@ -139,16 +140,7 @@ class TrainingController(Controller):
             requested_by=principal.key_id if principal else None,
             submitted_at=now,
         )
-        env = Envelope.wrap(
-            jobs.TRAIN_REQUESTED,
-            job_id,
-            command,
-            source="modelbus/api",
-            sequence=jobs.ATTEMPT_STRIDE,
-            correlationid=job_id,
-        )
-        await publisher.publish("train.commands", env, key=job_id)  # on Kafka (acks=all) before we answer
-        await apply_events(db, [env])  # read-your-write: the projector will apply the same event again (no-op)
+        await submit_training(publisher, db, command)  # on Kafka (acks=all) before we answer
         return TrainAccepted(
             job_id=job_id,
             status="started",

@@ -43,6 +43,7 @@ from api.workers import call_worker
 from infra import k8s, mongo
 from infra.projections import apply_events
 from infra.settings import Settings
+from producers.jobs import submit_training
 from producers.publisher import EventPublisher
 from producers.rpc import RpcClient
 from schemas import jobs, rl
@@ -351,16 +352,7 @@ class RLController(Controller):
             requested_by=principal.key_id if principal else None,
             submitted_at=now,
         )
-        env = Envelope.wrap(
-            jobs.TRAIN_REQUESTED,
-            task_id,
-            command,
-            source="modelbus/api",
-            sequence=jobs.ATTEMPT_STRIDE,
-            correlationid=task_id,
-        )
-        await publisher.publish("train.commands", env, key=task_id)  # on Kafka (acks=all) before we answer
-        await apply_events(db, [env])  # read-your-write
+        await submit_training(publisher, db, command)  # on Kafka (acks=all) before we answer
         return {
             "task_id": task_id,
             "status": "created",
