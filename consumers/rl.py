@@ -40,11 +40,11 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from gridfs import AsyncGridFSBucket
 from pydantic import ValidationError
-from pymongo.errors import DuplicateKeyError
 
 from consumers.deps import Deps
 from consumers.serving import ServingError, ServingService
 from infra import mongo
+from infra.claims import claim_status
 from schemas import jobs, rl
 from schemas.common import new_id, utcnow
 from schemas.envelope import Envelope
@@ -281,24 +281,6 @@ def train_agent(mongodb_url: str, db_name: str, command: dict[str, Any], report:
 
 
 # -- status changes (compare-and-set) -------------------------------------------------------------------------
-
-
-async def claim_status(db: Any, model_id: str, version: int, status: str, by: str) -> bool:
-    """Claims the change of ``model_id`` to ``status_version`` ``version``; False if someone else has it."""
-    try:
-        await db[mongo.STATUS_CLAIMS].insert_one(
-            {
-                "_id": f"{model_id}@{version}",
-                "model_id": model_id,
-                "status_version": version,
-                "status": status,
-                "by": by,
-                "at": utcnow(),
-            }
-        )
-    except DuplicateKeyError:
-        return False
-    return True
 
 
 def status_event(

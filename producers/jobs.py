@@ -25,3 +25,20 @@ async def submit_training(publisher: EventPublisher, db: AsyncDatabase, command:
     await publisher.publish("train.commands", env, key=command.job_id)
     await apply_events(db, [env])
     return env
+
+
+async def request_cancel(
+    publisher: EventPublisher, db: AsyncDatabase, job_id: str, requested_by: str | None
+) -> Envelope:
+    """Publishes the (commutative) cancel flag for a job and applies it to the job projection; the
+    worker running the job reads the flag and stops the training at its next progress step."""
+    env = Envelope.wrap(
+        jobs.JOB_CANCEL_REQUESTED,
+        job_id,
+        jobs.JobCancelRequested(job_id=job_id, requested_by=requested_by),
+        source="modelbus/api",
+        correlationid=job_id,
+    )
+    await publisher.publish("train.events", env, key=job_id)
+    await apply_events(db, [env])
+    return env

@@ -15,13 +15,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from api.errors import ApiError
 from api.security import api_key_guard, principal_of
 from infra import mongo
-from infra.projections import apply_events
 from infra.records import count_records, extent
-from producers.jobs import submit_training
+from producers.jobs import request_cancel, submit_training
 from producers.publisher import EventPublisher
 from schemas import jobs
 from schemas.common import UtcDatetime, iso, new_id, utcnow
-from schemas.envelope import Envelope
 from schemas.tabular import DataPeriod, TrainRequest
 
 # Minutes per record when no past job of the type exists (measured on this class of machine).
@@ -184,15 +182,7 @@ class TrainingController(Controller):
         if doc["status"] in jobs.TERMINAL:
             raise ApiError(409, "JOB_FINISHED", f"job {job_id} is already {doc['status']}", field="job_id")
         principal = principal_of(request)
-        env = Envelope.wrap(
-            jobs.JOB_CANCEL_REQUESTED,
-            job_id,
-            jobs.JobCancelRequested(job_id=job_id, requested_by=principal.key_id if principal else None),
-            source="modelbus/api",
-            correlationid=job_id,
-        )
-        await publisher.publish("train.events", env, key=job_id)
-        await apply_events(db, [env])
+        env = await request_cancel(publisher, db, job_id, principal.key_id if principal else None)
         return {"job_id": job_id, "status": doc["status"], "cancel_requested": True, "updated_at": iso(env.time)}
 
 

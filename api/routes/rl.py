@@ -34,16 +34,16 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
 
 from api.errors import ApiError
 from api.routes.ml_training import validation_error
 from api.security import api_key_guard, principal_of
 from api.workers import call_worker
 from infra import k8s, mongo
+from infra.claims import claim_status
 from infra.projections import apply_events
 from infra.settings import Settings
-from producers.jobs import submit_training
+from producers.jobs import request_cancel, submit_training
 from producers.publisher import EventPublisher
 from producers.rpc import RpcClient
 from schemas import jobs, rl
@@ -209,24 +209,13 @@ def deployment_view(dep: dict[str, Any]) -> dict[str, Any]:
 
 async def claim(db: AsyncDatabase, model_id: str, version: int, status: str, by: str) -> None:
     """Compare-and-set: the change of ``model_id`` to ``status_version`` ``version`` is ours, or 409."""
-    try:
-        await db[mongo.STATUS_CLAIMS].insert_one(
-            {
-                "_id": f"{model_id}@{version}",
-                "model_id": model_id,
-                "status_version": version,
-                "status": status,
-                "by": by,
-                "at": utcnow(),
-            }
-        )
-    except DuplicateKeyError as exc:
+    if not await claim_status(db, model_id, version, status, by):
         raise ApiError(
             409,
             "STATUS_CONFLICT",
             f"model {model_id} was changed by another request; read it and retry",
             field="model_id",
-        ) from exc
+        )
 
 
 def status_change(
@@ -390,15 +379,7 @@ class RLController(Controller):
         if doc["status"] in jobs.TERMINAL:
             raise ApiError(409, "TASK_FINISHED", f"task {task_id} is already {doc['status']}", field="task_id")
         principal = principal_of(request)
-        env = Envelope.wrap(
-            jobs.JOB_CANCEL_REQUESTED,
-            task_id,
-            jobs.JobCancelRequested(job_id=task_id, requested_by=principal.key_id if principal else None),
-            source="modelbus/api",
-            correlationid=task_id,
-        )
-        await publisher.publish("train.events", env, key=task_id)
-        await apply_events(db, [env])
+        env = await request_cancel(publisher, db, task_id, principal.key_id if principal else None)
         deadline = asyncio.get_running_loop().time() + CANCEL_WAIT_SECONDS
         while asyncio.get_running_loop().time() < deadline:
             doc = await db[mongo.JOBS].find_one({"_id": task_id}) or doc
