@@ -283,30 +283,6 @@ def train_agent(mongodb_url: str, db_name: str, command: dict[str, Any], report:
 # -- status changes (compare-and-set) -------------------------------------------------------------------------
 
 
-def status_event(
-    model_id: str,
-    status: str,
-    previous: str,
-    version: int,
-    *,
-    source: str,
-    actor: str | None,
-    reason: str | None,
-    deployment: dict[str, Any] | None = None,
-    cause: Envelope | None = None,
-) -> Envelope:
-    payload = rl.ModelStatusChanged(
-        model_id=model_id,
-        status=status,
-        previous_status=previous,
-        status_version=version,
-        actor=actor,
-        reason=reason,
-        deployment=deployment,
-    )
-    return Envelope.wrap(rl.MODEL_STATUS_CHANGED, model_id, payload, source=source, sequence=version, cause=cause)
-
-
 # -- serving ----------------------------------------------------------------------------------------------------
 
 
@@ -542,7 +518,7 @@ class RLDeployer:
         if current > version:
             return False
         if current < version:
-            env = status_event(
+            env = rl.status_changed(
                 model_id, status, previous, version, source=self.source, actor=None, reason=reason, cause=cause, **kw
             )
             await self._publish("model.events", env, model_id)
@@ -601,7 +577,7 @@ class RLDeployer:
             reason = "deployed" if status == "deployed" else f"deploy failed: {error}"
             await self._publish(
                 "model.events",
-                status_event(
+                rl.status_changed(
                     cmd.model_id,
                     new_status,
                     "deploying",
@@ -670,7 +646,7 @@ class RLDeployer:
             await self._publish("deploy.events", undeployed, other["_id"])
             await self._publish(
                 "model.events",
-                status_event(
+                rl.status_changed(
                     other["_id"],
                     "archived",
                     "deployed",

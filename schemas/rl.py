@@ -21,7 +21,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.common import UtcDatetime
-from schemas.envelope import Payload
+from schemas.envelope import Envelope, Payload
 
 RLModelType = Literal["q_learning", "dqn", "ppo"]
 RL_MODEL_TYPES: tuple[str, ...] = ("q_learning", "dqn", "ppo")
@@ -302,3 +302,29 @@ class ActServed(Payload):
     latency_ms: float = Field(description="time the worker spent on the request, milliseconds")
     worker_id: str
     error: str | None = None
+
+
+def status_changed(
+    model_id: str,
+    status: str,
+    previous: str,
+    version: int,
+    *,
+    source: str,
+    actor: str | None,
+    reason: str | None,
+    deployment: dict[str, Any] | None = None,
+    cause: Envelope | None = None,
+) -> Envelope:
+    """The ``model.events`` envelope of an RL model status change; its sequence is the new
+    ``status_version`` (claimed first with ``infra.claims.claim_status``)."""
+    payload = ModelStatusChanged(
+        model_id=model_id,
+        status=status,
+        previous_status=previous,
+        status_version=version,
+        actor=actor,
+        reason=reason,
+        deployment=deployment,
+    )
+    return Envelope.wrap(MODEL_STATUS_CHANGED, model_id, payload, source=source, sequence=version, cause=cause)

@@ -218,23 +218,6 @@ async def claim(db: AsyncDatabase, model_id: str, version: int, status: str, by:
         )
 
 
-def status_change(
-    model_id: str, status: str, previous: str, version: int, actor: str | None, reason: str, **kw: Any
-) -> Envelope:
-    payload = rl.ModelStatusChanged(
-        model_id=model_id,
-        status=status,
-        previous_status=previous,
-        status_version=version,
-        actor=actor,
-        reason=reason,
-        **kw,
-    )
-    return Envelope.wrap(
-        rl.MODEL_STATUS_CHANGED, model_id, payload, source="modelbus/api", sequence=version, correlationid=model_id
-    )
-
-
 # -- metrics ----------------------------------------------------------------------------------------------------
 
 
@@ -500,8 +483,15 @@ class RLController(Controller):
             await db[mongo.STATUS_CLAIMS].delete_one({"_id": f"{model_id}@{generation}"})  # nothing was accepted
             raise
         summary = {"name": spec.name, "namespace": namespace, "replicas": data.replicas, "target": target}
-        changed = status_change(
-            model_id, "deploying", doc["status"], generation, actor, "deploy requested", deployment=summary
+        changed = rl.status_changed(
+            model_id,
+            "deploying",
+            doc["status"],
+            generation,
+            source="modelbus/api",
+            actor=actor,
+            reason="deploy requested",
+            deployment=summary,
         )
         changed.causationid = command.id
         # the command is durable; if this publish fails the deploy worker publishes the same change
@@ -547,7 +537,15 @@ class RLController(Controller):
         except Exception:
             await db[mongo.STATUS_CLAIMS].delete_one({"_id": f"{model_id}@{generation}"})
             raise
-        changed = status_change(model_id, "archived", doc["status"], generation, actor, "undeployed on request")
+        changed = rl.status_changed(
+            model_id,
+            "archived",
+            doc["status"],
+            generation,
+            source="modelbus/api",
+            actor=actor,
+            reason="undeployed on request",
+        )
         changed.causationid = command.id
         await publisher.publish("model.events", changed, key=model_id)
         await apply_events(db, [command, changed])
