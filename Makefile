@@ -12,7 +12,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[embedded,dev]"
+	$(BIN)/pip install -q -e ".[embedded,dev,wandb]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)
-	$(BIN)/pip install -q -e ".[embedded,dev,bench]"
+	$(BIN)/pip install -q -e ".[embedded,dev,wandb,bench]"
 	$(BIN)/python -m tests.benchmarks.run
 
 lint: $(STAMP)
