@@ -84,8 +84,10 @@ def create_app(settings: Settings) -> Litestar:
     def provide_rpc(state: State) -> RpcClient:
         return state.rpc
 
-    metrics = MetricsController if settings.metrics_public else type(
-        "ProtectedMetricsController", (MetricsController,), {"guards": [api_key_guard]}
+    metrics = (
+        MetricsController
+        if settings.metrics_public
+        else type("ProtectedMetricsController", (MetricsController,), {"guards": [api_key_guard]})
     )
     return Litestar(
         route_handlers=[

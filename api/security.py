@@ -84,8 +84,9 @@ def presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     return token if token and token.count(".") != 2 else None
 
 
-def issue_tokens(secret: str, username: str, tier: str, scopes: list[str], *, access_s: int,
-                 refresh_s: int) -> dict[str, Any]:
+def issue_tokens(
+    secret: str, username: str, tier: str, scopes: list[str], *, access_s: int, refresh_s: int
+) -> dict[str, Any]:
     now = int(time.time())
     base = {"sub": username, "tier": tier, "scopes": scopes, "iat": now}
     access = jwt.encode(base | {"type": "access", "exp": now + access_s}, secret, algorithm="HS256")
@@ -101,8 +102,9 @@ def decode_token(secret: str, token: str, expected_type: str) -> dict[str, Any]:
     except jwt.InvalidTokenError as exc:
         raise ApiError(401, "INVALID_TOKEN", "the token is not valid") from exc
     if claims.get("type") != expected_type:
-        raise ApiError(401, "INVALID_TOKEN", f"a {claims.get('type')} token cannot be used here; "
-                       f"send the {expected_type} token")
+        raise ApiError(
+            401, "INVALID_TOKEN", f"a {claims.get('type')} token cannot be used here; send the {expected_type} token"
+        )
     return claims
 
 
@@ -123,10 +125,12 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
     token = _bearer(connection)
     if token:
         claims = decode_token(state.jwt_secret, token, "access")
-        return Principal(f"user:{claims['sub']}", claims["sub"], claims.get("tier", "free"),
-                         tuple(claims.get("scopes", ())))
-    raise ApiError(401, "UNAUTHORIZED",
-                   "credentials are required (X-API-Key header, api_key query parameter or Bearer token)")
+        return Principal(
+            f"user:{claims['sub']}", claims["sub"], claims.get("tier", "free"), tuple(claims.get("scopes", ()))
+        )
+    raise ApiError(
+        401, "UNAUTHORIZED", "credentials are required (X-API-Key header, api_key query parameter or Bearer token)"
+    )
 
 
 async def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -140,17 +144,25 @@ async def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseR
     scope_state["principal"] = principal
     needed = required_scope(connection.scope.get("method", "GET"), connection.scope["path"])
     if needed not in principal.scopes and "admin" not in principal.scopes:
-        raise ApiError(403, "FORBIDDEN", f"this route needs the '{needed}' scope; the credentials have "
-                       f"{', '.join(principal.scopes) or 'none'}", required_scope=needed)
+        raise ApiError(
+            403,
+            "FORBIDDEN",
+            f"this route needs the '{needed}' scope; the credentials have {', '.join(principal.scopes) or 'none'}",
+            required_scope=needed,
+        )
     if not settings.rate_limits_enabled:
         return
     decision = await ratelimit.acquire(connection.app.state.db, principal.key_id, principal.tier)
     scope_state["rate_limit"] = decision
     if not decision.allowed:
-        raise ApiError(429, "RATE_LIMIT_EXCEEDED",
-                       f"rate limit of {decision.reason} for the {principal.tier} tier exceeded; "
-                       f"retry in {decision.retry_after} s",
-                       headers=decision.headers(), retry_after_seconds=decision.retry_after)
+        raise ApiError(
+            429,
+            "RATE_LIMIT_EXCEEDED",
+            f"rate limit of {decision.reason} for the {principal.tier} tier exceeded; "
+            f"retry in {decision.retry_after} s",
+            headers=decision.headers(),
+            retry_after_seconds=decision.retry_after,
+        )
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:

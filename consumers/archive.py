@@ -6,9 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from faststream import Context
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
 from pymongo.errors import BulkWriteError
 
 from consumers.deps import Deps, decode_batch
@@ -22,21 +20,21 @@ DUPLICATE_KEY = 11000
 
 def register(broker: KafkaBroker, deps: Deps) -> None:
     group = deps.settings.group("archive")
-    topics = [deps.settings.topic(name) for name, spec in TOPICS.items() if spec.envelope]
+    topics = [deps.settings.topic(name) for name, spec in TOPICS.items() if spec.envelope and spec.archived]
 
     @broker.subscriber(
         *topics,
         group_id=group,
         batch=True,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=deps.settings.fetch_max_wait_ms,
+        fetch_max_wait_ms=deps.settings.background_fetch_max_wait_ms,
         batch_timeout_ms=deps.settings.projection_batch_ms,
         max_records=2000,
-        decoder=deps.raw_decoder,
+        decoder=deps.records_decoder,
         title="archive",
         description="Stores every event in MongoDB (the durable record; replay reads it).",
     )
-    async def archive(_: list[Any], message: KafkaMessage = Context("message")) -> None:
+    async def archive(records: Any) -> None:
         docs = [
             {
                 "_id": env.id,
@@ -50,7 +48,7 @@ def register(broker: KafkaBroker, deps: Deps) -> None:
                 "sequence": env.sequence,
                 "raw": rec.value.decode(),  # the envelope as published: one string field is cheap to store
             }
-            for rec, env in await decode_batch(deps, message, group)
+            for rec, env in await decode_batch(deps, records, group)
         ]
         if not docs:
             return

@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from faststream import Context
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
 
 from consumers.deps import Deps, decode_batch
 from infra import mongo
@@ -78,15 +76,15 @@ class CanaryAnalyser:
             group_id=group,
             batch=True,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+            fetch_max_wait_ms=settings.background_fetch_max_wait_ms,
             batch_timeout_ms=settings.projection_batch_ms,
             max_records=5000,
-            decoder=self.deps.raw_decoder,
+            decoder=self.deps.records_decoder,
             title="canary-analyser",
             description="Joins served predictions with their labels per canary arm; closes analysis windows.",
         )
-        async def on_events(_: list[Any], message: KafkaMessage = Context("message")) -> None:
-            for _record, env in await decode_batch(self.deps, message, group):
+        async def on_events(records: Any) -> None:
+            for _record, env in await decode_batch(self.deps, records, group):
                 await self.add(env)
 
     async def add(self, env: Envelope) -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
 
 from aiokafka.structs import ConsumerRecord
-from faststream.kafka.message import KafkaMessage
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
-from consumers.dlq import dead_letter, raw_body
+from consumers.dlq import dead_letter, raw_body, raw_records
 from infra.settings import Settings
 from producers.publisher import EventPublisher
 from schemas.envelope import Envelope
@@ -24,17 +23,26 @@ class Deps:
     worker_id: str
 
     raw_decoder = staticmethod(raw_body)
+    records_decoder = staticmethod(raw_records)
 
 
-def records_of(message: KafkaMessage) -> tuple[ConsumerRecord, ...]:
-    raw: Any = message.raw_message
-    return raw if isinstance(raw, tuple) else (raw,)
+def event_type(record: ConsumerRecord) -> str | None:
+    """The ``ce_type`` header (set by every modelbus publisher), without decoding the body."""
+    for key, value in record.headers or ():
+        if key == "ce_type":
+            return value.decode(errors="replace")
+    return None
 
 
-async def decode_batch(deps: Deps, message: KafkaMessage, group: str) -> list[tuple[ConsumerRecord, Envelope]]:
-    """Envelopes of a batch in order; records that are not valid envelopes go to the DLQ."""
+async def decode_batch(
+    deps: Deps, records: tuple[ConsumerRecord, ...], group: str, *, wanted: Collection[str] | None = None
+) -> list[tuple[ConsumerRecord, Envelope]]:
+    """Envelopes of a batch in order; records that are not valid envelopes go to the DLQ.
+    With ``wanted``, records whose ``ce_type`` header names another event type are skipped undecoded."""
     out: list[tuple[ConsumerRecord, Envelope]] = []
-    for record in records_of(message):
+    for record in records:
+        if wanted is not None and (kind := event_type(record)) is not None and kind not in wanted:
+            continue
         try:
             out.append((record, Envelope.from_bytes(record.value)))
         except (ValidationError, ValueError, TypeError) as exc:

@@ -71,6 +71,14 @@ def dlq_middleware(publisher: EventPublisher, group: str, retries: int) -> Calla
     return DeadLetterMiddleware
 
 
+async def raw_records(msg: StreamMessage[Any]) -> tuple[ConsumerRecord, ...]:
+    """Decoder that hands handlers the Kafka records themselves (value, key, headers, offsets).
+    Cheaper than a ``Context("message")`` parameter, which fast_depends resolves in a worker thread
+    for every message (a thread hop on the request/reply path)."""
+    raw = msg.raw_message
+    return raw if isinstance(raw, tuple) else (raw,)
+
+
 async def raw_body(msg: StreamMessage[Any]) -> bytes:
     """Decoder that hands handlers the raw bytes; they decode envelopes themselves so a
     malformed message is seen (and dead-lettered) by modelbus, not swallowed by the framework."""

@@ -7,9 +7,7 @@ import hashlib
 import logging
 from typing import Any
 
-from faststream import Context
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
 
 from consumers.deps import Deps, decode_batch
 from consumers.dlq import dead_letter
@@ -28,17 +26,17 @@ def register(broker: KafkaBroker, deps: Deps) -> None:
         group_id=group,
         batch=True,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=deps.settings.fetch_max_wait_ms,
+        fetch_max_wait_ms=deps.settings.background_fetch_max_wait_ms,
         batch_timeout_ms=50,
         max_records=2000,
-        decoder=deps.raw_decoder,
+        decoder=deps.records_decoder,
         title="ingest",
         description="Stores records from data.records as columnar blocks (bad records go to the DLQ).",
     )
-    async def ingest(_: list[Any], message: KafkaMessage = Context("message")) -> None:
+    async def ingest(records: Any) -> None:
         stream: list[dict[str, Any]] = []
         stream_ids: list[str] = []
-        for record, env in await decode_batch(deps, message, group):
+        for record, env in await decode_batch(deps, records, group):
             try:
                 if env.type == RECORDS_BATCH:
                     batch = env.payload(RecordsBatch)

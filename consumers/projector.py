@@ -5,12 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from faststream import Context
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
 
 from consumers.deps import Deps, decode_batch
-from infra.projections import apply_events
+from infra.projections import PROJECTED_TYPES, apply_events
 
 log = logging.getLogger("modelbus.projector")
 
@@ -39,11 +37,11 @@ def register(broker: KafkaBroker, deps: Deps) -> None:
         fetch_max_wait_ms=deps.settings.fetch_max_wait_ms,
         batch_timeout_ms=deps.settings.projection_batch_ms,
         max_records=2000,
-        decoder=deps.raw_decoder,
+        decoder=deps.records_decoder,
         title="projector",
         description="Folds job and model events into the jobs and models collections.",
     )
-    async def project(_: list[Any], message: KafkaMessage = Context("message")) -> None:
-        events = [env for _, env in await decode_batch(deps, message, group)]
+    async def project(records: Any) -> None:
+        events = [env for _, env in await decode_batch(deps, records, group, wanted=PROJECTED_TYPES)]
         written = await apply_events(deps.db, events)
         log.debug("projected", extra={"events": len(events), "written": written})

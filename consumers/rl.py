@@ -491,7 +491,7 @@ class RLDeployer:
             self.settings.topic("deploy.commands"),
             group_id=self.settings.group("rl-deploy"),
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+            fetch_max_wait_ms=self.settings.background_fetch_max_wait_ms,
             ack_policy=AckPolicy.ACK,
             max_poll_interval_ms=3_600_000,
             decoder=self.deps.raw_decoder,

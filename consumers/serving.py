@@ -3,14 +3,14 @@ Domain handlers (tabular predictions, lotto generation, RL actions) register by 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from faststream import Context
 from faststream.kafka import KafkaBroker
-from faststream.kafka.message import KafkaMessage
 
 from consumers.deps import Deps
 from schemas.envelope import Envelope
@@ -18,7 +18,17 @@ from schemas.rpc import RPC_REPLIED, RpcError, RpcReply, RpcRequest
 
 log = logging.getLogger("modelbus.serving")
 
-Handler = Callable[[dict[str, Any], Envelope], Awaitable[dict[str, Any]]]
+
+@dataclass
+class Alongside:
+    """A handler's result plus work that runs while the reply travels (both are awaited before the
+    next request takes this slot), e.g. storing the served predictions."""
+
+    result: dict[str, Any]
+    work: Awaitable[Any]
+
+
+Handler = Callable[[dict[str, Any], Envelope], Awaitable[dict[str, Any] | Alongside]]
 
 
 class ServingError(Exception):
@@ -48,40 +58,49 @@ class ServingService:
             group_id=settings.group("serving"),
             auto_offset_reset="latest",
             fetch_max_wait_ms=settings.rpc_fetch_max_wait_ms,
-            decoder=self.deps.raw_decoder,
+            decoder=self.deps.records_decoder,
             no_reply=True,  # we publish the reply ourselves (FastStream would also answer reply_to)
             max_workers=settings.serving_concurrency,  # requests are independent: serve several at once
             title="serving",
             description="Answers prediction / generation / action requests on the request's reply topic.",
         )
-        async def on_request(body: bytes, message: KafkaMessage = Context("message")) -> None:
-            headers = {k: v.decode(errors="replace") for k, v in (message.raw_message.headers or ())}
+        async def on_request(records: Any) -> None:
+            (record,) = records
+            headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
             reply_to = headers.get("x-reply-topic")
-            env = Envelope.from_bytes(body)
-            reply = await self.serve(env)
+            env = Envelope.from_bytes(record.value)
+            reply, alongside = await self.serve(env)
+            sends: list[Awaitable[Any]] = [alongside] if alongside is not None else []
             if reply_to:
                 out = Envelope.wrap(
                     RPC_REPLIED, env.subject, reply, source=f"modelbus/worker/{self.deps.worker_id}", cause=env
                 )
-                await self.deps.publisher.publish_raw(
-                    reply_to,
-                    out.to_bytes(),
-                    key=env.subject,
-                    headers={
-                        "content-type": "application/cloudevents+json",
-                        "ce_type": out.type,
-                        "x-correlation-id": headers.get("x-correlation-id", ""),
-                    },
+                sends.append(
+                    self.deps.publisher.publish_direct(
+                        reply_to,
+                        out.to_bytes(),
+                        key=env.subject,
+                        headers={
+                            "content-type": "application/cloudevents+json",
+                            "ce_type": out.type,
+                            "x-correlation-id": headers.get("x-correlation-id", ""),
+                        },
+                    )
                 )
+            await asyncio.gather(*sends)
 
-    async def serve(self, env: Envelope) -> RpcReply:
+    async def serve(self, env: Envelope) -> tuple[RpcReply, Awaitable[Any] | None]:
+        """The reply, and the handler's work to finish alongside sending it (if any)."""
         t0 = time.perf_counter()
         request = env.payload(RpcRequest)
         handler = self.handlers.get(request.kind)
+        alongside: Awaitable[Any] | None = None
         try:
             if handler is None:
                 raise ServingError(400, "UNKNOWN_REQUEST_KIND", f"no handler for {request.kind!r}")
             result = await handler(request.body, env)
+            if isinstance(result, Alongside):
+                result, alongside = result.result, result.work
             reply = RpcReply(ok=True, result=result)
         except ServingError as exc:
             reply = RpcReply(ok=False, error=exc.error)
@@ -92,4 +111,4 @@ class ServingService:
             )
         reply.worker_id = self.deps.worker_id
         reply.handled_ms = round((time.perf_counter() - t0) * 1000, 3)
-        return reply
+        return reply, alongside

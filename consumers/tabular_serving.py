@@ -8,7 +8,9 @@ of the record's ``routing_key`` (else its prediction id), salted with the canary
 percentage goes to the canary.
 
 Per prediction: one ``PredictionServed`` event on ``predict.served`` (key = prediction id) and one document
-in ``predictions`` (what feedback is checked against), both written before the reply.
+in ``predictions`` (what feedback is checked against), written while the reply is sent (the request is
+finished when both are done; ``POST /v1/ml/feedback`` looks an unknown id up once more after a short
+grace, so feedback sent the instant a reply arrives still finds its prediction).
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from bson import ObjectId
 from gridfs import AsyncGridFSBucket
 
 from consumers.deps import Deps
-from consumers.serving import ServingError, ServingService
+from consumers.serving import Alongside, ServingError, ServingService
 from infra import mongo
 from ml.canary.routing import choose_arm
 from ml.tabular.isolation_forest import IsolationForestModel
 from ml.tabular.lightgbm_model import LightGBMModel
+from producers.publisher import envelope_headers
 from schemas import deploy
 from schemas.common import new_id, utcnow
 from schemas.envelope import Envelope
@@ -184,12 +187,12 @@ class TabularServing:
                     out[i]["label"] = int(labels[j])
                 else:
                     out[i]["error"] = error
-        await self._record(out)
-        return {
+        result = {
             "predictions": [
                 {k: v for k, v in p.items() if k != "latency_ms"} | {"worker_ms": p["latency_ms"]} for p in out
             ]
         }
+        return Alongside(result, self._record(out))  # stored and published while the reply travels
 
     async def _record(self, out: list[dict[str, Any]]) -> None:
         now = utcnow()
@@ -230,7 +233,10 @@ class TabularServing:
         publisher = self.deps.publisher
         results = await asyncio.gather(
             self.deps.db[mongo.PREDICTIONS].insert_many(docs, ordered=False),
-            *(publisher.publish("predict.served", e, key=e.subject) for e in envs),
+            *(
+                publisher.publish_direct("predict.served", e.to_bytes(), key=e.subject, headers=envelope_headers(e))
+                for e in envs
+            ),
             return_exceptions=True,
         )
         failed = [r for r in results if isinstance(r, BaseException)]

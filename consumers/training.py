@@ -134,7 +134,7 @@ class TrainingService:
             self.settings.topic("train.commands"),
             group_id=self.settings.group("training"),
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+            fetch_max_wait_ms=self.settings.background_fetch_max_wait_ms,
             ack_policy=AckPolicy.ACK,  # commit after the lease is held: a crash before that redelivers
             max_poll_interval_ms=3_600_000,
             decoder=self.deps.raw_decoder,

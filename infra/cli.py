@@ -221,8 +221,9 @@ def cmd_users(args: argparse.Namespace) -> int:
     async def main() -> None:
         client = mongo.client(settings)
         try:
-            doc = await create_user(client[settings.mongodb_db], args.username, args.password, tier=args.tier,
-                                    scopes=tuple(args.scopes))
+            doc = await create_user(
+                client[settings.mongodb_db], args.username, args.password, tier=args.tier, scopes=tuple(args.scopes)
+            )
             print(json.dumps({"username": doc["_id"], "tier": doc["tier"], "scopes": doc["scopes"]}))
         finally:
             await client.close()

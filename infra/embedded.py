@@ -40,7 +40,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout_
     raise EmbeddedUnavailable(f"{name} did not listen on 127.0.0.1:{port} within {timeout_s:.0f} s")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: on Linux, get SIGTERM when the parent dies (even by kill -9)."""
     try:
         import ctypes
@@ -127,7 +127,7 @@ class EmbeddedServers:
         # A new session so a terminal Ctrl-C reaches us first and we stop the children in order;
         # PR_SET_PDEATHSIG makes them exit if we are killed without a chance to stop them.
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=_die_with_parent
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=die_with_parent
         )
         out.close()
         self._procs.append(proc)

@@ -359,6 +359,9 @@ EXTRA_REDUCERS: dict[str, list[tuple[str, Reducer]]] = {
 }
 """event type -> further projections it folds into (beside its REDUCERS entry)"""
 
+PROJECTED_TYPES: frozenset[str] = frozenset(REDUCERS) | frozenset(EXTRA_REDUCERS)
+"""every event type some projection folds (the projector skips the others undecoded)"""
+
 
 def targets(event_type: str) -> list[tuple[str, Reducer]]:
     """Every (collection, reducer) an event type folds into."""

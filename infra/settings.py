@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,10 +23,22 @@ class Settings(BaseSettings):
         False, description="enable the idempotent producer (real Kafka only; Tansu refuses it)"
     )
     fetch_max_wait_ms: int = Field(
-        10, ge=1, le=5000, description="consumer fetch wait; 10-20 ms for the embedded broker (STACK-FACTS)"
+        10, ge=1, le=5000, description="fetch wait of the projector (command-to-projection latency); 10-20 ms on Tansu"
+    )
+    background_fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        le=5000,
+        description="fetch wait of the consumers nobody waits on (archive, ingest, training, analyser, RL deploys): "
+        "Tansu answers a fetch only when the wait expires, so short waits cost broker CPU even when idle",
     )
     rpc_fetch_max_wait_ms: int = Field(
         5, ge=1, le=5000, description="fetch wait of the request/reply consumers (latency-critical path)"
+    )
+    worker_layout: Literal["processes", "inline"] = Field(
+        "processes",
+        description="`modelbus up`: 'processes' = prediction workers and background consumers in two child "
+        "processes beside the API (uses every core); 'inline' = every consumer in the API process",
     )
     serving_concurrency: int = Field(16, ge=1, le=256, description="requests one serving worker handles at once")
     consumer_group_prefix: str = Field("modelbus", description="prefix of every consumer group id")

@@ -75,7 +75,12 @@ class Stack:
                 await load_demo(db, settings)
         finally:
             await client.close()
-        if self.with_consumers:
+        if self.with_consumers and self.roles is None and settings.worker_layout == "processes":
+            from infra.workers import WorkerProcesses
+
+            self._consumers = WorkerProcesses(settings)
+            await self._consumers.start()
+        elif self.with_consumers:
             from consumers.runtime import ALL_ROLES, Consumers
 
             self._consumers = Consumers(settings, roles=self.roles or ALL_ROLES)
@@ -114,8 +119,13 @@ class Stack:
     async def _bootstrap_key(self, db: Any) -> None:
         if self.demo:  # the seed documents' literal example keys and login, so their examples run as written
             for key in DEMO_KEYS:
-                await store_key(db, key, name=f"demo example key {key!r} (only with --demo)", tier="premium",
-                                scopes=("read", "predict", "train", "deploy"))
+                await store_key(
+                    db,
+                    key,
+                    name=f"demo example key {key!r} (only with --demo)",
+                    tier="premium",
+                    scopes=("read", "predict", "train", "deploy"),
+                )
             if await db[mongo.USERS].count_documents({"_id": DEMO_USER[0]}) == 0:
                 await create_user(db, *DEMO_USER, tier="premium", scopes=("read", "predict", "train", "deploy"))
         if self.settings.api_key:

@@ -19,12 +19,22 @@ DEMO_USER = ("user@example.com", "secure_password")
 
 
 async def create_user(
-    db: AsyncDatabase, username: str, password: str, *, tier: str = "free",
+    db: AsyncDatabase,
+    username: str,
+    password: str,
+    *,
+    tier: str = "free",
     scopes: tuple[str, ...] = ("read", "predict"),
 ) -> dict[str, Any]:
     """Creates or replaces the user (the password is stored only as an argon2 hash)."""
-    doc = {"_id": username, "password_hash": _HASHER.hash(password), "tier": tier, "scopes": list(scopes),
-           "created_at": utcnow(), "disabled": False}
+    doc = {
+        "_id": username,
+        "password_hash": _HASHER.hash(password),
+        "tier": tier,
+        "scopes": list(scopes),
+        "created_at": utcnow(),
+        "disabled": False,
+    }
     await db[mongo.USERS].replace_one({"_id": username}, doc, upsert=True)
     return {k: v for k, v in doc.items() if k != "password_hash"}
 

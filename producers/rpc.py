@@ -94,7 +94,7 @@ class RpcClient:
             RPC_REQUESTED, key, RpcRequest(kind=kind, body=body), source="modelbus/api", correlationid=corr
         )
         try:
-            await self.publisher.publish_raw(
+            await self.publisher.publish_direct(
                 "predict.requests",
                 env.to_bytes(),
                 key=key,

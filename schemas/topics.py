@@ -23,6 +23,9 @@ class TopicSpec:
     """event type -> payload model"""
     envelope: bool = True
     """False only for the dead-letter topic, which carries the raw failed message."""
+    archived: bool = True
+    """False for request/reply plumbing: the durable record of a prediction is its ``predict.served``
+    event (and of a generation, its stored record), so the archive skips the transient messages."""
 
 
 TOPICS: dict[str, TopicSpec] = {
@@ -70,8 +73,18 @@ TOPICS: dict[str, TopicSpec] = {
                 deploy.DEPLOY_STEP: deploy.DeploymentStep,
             },
         ),
-        TopicSpec("predict.requests", "Prediction requests with reply topic and correlation id.", "prediction_id"),
-        TopicSpec("predict.replies", "Prediction replies, matched to requests by correlation id.", "prediction_id"),
+        TopicSpec(
+            "predict.requests",
+            "Prediction requests with reply topic and correlation id.",
+            "prediction_id",
+            archived=False,
+        ),
+        TopicSpec(
+            "predict.replies",
+            "Prediction replies, matched to requests by correlation id.",
+            "prediction_id",
+            archived=False,
+        ),
         TopicSpec(
             "predict.served",
             "One event per prediction served: model, arm, score, latency, error.",

@@ -67,6 +67,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, span_exporter: InMemorySpanE
         progress_interval_seconds=0.2,
         demo_records_per_day=200,
         train_processes=2,
+        worker_layout="inline",  # consumers in this process: their log lines reach the test log collector
         kafka_bootstrap=os.environ.get("MODELBUS_KAFKA_BOOTSTRAP"),
         mongodb_url=os.environ.get("MODELBUS_MONGODB_URL"),
         mongodb_db=f"modelbus_test_{int(time.time())}",

@@ -41,8 +41,14 @@ class UserRequest(BaseModel):
 
 def _tokens(request: Request[Any, Any, Any], username: str, tier: str, scopes: list[str]) -> dict[str, Any]:
     s = request.app.state.settings
-    return issue_tokens(request.app.state.jwt_secret, username, tier, scopes, access_s=s.access_token_seconds,
-                        refresh_s=s.refresh_token_seconds)
+    return issue_tokens(
+        request.app.state.jwt_secret,
+        username,
+        tier,
+        scopes,
+        access_s=s.access_token_seconds,
+        refresh_s=s.refresh_token_seconds,
+    )
 
 
 class AuthController(Controller):
@@ -67,16 +73,32 @@ class AuthController(Controller):
     @get("/keys", guards=[api_key_guard], summary="API keys (admin)")
     async def list_keys(self, db: AsyncDatabase) -> dict[str, Any]:
         docs = db[mongo.API_KEYS].find({}, {"hash": 0}).sort("created_at", -1)
-        return {"keys": [{"key_id": d["_id"], "name": d["name"], "tier": d["tier"], "scopes": d["scopes"],
-                          "prefix": d.get("prefix"), "revoked": d["revoked"],
-                          "created_at": d["created_at"].isoformat()} async for d in docs]}
+        return {
+            "keys": [
+                {
+                    "key_id": d["_id"],
+                    "name": d["name"],
+                    "tier": d["tier"],
+                    "scopes": d["scopes"],
+                    "prefix": d.get("prefix"),
+                    "revoked": d["revoked"],
+                    "created_at": d["created_at"].isoformat(),
+                }
+                async for d in docs
+            ]
+        }
 
     @post("/keys", guards=[api_key_guard], status_code=HTTP_201_CREATED, summary="Create an API key (admin)")
     async def create_key(self, data: KeyRequest, db: AsyncDatabase) -> dict[str, Any]:
         key = keys.generate_key()
         doc = await keys.store_key(db, key, name=data.name, tier=data.tier, scopes=tuple(data.scopes))
-        return {"key": key, "key_id": doc["_id"], "tier": doc["tier"], "scopes": doc["scopes"],
-                "note": "shown once; only its hash is stored"}
+        return {
+            "key": key,
+            "key_id": doc["_id"],
+            "tier": doc["tier"],
+            "scopes": doc["scopes"],
+            "note": "shown once; only its hash is stored",
+        }
 
     @delete("/keys/{key_id:str}", guards=[api_key_guard], status_code=200, summary="Revoke an API key (admin)")
     async def revoke_key(self, request: Request[Any, Any, Any], key_id: str, db: AsyncDatabase) -> dict[str, Any]:

@@ -139,6 +139,10 @@ def history_entry(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+FEEDBACK_GRACE_SECONDS = 0.3
+"""how long feedback waits before reporting a prediction id unknown (predictions are stored alongside the reply)"""
+
+
 class DeployController(Controller):
     path = "/v1/ml/deploy"
     guards = [api_key_guard]
@@ -326,6 +330,10 @@ class PredictController(Controller):
         ids = list(dict.fromkeys(i.prediction_id for i in items))
         known = {d["_id"]: d async for d in db[mongo.PREDICTIONS].find({"_id": {"$in": ids}})}
         unknown = [i for i in ids if i not in known]
+        if unknown:  # a worker stores predictions while its reply travels: look once more after a grace
+            await asyncio.sleep(FEEDBACK_GRACE_SECONDS)
+            known |= {d["_id"]: d async for d in db[mongo.PREDICTIONS].find({"_id": {"$in": unknown}})}
+            unknown = [i for i in ids if i not in known]
         if data.feedback is None and unknown:
             raise ApiError(
                 404, "PREDICTION_NOT_FOUND", f"no prediction {unknown[0]!r}", field="prediction_id", unknown=unknown

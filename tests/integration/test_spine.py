@@ -176,7 +176,11 @@ def test_modelbus_up_answers_health_and_stops_cleanly(tmp_path: Path) -> None:
         assert stack["api_url"] == f"http://127.0.0.1:{port}" and stack["kafka_bootstrap"] and stack["mongodb_url"]
         assert httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=10).json()["status"] == "healthy"
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 2  # tansu, secantusd (and training pool processes)
+        commands = [" ".join(c.cmdline()) for c in children]
+        assert any("tansu" in c for c in commands) and any("secantusd" in c for c in commands), commands
+        # the worker layout: prediction workers and background consumers in their own processes
+        assert any(c.endswith("worker --roles serving") for c in commands), commands
+        assert any("worker --roles training projector archive ingest analyser" in c for c in commands), commands
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         time.sleep(0.5)
