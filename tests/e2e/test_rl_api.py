@@ -342,7 +342,7 @@ def test_seed_curl_commands(base_url: str, api: httpx.Client) -> None:
 
 def test_cancel_stops_training_within_one_episode(api: httpx.Client, db: Any) -> None:
     # slow episodes (many gradient steps each), so "within one episode" is measurable from outside
-    params = {"learning_starts": 0, "batch_size": 64, "epochs": 200}
+    params = {"learning_starts": 0, "batch_size": 64, "epochs": 600}
     resp = api.post(
         "/api/v1/training",
         json={"name": "cancel-me", "model_type": "dqn", "parameters": params, "total_episodes": 500},

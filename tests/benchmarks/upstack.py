@@ -1,0 +1,61 @@
+"""A benchmark's stack exactly as users run it: ``modelbus up`` in a subprocess (embedded Tansu and
+SecantusDB, the API process, the serving worker process and the background worker process), so the
+load generator in the benchmark process does not share an interpreter with the system under test."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from infra.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def modelbus_up(api_key: str, *, ready_timeout_s: float = 180, **env: str) -> Iterator[tuple[dict[str, Any], Settings]]:
+    """Yields (stack.json, Settings pointing at the running servers). ``env``: extra MODELBUS_ variables."""
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith("MODELBUS_")}
+        child_env |= {"MODELBUS_API_KEY": api_key, "MODELBUS_LOG_LEVEL": "WARNING", **env}
+        log = (Path(tmp) / "up.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "infra.cli", "up", "--port", str(port), "--data-dir", str(Path(tmp) / "data")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=child_env,
+        )
+        try:
+            stack_file = Path(tmp) / "data" / "stack.json"
+            deadline = time.monotonic() + ready_timeout_s
+            while not stack_file.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"modelbus up did not start: {(Path(tmp) / 'up.log').read_text()[-3000:]}")
+                time.sleep(0.2)
+            info = json.loads(stack_file.read_text())
+            settings = Settings(
+                _env_file=None, kafka_bootstrap=info["kafka_bootstrap"], mongodb_url=info["mongodb_url"]
+            )
+            yield info, settings
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
