@@ -20,10 +20,15 @@ TOPICS = (
     "rl.episodes",
     "deploy.commands",
     "deploy.events",
-    "predict.served",
     "canary.metrics",
     "canary.recommendations",
 )
+"""topics of the projections people wait on (job status, registry, deployments): polled every
+``fetch_max_wait_ms``"""
+
+SERVED_TOPICS = ("predict.served",)
+"""one event per prediction: folded into ``predictions`` and ``rl_served`` by a second subscriber that polls
+at the background pace and takes bigger batches, so serving traffic costs few fetches and few writes"""
 
 
 def register(broker: KafkaBroker, deps: Deps) -> None:
@@ -45,3 +50,21 @@ def register(broker: KafkaBroker, deps: Deps) -> None:
         events = [env for _, env in await decode_batch(deps, records, group, wanted=PROJECTED_TYPES)]
         written = await apply_events(deps.db, events)
         log.debug("projected", extra={"events": len(events), "written": written})
+
+    served_group = deps.settings.group("projector-served")
+
+    @broker.subscriber(
+        *(deps.settings.topic(t) for t in SERVED_TOPICS),
+        group_id=served_group,
+        batch=True,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=deps.settings.background_fetch_max_wait_ms,
+        batch_timeout_ms=deps.settings.projection_batch_ms,
+        max_records=5000,
+        decoder=deps.records_decoder,
+        title="projector-served",
+        description="Folds served predictions into the predictions and rl_served collections.",
+    )
+    async def project_served(records: Any) -> None:
+        events = [env for _, env in await decode_batch(deps, records, served_group, wanted=PROJECTED_TYPES)]
+        await apply_events(deps.db, events)

@@ -7,10 +7,10 @@ change is served within that delay. Canary traffic is routed with ``ml.canary.ch
 of the record's ``routing_key`` (else its prediction id), salted with the canary id, below the current
 percentage goes to the canary.
 
-Per prediction: one ``PredictionServed`` event on ``predict.served`` (key = prediction id) and one document
-in ``predictions`` (what feedback is checked against), written while the reply is sent (the request is
-finished when both are done; ``POST /v1/ml/feedback`` looks an unknown id up once more after a short
-grace, so feedback sent the instant a reply arrives still finds its prediction).
+Per prediction: one ``PredictionServed`` event on ``predict.served`` (key = prediction id), published while
+the reply is sent. The projector folds those events, in batches, into ``predictions`` (what feedback is
+checked against); ``POST /v1/ml/feedback`` waits up to a short grace for an id it does not know yet, so
+feedback sent the instant a reply arrives still finds its prediction.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ class TabularServing:
                 {k: v for k, v in p.items() if k != "latency_ms"} | {"worker_ms": p["latency_ms"]} for p in out
             ]
         }
-        return Alongside(result, self._record(out))  # stored and published while the reply travels
+        return Alongside(result, self._record(out))  # published while the reply travels
 
     async def _record(self, out: list[dict[str, Any]]) -> None:
         now = utcnow()
@@ -218,21 +218,8 @@ class TabularServing:
             )
             for p in out
         ]
-        docs = [
-            {
-                "_id": p["prediction_id"],
-                "model_id": p["model_id"],
-                "arm": p["arm"],
-                "canary_id": p["canary_id"],
-                "label": p["label"],
-                "error": p["error"],
-                "time": now,
-            }
-            for p in out
-        ]
         publisher = self.deps.publisher
         results = await asyncio.gather(
-            self.deps.db[mongo.PREDICTIONS].insert_many(docs, ordered=False),
             *(
                 publisher.publish_direct("predict.served", e.to_bytes(), key=e.subject, headers=envelope_headers(e))
                 for e in envs

@@ -14,6 +14,8 @@ LOTTO_DRAWS = "lotto_draws"
 RL_EPISODES = "rl_episodes"
 RL_DEPLOYMENTS = "rl_deployments"
 RL_SERVED = "rl_served"
+PREDICTIONS = "predictions"
+"""tabular predictions served, projected from ``predict.served``: feedback is checked against it"""
 DEPLOYMENTS = "deployments"
 """tabular deployment state per family (production, previous productions, active canary)"""
 CANARIES = "canaries"
@@ -26,6 +28,7 @@ PROJECTIONS: tuple[str, ...] = (
     RL_EPISODES,
     RL_DEPLOYMENTS,
     RL_SERVED,
+    PREDICTIONS,
     DEPLOYMENTS,
     CANARIES,
     DEPLOY_HISTORY,
@@ -41,8 +44,6 @@ USERS = "users"
 SECRETS = "secrets"
 RATE_LIMITS = "rate_limits"
 ARTIFACT_BUCKET = "artifacts"
-PREDICTIONS = "predictions"
-"""tabular predictions served (written by the worker before it replies): feedback is checked against it"""
 STATUS_CLAIMS = "status_claims"
 """model status changes claimed by (model_id, status_version): the compare-and-set behind 409"""
 # Telemetry with a TTL (monitoring endpoints)
@@ -84,7 +85,6 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
         [IndexModel([("job_id", ASCENDING), ("attempt", ASCENDING), ("episode", ASCENDING)])]
     )
     await db[DEPLOY_HISTORY].create_indexes([IndexModel([("time", DESCENDING)]), IndexModel([("model_id", ASCENDING)])])
-    await db[PREDICTIONS].create_indexes([IndexModel([("time", ASCENDING)], expireAfterSeconds=TELEMETRY_TTL_SECONDS)])
     await db[RL_SERVED].create_indexes([IndexModel([("model_id", ASCENDING), ("time", ASCENDING)])])
     await db[WORKER_SAMPLES].create_indexes(
         [

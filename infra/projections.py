@@ -216,6 +216,22 @@ def reduce_rl_deployment(doc: Doc | None, env: Envelope) -> Doc | None:
     return None
 
 
+def reduce_prediction(doc: Doc | None, env: Envelope) -> Doc | None:
+    """A served tabular prediction, as feedback is checked against it (written once)."""
+    if env.type != deploy.PREDICTION_SERVED or doc is not None:
+        return None
+    served = env.data
+    return {
+        "_id": env.subject,
+        "model_id": served.get("model_id"),
+        "arm": served.get("arm"),
+        "canary_id": served.get("canary_id"),
+        "label": served.get("label"),
+        "error": served.get("error"),
+        "time": env.time,
+    }
+
+
 def reduce_rl_served(doc: Doc | None, env: Envelope) -> Doc | None:
     if env.type != rl.ACT_SERVED or doc is not None:
         return None
@@ -348,6 +364,7 @@ REDUCERS: dict[str, tuple[str, Reducer]] = {
     rl.DEPLOY_FAILED: (mongo.RL_DEPLOYMENTS, reduce_rl_deployment),
     rl.UNDEPLOYED: (mongo.RL_DEPLOYMENTS, reduce_rl_deployment),
     rl.ACT_SERVED: (mongo.RL_SERVED, reduce_rl_served),
+    deploy.PREDICTION_SERVED: (mongo.PREDICTIONS, reduce_prediction),
     lotto.DRAW_RECORDED: (mongo.LOTTO_DRAWS, reduce_draw),
     deploy.DEPLOY_STEP: (mongo.DEPLOYMENTS, reduce_deployment),
     deploy.CANARY_METRICS: (mongo.CANARIES, reduce_canary),

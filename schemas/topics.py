@@ -23,6 +23,10 @@ class TopicSpec:
     """event type -> payload model"""
     envelope: bool = True
     """False only for the dead-letter topic, which carries the raw failed message."""
+    low_volume: bool = False
+    """True for topics that carry a few events a minute (registry, deployments, canary verdicts, dead
+    letters): created with one partition, since on Tansu every partition a consumer reads adds to the
+    cost of each of its fetches."""
     archived: bool = True
     """False for request/reply plumbing: the durable record of a prediction is its ``predict.served``
     event (and of a generation, its stored record), so the archive skips the transient messages."""
@@ -55,12 +59,14 @@ TOPICS: dict[str, TopicSpec] = {
             "Registry: a model was registered (artifact in GridFS) or changed status.",
             "model_id",
             {jobs.MODEL_REGISTERED: jobs.ModelRegistered, rl.MODEL_STATUS_CHANGED: rl.ModelStatusChanged},
+            low_volume=True,
         ),
         TopicSpec(
             "deploy.commands",
             "Deployment steps: staging, canary start/increase, production, rollback; RL agent deploy/undeploy.",
             "model_id",
             {rl.DEPLOY_REQUESTED: rl.DeployRequested, rl.UNDEPLOY_REQUESTED: rl.UndeployRequested},
+            low_volume=True,
         ),
         TopicSpec(
             "deploy.events",
@@ -72,6 +78,7 @@ TOPICS: dict[str, TopicSpec] = {
                 rl.UNDEPLOYED: rl.DeploymentChanged,
                 deploy.DEPLOY_STEP: deploy.DeploymentStep,
             },
+            low_volume=True,
         ),
         TopicSpec(
             "predict.requests",
@@ -102,12 +109,14 @@ TOPICS: dict[str, TopicSpec] = {
             "Per-arm canary metrics for each analysis window.",
             "canary_id",
             {deploy.CANARY_METRICS: deploy.CanaryMetrics},
+            low_volume=True,
         ),
         TopicSpec(
             "canary.recommendations",
             "Canary verdicts (proceed / hold / rollback) on every change.",
             "canary_id",
             {deploy.CANARY_RECOMMENDATION: deploy.CanaryRecommendation},
+            low_volume=True,
         ),
         TopicSpec(
             "data.records",
@@ -128,7 +137,11 @@ TOPICS: dict[str, TopicSpec] = {
             {rl.EPISODE_RECORDED: rl.EpisodeRecorded},
         ),
         TopicSpec(
-            "dlq", "Dead letters: the failed message as received, the error in headers.", "original key", envelope=False
+            "dlq",
+            "Dead letters: the failed message as received, the error in headers.",
+            "original key",
+            envelope=False,
+            low_volume=True,
         ),
     ]
 }

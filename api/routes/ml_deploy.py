@@ -139,8 +139,9 @@ def history_entry(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-FEEDBACK_GRACE_SECONDS = 0.3
-"""how long feedback waits before reporting a prediction id unknown (predictions are stored alongside the reply)"""
+FEEDBACK_GRACE_SECONDS = 2.0
+"""how long feedback waits for a prediction id it does not know yet before reporting it unknown
+(the ``predictions`` projection trails ``predict.served`` by one projector batch, ~0.1-0.3 s)"""
 
 
 class DeployController(Controller):
@@ -330,8 +331,9 @@ class PredictController(Controller):
         ids = list(dict.fromkeys(i.prediction_id for i in items))
         known = {d["_id"]: d async for d in db[mongo.PREDICTIONS].find({"_id": {"$in": ids}})}
         unknown = [i for i in ids if i not in known]
-        if unknown:  # a worker stores predictions while its reply travels: look once more after a grace
-            await asyncio.sleep(FEEDBACK_GRACE_SECONDS)
+        deadline = time.monotonic() + FEEDBACK_GRACE_SECONDS
+        while unknown and time.monotonic() < deadline:  # predictions are projected from predict.served in batches
+            await asyncio.sleep(0.1)
             known |= {d["_id"]: d async for d in db[mongo.PREDICTIONS].find({"_id": {"$in": unknown}})}
             unknown = [i for i in ids if i not in known]
         if data.feedback is None and unknown:

@@ -51,7 +51,9 @@ def _read_topic(settings: Settings, topic: str) -> list[Any]:
         await consumer.start()
         try:
             name = settings.topic(topic)
-            parts = [TopicPartition(name, p) for p in (consumer.partitions_for_topic(name) or {0, 1, 2})]
+            if consumer.partitions_for_topic(name) is None:
+                await consumer.topics()  # fetch the metadata (partition counts differ by topic)
+            parts = [TopicPartition(name, p) for p in consumer.partitions_for_topic(name) or ()]
             consumer.assign(parts)
             await consumer.seek_to_beginning(*parts)
             ends = await consumer.end_offsets(parts)
