@@ -60,6 +60,7 @@ def create_app(settings: Settings) -> Litestar:
                 "publisher": publisher,
                 "rpc": rpc,
                 "key_cache": KeyCache(),
+                "background_tasks": set(),  # fire-and-forget work kept referenced until done
                 "started_monotonic": time.monotonic(),
                 "jwt_secret": await jwt_secret(db, settings.jwt_secret),
             }

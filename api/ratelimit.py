@@ -3,6 +3,7 @@ per day, and requests in flight, exactly the seed's tiers."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -96,3 +97,11 @@ def _aware(value: datetime) -> datetime:
 async def release(db: AsyncDatabase, slot: str) -> None:
     doc_id, _, slot_id = slot.partition("|")
     await db[mongo.RATE_LIMITS].update_one({"_id": doc_id}, {"$pull": {"inflight": {"id": slot_id}}})
+
+
+def release_soon(db: AsyncDatabase, slot: str, tasks: set[asyncio.Task[None]]) -> None:
+    """``release`` in the background, after the response has gone out; ``tasks`` keeps it referenced
+    until done (a slot whose release is lost still expires after ``SLOT_TTL``)."""
+    task = asyncio.get_running_loop().create_task(release(db, slot))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)

@@ -200,4 +200,7 @@ class SecurityHeadersMiddleware(ASGIMiddleware):
         finally:
             decision = scope.get("state", {}).get("rate_limit")  # type: ignore[union-attr]
             if decision is not None and decision.slot:
-                await ratelimit.release(scope["app"].state.db, decision.slot)  # type: ignore[index]
+                # the response is sent: free the slot without holding the connection (uvicorn starts the
+                # next request of a keep-alive connection only when this call returns)
+                state = scope["app"].state  # type: ignore[index]
+                ratelimit.release_soon(state.db, decision.slot, state.background_tasks)
