@@ -111,7 +111,12 @@ class TrainingService:
     def _new_pool(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        self._pool = ProcessPoolExecutor(self.settings.train_processes, mp_context=self._ctx)
+        self._pool = ProcessPoolExecutor(
+            self.settings.train_processes,
+            mp_context=self._ctx,
+            initializer=training_runner.limit_threads,
+            initargs=(self.settings.train_threads_effective,),
+        )
         for _ in range(self.settings.train_processes):
             self._pool.submit(training_runner.warm_up)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -51,6 +54,23 @@ REQUEST_LOG = "request_log"
 LOTTO_GENERATIONS = "lotto_generations"
 WORKER_SAMPLES = "worker_samples"
 TELEMETRY_TTL_SECONDS = 7 * 24 * 3600
+
+
+ID_CHUNK = 50
+"""``_id`` lookups go ``$in`` this many ids at a time: SecantusDB's ``$in`` cost grows with the square of
+the list (2,000 ids in one query: 4 s; in chunks of 50: 0.2 s), and real MongoDB does not mind."""
+
+
+async def find_by_ids(
+    coll: Any, ids: Iterable[Any], query: dict[str, Any] | None = None, projection: Any = None
+) -> dict[Any, dict[str, Any]]:
+    """The documents whose ``_id`` is in ``ids`` (and that match ``query``), by ``_id``."""
+    wanted = list(ids)
+    found: dict[Any, dict[str, Any]] = {}
+    for start in range(0, len(wanted), ID_CHUNK):
+        flt = {"_id": {"$in": wanted[start : start + ID_CHUNK]}} | (query or {})
+        found |= {d["_id"]: d async for d in coll.find(flt, projection)}
+    return found
 
 
 def client(settings: Settings) -> AsyncMongoClient:

@@ -432,7 +432,7 @@ async def apply_events(db: AsyncDatabase, events: Iterable[Envelope], *, suffix:
         for _ in range(8):  # optimistic concurrency: re-read and re-fold the entities that lost a race
             if not pending:
                 break
-            current = {d["_id"]: d async for d in coll.find({"_id": {"$in": list(pending)}})}
+            current = await mongo.find_by_ids(coll, pending)
             ops: list[InsertOne | ReplaceOne] = []
             for subject, evs in pending.items():
                 old = current.get(subject)

@@ -108,8 +108,10 @@ async def replay(
     subjects = {e.subject for e in events}
     for name in mongo.PROJECTIONS:
         rebuilt = {d["_id"]: _comparable(d) async for d in db[name + SUFFIX].find()}
-        query: dict[str, Any] = {} if since is None else {"_id": {"$in": list(subjects)}}
-        live = {d["_id"]: _comparable(d) async for d in db[name].find(query)}
+        if since is None:
+            live = {d["_id"]: _comparable(d) async for d in db[name].find()}
+        else:
+            live = {k: _comparable(d) for k, d in (await mongo.find_by_ids(db[name], subjects)).items()}
         diffs: list[dict[str, Any]] = []
         for key in sorted(set(rebuilt) | set(live)):
             a, b = live.get(key), rebuilt.get(key)

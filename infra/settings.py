@@ -4,6 +4,7 @@ and is documented in the README's configuration table."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -50,6 +51,13 @@ class Settings(BaseSettings):
         None, description="bootstrap admin API key; unset = `up` generates one and prints it once"
     )
     train_processes: int = Field(1, ge=1, le=64, description="training process pool size per worker")
+    train_threads: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="OpenMP threads per training process (LightGBM, torch); 0 = cores - 1, at least 1, so a core "
+        "stays free for the broker, the database and the API",
+    )
     job_lease_seconds: float = Field(15.0, gt=0.5, description="job lease; an expired lease means a dead worker")
     job_max_attempts: int = Field(3, ge=1, le=20, description="attempts before a job is failed")
     progress_interval_seconds: float = Field(1.0, gt=0, description="minimum time between progress events")
@@ -88,6 +96,10 @@ class Settings(BaseSettings):
     )
     canary_min_requests: int = Field(500, ge=1, description="canary: requests per arm before any verdict")
     canary_min_labelled: int = Field(300, ge=1, description="canary: labelled predictions per arm to judge accuracy")
+
+    @property
+    def train_threads_effective(self) -> int:
+        return self.train_threads or max(1, (os.cpu_count() or 2) - 1)
 
     @property
     def embedded(self) -> bool:

@@ -57,9 +57,7 @@ class WorkerProcesses:
         self._pumps: list[asyncio.Task[None]] = []
 
     async def start(self, timeout_s: float = 180.0) -> None:
-        # OpenMP (LightGBM, torch) threads sleep instead of spinning between calls: on a shared machine
-        # spinning threads take the cores the broker, the database and the other processes need.
-        env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, **settings_env(self.settings)}
+        env = {**os.environ, **settings_env(self.settings)}
         try:
             for roles in self.groups:
                 proc = await asyncio.create_subprocess_exec(

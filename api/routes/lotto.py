@@ -223,12 +223,9 @@ class LottoController(Controller):
         draws: list[dict[str, Any]] = parsed["draws"]
         errors: list[dict[str, Any]] = list(parsed["errors"])
         if draws:
-            existing = {
-                d["_id"]: d
-                async for d in db[mongo.LOTTO_DRAWS].find(
-                    {"_id": {"$in": [str(d["round"]) for d in draws]}}, {"_id": 1, "synthetic": 1}
-                )
-            }
+            existing = await mongo.find_by_ids(
+                db[mongo.LOTTO_DRAWS], [str(d["round"]) for d in draws], projection={"_id": 1, "synthetic": 1}
+            )
             for draw in draws:
                 found = existing.get(str(draw["round"]))
                 if found is not None:

@@ -329,12 +329,12 @@ class PredictController(Controller):
     ) -> dict[str, Any]:
         items = data.items()
         ids = list(dict.fromkeys(i.prediction_id for i in items))
-        known = {d["_id"]: d async for d in db[mongo.PREDICTIONS].find({"_id": {"$in": ids}})}
+        known = await mongo.find_by_ids(db[mongo.PREDICTIONS], ids)
         unknown = [i for i in ids if i not in known]
         deadline = time.monotonic() + FEEDBACK_GRACE_SECONDS
         while unknown and time.monotonic() < deadline:  # predictions are projected from predict.served in batches
             await asyncio.sleep(0.1)
-            known |= {d["_id"]: d async for d in db[mongo.PREDICTIONS].find({"_id": {"$in": unknown}})}
+            known |= await mongo.find_by_ids(db[mongo.PREDICTIONS], unknown)
             unknown = [i for i in ids if i not in known]
         if data.feedback is None and unknown:
             raise ApiError(
