@@ -112,8 +112,12 @@ def test_seed_deploy_sequence(
     resp = api.post("/v1/ml/deploy/production", json={"model_id": spare})
     assert resp.status_code == 409 and _code(resp) == "CANARY_ACTIVE"
 
-    # sticky routing on the real path: the same keys land on the same arms
+    # sticky routing on the real path: the same keys land on the same arms (once the workers have re-read
+    # the deployment, which they do every MODELBUS_DEPLOY_REFRESH_MS)
     keys = [f"user-{i}" for i in range(400)]
+    wait_for(
+        lambda: all(p["canary_id"] == canary_id for p in _predict(api, keys[:5])), 5, what="workers route the canary"
+    )
     a, b = _predict(api, keys), _predict(api, keys)
     arms = {p["routing_key"]: p["arm"] for p in a}
     assert arms == {p["routing_key"]: p["arm"] for p in b}
