@@ -21,6 +21,7 @@ from api.caching import RESPONSE_CACHE, ETagMiddleware
 from api.errors import EXCEPTION_HANDLERS
 from api.middleware import RequestIdMiddleware
 from api.monitoring import MonitoringController, RequestLogMiddleware, monitoring_lifespan
+from api.ratelimit import RateLimiter
 from api.routes.auth import AuthController
 from api.routes.docs import DocsController
 from api.routes.health import VERSION, HealthController
@@ -60,7 +61,7 @@ def create_app(settings: Settings) -> Litestar:
                 "publisher": publisher,
                 "rpc": rpc,
                 "key_cache": KeyCache(),
-                "background_tasks": set(),  # fire-and-forget work kept referenced until done
+                "limiter": RateLimiter(db),
                 "started_monotonic": time.monotonic(),
                 "jwt_secret": await jwt_secret(db, settings.jwt_secret),
             }
@@ -69,9 +70,11 @@ def create_app(settings: Settings) -> Litestar:
             await publisher.connect()
         except BrokerUnavailable:
             log.warning("Kafka unreachable at start; commands will answer 503 until it is back")
+        app.state.limiter.start()
         try:
             yield
         finally:
+            await app.state.limiter.stop()
             await rpc.close()
             await publisher.close()
             await client.close()

@@ -4,14 +4,19 @@ per day, and requests in flight, exactly the seed's tiers."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from infra import mongo
+
+log = logging.getLogger("modelbus.ratelimit")
 
 TIERS: dict[str, tuple[int, int | None, int]] = {
     # tier: (per minute, per day (None = unlimited), concurrent)
@@ -105,3 +110,206 @@ def release_soon(db: AsyncDatabase, slot: str, tasks: set[asyncio.Task[None]]) -
     task = asyncio.get_running_loop().create_task(release(db, slot))
     tasks.add(task)
     task.add_done_callback(tasks.discard)
+
+
+LEASE_MIN_PER_MINUTE = 500
+"""Tiers allowing at least this many requests a minute (enterprise) lease their limits in blocks;
+the others are decided exactly, one MongoDB round trip per request."""
+UNITS_PER_LEASE_DIVISOR = 50
+"""a lease takes per-minute / 50 requests of the minute at once (enterprise: 20)"""
+SLOTS_PER_LEASE_DIVISOR = 10
+"""and concurrent / 10 in-flight slots (enterprise: 10)"""
+IDLE_SLOT_SECONDS = 1.0
+"""leased slots that nobody in this process used for this long go back to the shared pool"""
+
+
+@dataclass
+class Lease:
+    """What one API process holds of one caller's limits for the current minute."""
+
+    doc_id: str
+    minute: int
+    granted: int = 0
+    used: int = 0
+    seen_minute: int = 0
+    day_exhausted: bool = False
+    slots: dict[str, float] = field(default_factory=dict)
+    """slot id -> monotonic time it was leased (renewed before ``SLOT_TTL`` runs out)"""
+    inflight: int = 0
+    last_release: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class LeasedLimits:
+    """The high tiers' limits, leased from the shared MongoDB document in blocks, so most requests are
+    decided in this process's memory. It never admits more than the limits: a request is admitted only
+    on a unit that the shared minute (and day) counter already counts and on a slot that is already in
+    the shared in-flight list. It may refuse a little early: units a process leased and did not use by
+    the end of the minute, and slots it holds idle (at most one block each, for at most
+    ``IDLE_SLOT_SECONDS``), are not available to the caller's requests on other API processes."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.db = db
+        self.process = uuid.uuid4().hex[:12]
+        self.leases: dict[str, Lease] = {}
+
+    async def acquire(self, principal: str, tier: str, now: datetime | None = None) -> Decision:
+        per_minute, per_day, concurrent = TIERS[tier]
+        now = now or datetime.now(UTC)
+        minute = now.hour * 60 + now.minute
+        next_minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+        doc_id = f"{principal}:{now:%Y%m%d}"
+        lease = self.leases.get(principal)
+        if lease is None or lease.doc_id != doc_id:
+            lease = self.leases[principal] = Lease(doc_id, minute)
+        async with lease.lock:
+            if lease.minute != minute:
+                lease.minute, lease.granted, lease.used, lease.seen_minute = minute, 0, 0, 0
+            need_units = lease.used >= lease.granted and not lease.day_exhausted
+            need_slots = lease.inflight >= len(lease.slots)
+            if need_units or need_slots:
+                await self._lease(lease, now, midnight, per_minute, per_day, concurrent, need_units, need_slots)
+            reset = int(next_minute.timestamp())
+            remaining = max(0, per_minute - lease.seen_minute + (lease.granted - lease.used))
+            if lease.used >= lease.granted:
+                if lease.day_exhausted:
+                    wait = max(1, int((midnight - now).total_seconds() + 0.999))
+                    return Decision(False, per_minute, remaining, reset, wait, f"{per_day} requests per day")
+                wait = max(1, int((next_minute - now).total_seconds() + 0.999))
+                return Decision(False, per_minute, 0, reset, wait, f"{per_minute} requests per minute")
+            if lease.inflight >= len(lease.slots):
+                return Decision(False, per_minute, remaining, reset, 1, f"{concurrent} concurrent requests")
+            lease.used += 1
+            lease.inflight += 1
+            return Decision(True, per_minute, max(0, remaining - 1), reset, slot=f"lease|{principal}")
+
+    async def _lease(
+        self,
+        lease: Lease,
+        now: datetime,
+        midnight: datetime,
+        per_minute: int,
+        per_day: int | None,
+        concurrent: int,
+        need_units: bool,
+        need_slots: bool,
+    ) -> None:
+        """One round trip: count a block of units in the shared counters and/or add a block of slots to the
+        shared in-flight list; then keep only what fits under the limits (handing back the rest)."""
+        units = max(1, per_minute // UNITS_PER_LEASE_DIVISOR) if need_units else 0
+        new_slots = (
+            [f"{self.process}-{uuid.uuid4().hex[:8]}" for _ in range(max(1, concurrent // SLOTS_PER_LEASE_DIVISOR))]
+            if need_slots
+            else []
+        )
+        update: dict[str, Any] = {"$setOnInsert": {"expires_at": midnight + timedelta(days=1)}}
+        if units:
+            update["$inc"] = {"day": units, f"m.{lease.minute}": units}
+        if new_slots:
+            update["$push"] = {"inflight": {"$each": [{"id": s, "exp": now + SLOT_TTL} for s in new_slots]}}
+        doc = await self.db[mongo.RATE_LIMITS].find_one_and_update(
+            {"_id": lease.doc_id},
+            update,
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+            projection={"day": 1, f"m.{lease.minute}": 1, "inflight": 1},
+        )
+        if units:
+            total = int(doc.get("m", {}).get(str(lease.minute), 0))
+            grant = max(0, min(units, per_minute - (total - units)))
+            if per_day is not None:
+                day_left = per_day - (int(doc.get("day", 0)) - units)
+                if day_left < grant:
+                    grant, lease.day_exhausted = max(0, day_left), True
+            lease.granted += grant
+            lease.seen_minute = total
+        if new_slots:
+            live = [s for s in doc.get("inflight", []) if _aware(s["exp"]) > now]
+            excess = len(live) - concurrent
+            if excess > 0:
+                back = new_slots[-excess:] if excess < len(new_slots) else new_slots
+                await self._return(lease.doc_id, back)
+                new_slots = new_slots[: len(new_slots) - len(back)]
+            clock = time.monotonic()
+            lease.slots.update({s: clock for s in new_slots})
+
+    def release(self, principal: str) -> None:
+        lease = self.leases.get(principal)
+        if lease is not None and lease.inflight > 0:
+            lease.inflight -= 1
+            lease.last_release = time.monotonic()
+
+    async def _return(self, doc_id: str, slot_ids: list[str]) -> None:
+        await self.db[mongo.RATE_LIMITS].update_one({"_id": doc_id}, {"$pull": {"inflight": {"id": {"$in": slot_ids}}}})
+
+    async def tidy(self) -> None:
+        """Hands idle slots back and renews slots held for half their TTL (called every second)."""
+        clock = time.monotonic()
+        now = datetime.now(UTC)
+        for lease in list(self.leases.values()):
+            async with lease.lock:
+                idle = len(lease.slots) - lease.inflight
+                if idle > 0 and clock - lease.last_release >= IDLE_SLOT_SECONDS:
+                    back = sorted(lease.slots, key=lease.slots.__getitem__)[:idle]
+                    await self._return(lease.doc_id, back)
+                    for s in back:
+                        del lease.slots[s]
+                old = [s for s, t in lease.slots.items() if clock - t > SLOT_TTL.total_seconds() / 2]
+                if old:  # push the replacements first: the caller never holds fewer slots than it uses
+                    fresh = [f"{self.process}-{uuid.uuid4().hex[:8]}" for _ in old]
+                    await self.db[mongo.RATE_LIMITS].update_one(
+                        {"_id": lease.doc_id},
+                        {"$push": {"inflight": {"$each": [{"id": s, "exp": now + SLOT_TTL} for s in fresh]}}},
+                    )
+                    await self._return(lease.doc_id, old)
+                    for s in old:
+                        del lease.slots[s]
+                    lease.slots.update({s: clock for s in fresh})
+
+
+class RateLimiter:
+    """The API process's limiter (in ``app.state``): exact for free and premium, leased for enterprise."""
+
+    def __init__(self, db: AsyncDatabase) -> None:
+        self.db = db
+        self.leased = LeasedLimits(db)
+        self.background: set[asyncio.Task[None]] = set()
+        self._tidy: asyncio.Task[None] | None = None
+
+    async def acquire(self, principal: str, tier: str) -> Decision:
+        if TIERS.get(tier, TIERS["free"])[0] >= LEASE_MIN_PER_MINUTE:
+            return await self.leased.acquire(principal, tier)
+        return await acquire(self.db, principal, tier)
+
+    def release(self, decision: Decision) -> None:
+        """After the response: a leased slot is freed in memory; an exact one in the background."""
+        if decision.slot is None:
+            return
+        if decision.slot.startswith("lease|"):
+            self.leased.release(decision.slot.removeprefix("lease|"))
+        else:
+            release_soon(self.db, decision.slot, self.background)
+
+    def start(self) -> None:
+        self._tidy = asyncio.create_task(self._tidy_forever(), name="rate-limit-leases")
+
+    async def _tidy_forever(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_SLOT_SECONDS)
+            try:
+                await self.leased.tidy()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - slots expire by themselves if this keeps failing
+                log.exception("tidying rate-limit leases failed")
+
+    async def stop(self) -> None:
+        if self._tidy is not None:
+            self._tidy.cancel()
+            await asyncio.gather(self._tidy, return_exceptions=True)
+            self._tidy = None
+        for lease in self.leased.leases.values():  # hand every held slot back
+            if lease.slots:
+                await self.leased._return(lease.doc_id, list(lease.slots))
+                lease.slots.clear()

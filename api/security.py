@@ -20,7 +20,6 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import ratelimit
 from api.errors import ApiError
 from infra.keys import find_key, hash_key
 
@@ -152,7 +151,7 @@ async def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseR
         )
     if not settings.rate_limits_enabled:
         return
-    decision = await ratelimit.acquire(connection.app.state.db, principal.key_id, principal.tier)
+    decision = await connection.app.state.limiter.acquire(principal.key_id, principal.tier)
     scope_state["rate_limit"] = decision
     if not decision.allowed:
         raise ApiError(
@@ -202,5 +201,4 @@ class SecurityHeadersMiddleware(ASGIMiddleware):
             if decision is not None and decision.slot:
                 # the response is sent: free the slot without holding the connection (uvicorn starts the
                 # next request of a keep-alive connection only when this call returns)
-                state = scope["app"].state  # type: ignore[index]
-                ratelimit.release_soon(state.db, decision.slot, state.background_tasks)
+                scope["app"].state.limiter.release(decision)  # type: ignore[index]

@@ -171,8 +171,9 @@ def main(out_path: str = "bench-results/lotto_api.json") -> dict[str, Any]:
         finally:
             stack.stop()
     result["environment"] = {
-        "machine": "2 cores shared with other jobs; embedded Tansu + SecantusDB; API, consumers and client in one "
-        "process (the client in its own thread), training in a spawned pool process; API key checked, rate limits off",
+        "machine": "2 cores shared with other jobs; embedded Tansu + SecantusDB; API and client in one process (the "
+        "client in its own thread), consumers in two worker processes (the `modelbus up` layout), training in a "
+        "spawned pool process; API key checked, rate limits off",
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "stack_start_seconds": round(started, 1),

@@ -144,7 +144,10 @@ async def run(out_path: Path) -> dict[str, Any]:
                                        "records_per_s": round(n / stream_s, 1), "blocks_before": base}
         finally:
             await stack.stop()
-    result["machine"] = "2 cores; embedded Tansu + SecantusDB; API, consumers and pool in one process"
+    result["machine"] = (
+        "2 cores; embedded Tansu + SecantusDB; API process, serving worker process, background worker process "
+        "with its training pool, and the benchmark client"
+    )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=2))
     return result

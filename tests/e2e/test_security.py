@@ -182,6 +182,41 @@ def test_concurrency_cap_and_daily_quota(api: httpx.Client, anon: httpx.Client, 
     assert resp.status_code == 429 and "per day" in resp.json()["error"]["message"]
 
 
+def test_enterprise_limits_are_leased_in_blocks_and_never_exceeded(api: httpx.Client, anon: httpx.Client,
+                                                                   db: Any) -> None:
+    now = datetime.now(UTC)
+    if now.second > 40:  # keep the whole check inside one minute window
+        time.sleep(61 - now.second)
+    key = _key(api, "enterprise", ["read"])
+    key_id = db.api_keys.find_one({"prefix": key[:7], "revoked": False}, sort=[("created_at", -1)])["_id"]
+    doc_id = f"{key_id}:{datetime.now(UTC):%Y%m%d}"
+    headers = {"X-API-Key": key}
+    for i in range(25):
+        resp = anon.get("/v1/ml/train/history", headers=headers)
+        assert resp.status_code == 200, resp.text
+        assert resp.headers["X-RateLimit-Limit"] == "1000"
+        assert int(resp.headers["X-RateLimit-Remaining"]) == 1000 - (i + 1)
+    # 25 requests took two leases of 20 units: the shared counter went to MongoDB twice, not 25 times
+    doc = db.rate_limits.find_one({"_id": doc_id})
+    assert sum(doc["m"].values()) == 40 and doc["day"] == 40, doc
+    # the leased in-flight slots (a block of 10) go back to the shared list once idle
+    wait_for(lambda: db.rate_limits.find_one({"_id": doc_id})["inflight"] == [], timeout=5, what="idle slots back")
+    # the concurrency cap holds against other API processes: 100 live slots held elsewhere → refused
+    soon = datetime.now(UTC) + timedelta(minutes=5)
+    elsewhere = [{"id": f"p{i}", "exp": soon} for i in range(100)]
+    db.rate_limits.update_one({"_id": doc_id}, {"$set": {"inflight": elsewhere}})
+    resp = anon.get("/v1/ml/train/history", headers=headers)
+    assert resp.status_code == 429 and "100 concurrent" in resp.json()["error"]["message"], resp.text
+    assert len(db.rate_limits.find_one({"_id": doc_id})["inflight"]) == 100  # the refused lease was handed back
+    db.rate_limits.update_one({"_id": doc_id}, {"$set": {"inflight": []}})
+    # the minute limit holds too: other processes used the rest of the minute; the 15 units this process
+    # still holds are all it may admit
+    minute = datetime.now(UTC).hour * 60 + datetime.now(UTC).minute
+    db.rate_limits.update_one({"_id": doc_id}, {"$set": {f"m.{minute}": 1000}})
+    statuses = [anon.get("/v1/ml/train/history", headers=headers).status_code for _ in range(20)]
+    assert statuses == [200] * 15 + [429] * 5, statuses
+
+
 def test_security_headers_and_no_secrets_in_errors(anon: httpx.Client) -> None:
     resp = anon.get("/v1/ml/train/history", params={"api_key": "mb_secret-value-123"})
     assert resp.status_code == 401
