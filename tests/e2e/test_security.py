@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -180,6 +181,26 @@ def test_concurrency_cap_and_daily_quota(api: httpx.Client, anon: httpx.Client, 
     db.rate_limits.update_one({"_id": f"{key_id}:{today}"}, {"$set": {"day": 1000}})
     resp = anon.get("/v1/ml/train/history", headers={"X-API-Key": key})
     assert resp.status_code == 429 and "per day" in resp.json()["error"]["message"]
+
+
+def test_concurrency_cap_holds_with_parallel_slow_requests(api: httpx.Client, anon: httpx.Client) -> None:
+    """Five parallel requests of one free-tier caller (cap: 2 in flight) to a route that computes a while."""
+    key = _key(api, "free", ["read"])
+    headers = {"X-API-Key": key, "Cache-Control": "no-cache"}  # computed fresh, with its backtest: slow
+
+    def one(_: int) -> httpx.Response:
+        return anon.get("/api/statistics/machine-analysis/2", params={"rounds": 300}, headers=headers)
+
+    with ThreadPoolExecutor(5) as pool:
+        responses = list(pool.map(one, range(5)))
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) >= 2 and 429 in statuses and set(statuses) <= {200, 429}, statuses
+    for resp in responses:
+        if resp.status_code == 429:
+            assert "2 concurrent" in resp.json()["error"]["message"] and resp.headers["Retry-After"] == "1"
+    # the slots come back after the responses (released in the background): the caller is served again
+    time.sleep(0.5)
+    assert one(0).status_code == 200
 
 
 def test_enterprise_limits_are_leased_in_blocks_and_never_exceeded(api: httpx.Client, anon: httpx.Client,
