@@ -9,7 +9,7 @@ from typing import Any
 from faststream.kafka import KafkaBroker
 from pymongo.errors import BulkWriteError
 
-from consumers.deps import Deps, decode_batch
+from consumers.deps import Deps, batch_subscriber, decode_batch
 from infra import mongo
 from schemas.topics import TOPICS
 
@@ -20,17 +20,14 @@ DUPLICATE_KEY = 11000
 
 def register(broker: KafkaBroker, deps: Deps) -> None:
     group = deps.settings.group("archive")
-    topics = [deps.settings.topic(name) for name, spec in TOPICS.items() if spec.envelope and spec.archived]
+    topics = [name for name, spec in TOPICS.items() if spec.envelope and spec.archived]
 
-    @broker.subscriber(
-        *topics,
-        group_id=group,
-        batch=True,
-        auto_offset_reset="earliest",
+    @batch_subscriber(
+        broker,
+        deps,
+        topics,
+        group=group,
         fetch_max_wait_ms=deps.settings.background_fetch_max_wait_ms,
-        batch_timeout_ms=deps.settings.projection_batch_ms,
-        max_records=2000,
-        decoder=deps.records_decoder,
         title="archive",
         description="Stores every event in MongoDB (the durable record; replay reads it).",
     )

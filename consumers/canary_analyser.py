@@ -26,7 +26,7 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 
-from consumers.deps import Deps, decode_batch
+from consumers.deps import Deps, batch_subscriber, decode_batch
 from infra import mongo
 from infra.projections import apply_events
 from ml.canary import AggregatorConfig, CanaryAggregator, CanaryPolicy, FeedbackEvent, ServedEvent, decide
@@ -70,16 +70,13 @@ class CanaryAnalyser:
         settings = self.deps.settings
         group = settings.group("canary-analyser")
 
-        @broker.subscriber(
-            settings.topic("predict.served"),
-            settings.topic("predict.feedback"),
-            group_id=group,
-            batch=True,
-            auto_offset_reset="earliest",
+        @batch_subscriber(
+            broker,
+            self.deps,
+            ["predict.served", "predict.feedback"],
+            group=group,
             fetch_max_wait_ms=settings.background_fetch_max_wait_ms,
-            batch_timeout_ms=settings.projection_batch_ms,
             max_records=5000,
-            decoder=self.deps.records_decoder,
             title="canary-analyser",
             description="Joins served predictions with their labels per canary arm; closes analysis windows.",
         )

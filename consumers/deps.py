@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.structs import ConsumerRecord
+from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -24,6 +26,34 @@ class Deps:
 
     raw_decoder = staticmethod(raw_body)
     records_decoder = staticmethod(raw_records)
+
+
+def batch_subscriber(
+    broker: KafkaBroker,
+    deps: Deps,
+    topics: Iterable[str],
+    *,
+    group: str,
+    fetch_max_wait_ms: int,
+    title: str,
+    description: str,
+    max_records: int = 2000,
+    batch_timeout_ms: int | None = None,
+) -> Any:
+    """The subscriber decorator of the batch consumers (projector, archive, ingest, analyser): catalog topic
+    names, from the earliest offset, handlers get the Kafka records (see ``records_decoder``)."""
+    return broker.subscriber(
+        *(deps.settings.topic(t) for t in topics),
+        group_id=group,
+        batch=True,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        batch_timeout_ms=batch_timeout_ms if batch_timeout_ms is not None else deps.settings.projection_batch_ms,
+        max_records=max_records,
+        decoder=deps.records_decoder,
+        title=title,
+        description=description,
+    )
 
 
 def event_type(record: ConsumerRecord) -> str | None:

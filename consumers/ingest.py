@@ -9,7 +9,7 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 
-from consumers.deps import Deps, decode_batch
+from consumers.deps import Deps, batch_subscriber, decode_batch
 from consumers.dlq import dead_letter
 from infra.record_validation import validate_record
 from infra.records import insert_records
@@ -21,15 +21,13 @@ log = logging.getLogger("modelbus.ingest")
 def register(broker: KafkaBroker, deps: Deps) -> None:
     group = deps.settings.group("ingest")
 
-    @broker.subscriber(
-        deps.settings.topic("data.records"),
-        group_id=group,
-        batch=True,
-        auto_offset_reset="earliest",
+    @batch_subscriber(
+        broker,
+        deps,
+        ["data.records"],
+        group=group,
         fetch_max_wait_ms=deps.settings.background_fetch_max_wait_ms,
         batch_timeout_ms=50,
-        max_records=2000,
-        decoder=deps.records_decoder,
         title="ingest",
         description="Stores records from data.records as columnar blocks (bad records go to the DLQ).",
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 
-from consumers.deps import Deps, decode_batch
+from consumers.deps import Deps, batch_subscriber, decode_batch
 from infra.projections import PROJECTED_TYPES, apply_events
 
 log = logging.getLogger("modelbus.projector")
@@ -34,15 +34,12 @@ at the background pace and takes bigger batches, so serving traffic costs few fe
 def register(broker: KafkaBroker, deps: Deps) -> None:
     group = deps.settings.group("projector")
 
-    @broker.subscriber(
-        *(deps.settings.topic(t) for t in TOPICS),
-        group_id=group,
-        batch=True,
-        auto_offset_reset="earliest",
+    @batch_subscriber(
+        broker,
+        deps,
+        TOPICS,
+        group=group,
         fetch_max_wait_ms=deps.settings.fetch_max_wait_ms,
-        batch_timeout_ms=deps.settings.projection_batch_ms,
-        max_records=2000,
-        decoder=deps.records_decoder,
         title="projector",
         description="Folds job and model events into the jobs and models collections.",
     )
@@ -53,15 +50,13 @@ def register(broker: KafkaBroker, deps: Deps) -> None:
 
     served_group = deps.settings.group("projector-served")
 
-    @broker.subscriber(
-        *(deps.settings.topic(t) for t in SERVED_TOPICS),
-        group_id=served_group,
-        batch=True,
-        auto_offset_reset="earliest",
+    @batch_subscriber(
+        broker,
+        deps,
+        SERVED_TOPICS,
+        group=served_group,
         fetch_max_wait_ms=deps.settings.background_fetch_max_wait_ms,
-        batch_timeout_ms=deps.settings.projection_batch_ms,
         max_records=5000,
-        decoder=deps.records_decoder,
         title="projector-served",
         description="Folds served predictions into the predictions and rl_served collections.",
     )
