@@ -308,3 +308,60 @@ def test_simulator_drives_an_automatic_rollback(api: httpx.Client, models: dict[
     entry = api.get("/v1/ml/deploy/history", params={"limit": 1}).json()["history"][0]
     assert entry["action"] == "canary_rolled_back" and entry["actor"] == "canary-orchestrator"
     assert api.get("/v1/ml/deploy/current").json()["production"] == state["production"]
+
+
+def test_simulator_drives_an_automatic_promotion(api: httpx.Client, models: dict[str, str], base_url: str) -> None:
+    """A canary that is much better climbs 10 → 25 → 50 → 100 on `proceed` verdicts and is promoted (auto: true)."""
+    import asyncio
+
+    from producers.canary_sim import simulate
+    from tests.conftest import TEST_KEY
+
+    state = api.get("/v1/ml/deploy/current").json()
+    assert state["production"] and state["canary"] is None, state
+    spare = models["spare"]
+    if api.get(f"/v1/ml/models/{spare}").json()["status"] != "staging":
+        assert api.post("/v1/ml/deploy/staging", json={"model_id": spare}).status_code == 200
+    resp = api.post(
+        "/v1/ml/deploy/canary/start",
+        json={
+            "model_id": spare,
+            "initial_traffic_percentage": 10,
+            "monitoring_duration_minutes": 0.02,  # 1.2 s at each step before the next one
+            "auto": True,
+            "policy": {"min_requests": 30, "min_labelled": 20, "window_seconds": 1},
+        },
+    )
+    assert resp.status_code == 202, resp.text
+    canary_id = resp.json()["canary_id"]
+    lines: list[str] = []
+    result = asyncio.run(
+        simulate(
+            base_url,
+            TEST_KEY,
+            "better",
+            canary_id=canary_id,
+            rps=200,
+            duration_s=60,  # the simulator stops as soon as the canary ends
+            label_delay_s=0.5,
+            batch=20,
+            report_every_s=1.0,
+            accuracies=(0.3, 0.95),
+            out=lines.append,
+        )
+    )
+    status = wait_for(
+        lambda: (s := api.get(f"/v1/ml/deploy/canary/{canary_id}/status").json())["status"] != "monitoring" and s,
+        timeout=10,
+        what="the automatic promotion",
+    )
+    assert status["status"] == "promoted" and status["recommendation"] == "proceed", (status, lines)
+    assert result["predictions"] > 0 and result["feedback"] > 0
+    assert api.get("/v1/ml/deploy/current").json()["production"] == spare
+    assert api.get(f"/v1/ml/models/{spare}").json()["status"] == "production"
+    # the audit trail shows every automatic step, in order
+    history = api.get("/v1/ml/deploy/history", params={"limit": 20}).json()["history"]
+    auto = [h for h in history if h["actor"] == "canary-orchestrator"][::-1]
+    steps = [h["traffic_percentage"] for h in auto if h["action"] == "traffic_increased"]
+    assert steps == [25, 50, 100], auto
+    assert auto[-1]["action"] == "production" and auto[-1]["model_id"] == spare, auto[-1]
