@@ -133,6 +133,8 @@ class Lease:
     used: int = 0
     seen_minute: int = 0
     day_exhausted: bool = False
+    minute_exhausted: bool = False
+    """the shared minute counter is at the limit: no more leases (and no more increments) this minute"""
     slots: dict[str, float] = field(default_factory=dict)
     """slot id -> monotonic time it was leased (renewed before ``SLOT_TTL`` runs out)"""
     inflight: int = 0
@@ -166,7 +168,8 @@ class LeasedLimits:
         async with lease.lock:
             if lease.minute != minute:
                 lease.minute, lease.granted, lease.used, lease.seen_minute = minute, 0, 0, 0
-            need_units = lease.used >= lease.granted and not lease.day_exhausted
+                lease.minute_exhausted = False
+            need_units = lease.used >= lease.granted and not (lease.day_exhausted or lease.minute_exhausted)
             need_slots = lease.inflight >= len(lease.slots)
             if need_units or need_slots:
                 await self._lease(lease, now, midnight, per_minute, per_day, concurrent, need_units, need_slots)
@@ -224,6 +227,7 @@ class LeasedLimits:
                     grant, lease.day_exhausted = max(0, day_left), True
             lease.granted += grant
             lease.seen_minute = total
+            lease.minute_exhausted = total >= per_minute
         if new_slots:
             live = [s for s in doc.get("inflight", []) if _aware(s["exp"]) > now]
             excess = len(live) - concurrent

@@ -236,6 +236,8 @@ def test_enterprise_limits_are_leased_in_blocks_and_never_exceeded(api: httpx.Cl
     db.rate_limits.update_one({"_id": doc_id}, {"$set": {f"m.{minute}": 1000}})
     statuses = [anon.get("/v1/ml/train/history", headers=headers).status_code for _ in range(20)]
     assert statuses == [200] * 15 + [429] * 5, statuses
+    # one lease found the minute full; the refusals after it did not touch the shared counter again
+    assert db.rate_limits.find_one({"_id": doc_id})["m"][str(minute)] == 1020
 
 
 def test_security_headers_and_no_secrets_in_errors(anon: httpx.Client) -> None:
