@@ -233,7 +233,7 @@ class LeasedLimits:
             excess = len(live) - concurrent
             if excess > 0:
                 back = new_slots[-excess:] if excess < len(new_slots) else new_slots
-                await self._return(lease.doc_id, back)
+                await self.give_back(lease.doc_id, back)
                 new_slots = new_slots[: len(new_slots) - len(back)]
             clock = time.monotonic()
             lease.slots.update({s: clock for s in new_slots})
@@ -244,7 +244,7 @@ class LeasedLimits:
             lease.inflight -= 1
             lease.last_release = time.monotonic()
 
-    async def _return(self, doc_id: str, slot_ids: list[str]) -> None:
+    async def give_back(self, doc_id: str, slot_ids: list[str]) -> None:
         await self.db[mongo.RATE_LIMITS].update_one({"_id": doc_id}, {"$pull": {"inflight": {"id": {"$in": slot_ids}}}})
 
     async def tidy(self) -> None:
@@ -256,7 +256,7 @@ class LeasedLimits:
                 idle = len(lease.slots) - lease.inflight
                 if idle > 0 and clock - lease.last_release >= IDLE_SLOT_SECONDS:
                     back = sorted(lease.slots, key=lease.slots.__getitem__)[:idle]
-                    await self._return(lease.doc_id, back)
+                    await self.give_back(lease.doc_id, back)
                     for s in back:
                         del lease.slots[s]
                 old = [s for s, t in lease.slots.items() if clock - t > SLOT_TTL.total_seconds() / 2]
@@ -266,7 +266,7 @@ class LeasedLimits:
                         {"_id": lease.doc_id},
                         {"$push": {"inflight": {"$each": [{"id": s, "exp": now + SLOT_TTL} for s in fresh]}}},
                     )
-                    await self._return(lease.doc_id, old)
+                    await self.give_back(lease.doc_id, old)
                     for s in old:
                         del lease.slots[s]
                     lease.slots.update({s: clock for s in fresh})
@@ -315,5 +315,5 @@ class RateLimiter:
             self._tidy = None
         for lease in self.leased.leases.values():  # hand every held slot back
             if lease.slots:
-                await self.leased._return(lease.doc_id, list(lease.slots))
+                await self.leased.give_back(lease.doc_id, list(lease.slots))
                 lease.slots.clear()

@@ -27,3 +27,8 @@ async def claim_status(db: Any, model_id: str, version: int, status: str, by: st
     except DuplicateKeyError:
         return False
     return True
+
+
+async def release_status(db: Any, model_id: str, version: int) -> None:
+    """Gives a claim back (the change it guarded was not accepted, e.g. Kafka refused the command)."""
+    await db[mongo.STATUS_CLAIMS].delete_one({"_id": f"{model_id}@{version}"})

@@ -66,7 +66,7 @@ class EventPublisher:
             await asyncio.wait_for(
                 self.broker.publish(
                     body,
-                    self.settings.topic(topic) if topic in TOPICS else topic,
+                    self._full_name(topic),
                     key=key.encode(),
                     headers=headers or {},
                 ),
@@ -103,7 +103,7 @@ class EventPublisher:
         try:
             await asyncio.wait_for(
                 producer.send_and_wait(
-                    self.settings.topic(topic) if topic in TOPICS else topic,
+                    self._full_name(topic),
                     body,
                     key=key.encode(),
                     headers=[(k, v.encode()) for k, v in carrier.items()],
@@ -112,6 +112,10 @@ class EventPublisher:
             )
         except (KafkaError, OSError, TimeoutError) as exc:
             raise BrokerUnavailable(f"Kafka did not acknowledge the message: {exc.__class__.__name__}") from exc
+
+    def _full_name(self, topic: str) -> str:
+        """A catalog name gets the prefix; a reply topic is already a full name."""
+        return self.settings.topic(topic) if topic in TOPICS else topic
 
     async def close(self) -> None:
         if self._direct is not None:

@@ -40,7 +40,7 @@ from api.routes.ml_training import validation_error
 from api.security import api_key_guard, principal_of
 from api.workers import call_worker
 from infra import k8s, mongo
-from infra.claims import claim_status
+from infra.claims import claim_status, release_status
 from infra.projections import apply_events
 from infra.settings import Settings
 from producers.jobs import request_cancel, submit_training
@@ -216,6 +216,18 @@ async def claim(db: AsyncDatabase, model_id: str, version: int, status: str, by:
             f"model {model_id} was changed by another request; read it and retry",
             field="model_id",
         )
+
+
+async def publish_claimed(
+    db: AsyncDatabase, publisher: EventPublisher, command: Envelope, model_id: str, version: int
+) -> None:
+    """Publishes a deploy command whose status change is claimed; if Kafka refuses it, nothing was
+    accepted, so the claim is given back."""
+    try:
+        await publisher.publish("deploy.commands", command, key=model_id)
+    except Exception:
+        await release_status(db, model_id, version)
+        raise
 
 
 # -- metrics ----------------------------------------------------------------------------------------------------
@@ -477,11 +489,7 @@ class RLController(Controller):
             sequence=generation * rl.DEPLOY_STEP,
             correlationid=model_id,
         )
-        try:
-            await publisher.publish("deploy.commands", command, key=model_id)
-        except Exception:
-            await db[mongo.STATUS_CLAIMS].delete_one({"_id": f"{model_id}@{generation}"})  # nothing was accepted
-            raise
+        await publish_claimed(db, publisher, command, model_id, generation)
         summary = {"name": spec.name, "namespace": namespace, "replicas": data.replicas, "target": target}
         changed = rl.status_changed(
             model_id,
@@ -532,11 +540,7 @@ class RLController(Controller):
             sequence=generation * rl.DEPLOY_STEP,
             correlationid=model_id,
         )
-        try:
-            await publisher.publish("deploy.commands", command, key=model_id)
-        except Exception:
-            await db[mongo.STATUS_CLAIMS].delete_one({"_id": f"{model_id}@{generation}"})
-            raise
+        await publish_claimed(db, publisher, command, model_id, generation)
         changed = rl.status_changed(
             model_id,
             "archived",

@@ -257,8 +257,19 @@ def test_predict_validation(api: httpx.Client) -> None:
     assert api.post("/v1/ml/feedback", json={"prediction_id": "x"}).status_code == 422
 
 
-def test_simulator_drives_an_automatic_rollback(api: httpx.Client, models: dict[str, str], base_url: str) -> None:
-    """A canary that is much worse is rolled back by the orchestrator (auto: true) following the analyser."""
+def _auto_canary(
+    api: httpx.Client,
+    models: dict[str, str],
+    base_url: str,
+    *,
+    scenario: str,
+    initial: int,
+    minutes: float,
+    accuracies: tuple[float, float],
+    duration_s: float,
+) -> tuple[dict[str, Any], str, dict[str, Any], dict[str, Any], list[str]]:
+    """Starts an `auto: true` canary of the spare model, drives it with the simulator until it ends, and
+    returns (deployment before, canary id, final canary status, simulator result, simulator output)."""
     import asyncio
 
     from producers.canary_sim import simulate
@@ -273,8 +284,8 @@ def test_simulator_drives_an_automatic_rollback(api: httpx.Client, models: dict[
         "/v1/ml/deploy/canary/start",
         json={
             "model_id": spare,
-            "initial_traffic_percentage": 50,
-            "monitoring_duration_minutes": 0.01,
+            "initial_traffic_percentage": initial,
+            "monitoring_duration_minutes": minutes,
             "auto": True,
             "policy": {"min_requests": 30, "min_labelled": 20, "window_seconds": 1},
         },
@@ -286,24 +297,33 @@ def test_simulator_drives_an_automatic_rollback(api: httpx.Client, models: dict[
         simulate(
             base_url,
             TEST_KEY,
-            "worse",
+            scenario,
             canary_id=canary_id,
             rps=200,
-            duration_s=40,
+            duration_s=duration_s,  # the simulator stops as soon as the canary ends
             label_delay_s=0.5,
             batch=20,
             report_every_s=1.0,
-            accuracies=(0.95, 0.3),
+            accuracies=accuracies,
             out=lines.append,
         )
     )
     status = wait_for(
         lambda: (s := api.get(f"/v1/ml/deploy/canary/{canary_id}/status").json())["status"] != "monitoring" and s,
         timeout=10,
-        what="the automatic rollback",
+        what=f"the end of the {scenario} canary",
     )
-    assert status["status"] == "rolled_back" and status["recommendation"] == "rollback", (status, lines)
     assert result["predictions"] > 0 and result["feedback"] > 0
+    return state, canary_id, status, result, lines
+
+
+def test_simulator_drives_an_automatic_rollback(api: httpx.Client, models: dict[str, str], base_url: str) -> None:
+    """A canary that is much worse is rolled back by the orchestrator (auto: true) following the analyser."""
+    state, _, status, _, lines = _auto_canary(
+        api, models, base_url, scenario="worse", initial=50, minutes=0.01, accuracies=(0.95, 0.3), duration_s=40
+    )
+    spare = models["spare"]
+    assert status["status"] == "rolled_back" and status["recommendation"] == "rollback", (status, lines)
     assert api.get(f"/v1/ml/models/{spare}").json()["status"] == "rolled_back"
     entry = api.get("/v1/ml/deploy/history", params={"limit": 1}).json()["history"][0]
     assert entry["action"] == "canary_rolled_back" and entry["actor"] == "canary-orchestrator"
@@ -312,51 +332,12 @@ def test_simulator_drives_an_automatic_rollback(api: httpx.Client, models: dict[
 
 def test_simulator_drives_an_automatic_promotion(api: httpx.Client, models: dict[str, str], base_url: str) -> None:
     """A canary that is much better climbs 10 → 25 → 50 → 100 on `proceed` verdicts and is promoted (auto: true)."""
-    import asyncio
-
-    from producers.canary_sim import simulate
-    from tests.conftest import TEST_KEY
-
-    state = api.get("/v1/ml/deploy/current").json()
-    assert state["production"] and state["canary"] is None, state
+    # 0.02 min = 1.2 s at each step before the next one
+    _, _, status, _, lines = _auto_canary(
+        api, models, base_url, scenario="better", initial=10, minutes=0.02, accuracies=(0.3, 0.95), duration_s=60
+    )
     spare = models["spare"]
-    if api.get(f"/v1/ml/models/{spare}").json()["status"] != "staging":
-        assert api.post("/v1/ml/deploy/staging", json={"model_id": spare}).status_code == 200
-    resp = api.post(
-        "/v1/ml/deploy/canary/start",
-        json={
-            "model_id": spare,
-            "initial_traffic_percentage": 10,
-            "monitoring_duration_minutes": 0.02,  # 1.2 s at each step before the next one
-            "auto": True,
-            "policy": {"min_requests": 30, "min_labelled": 20, "window_seconds": 1},
-        },
-    )
-    assert resp.status_code == 202, resp.text
-    canary_id = resp.json()["canary_id"]
-    lines: list[str] = []
-    result = asyncio.run(
-        simulate(
-            base_url,
-            TEST_KEY,
-            "better",
-            canary_id=canary_id,
-            rps=200,
-            duration_s=60,  # the simulator stops as soon as the canary ends
-            label_delay_s=0.5,
-            batch=20,
-            report_every_s=1.0,
-            accuracies=(0.3, 0.95),
-            out=lines.append,
-        )
-    )
-    status = wait_for(
-        lambda: (s := api.get(f"/v1/ml/deploy/canary/{canary_id}/status").json())["status"] != "monitoring" and s,
-        timeout=10,
-        what="the automatic promotion",
-    )
     assert status["status"] == "promoted" and status["recommendation"] == "proceed", (status, lines)
-    assert result["predictions"] > 0 and result["feedback"] > 0
     assert api.get("/v1/ml/deploy/current").json()["production"] == spare
     assert api.get(f"/v1/ml/models/{spare}").json()["status"] == "production"
     # the audit trail shows every automatic step, in order

@@ -85,6 +85,8 @@ def test_kill_9_mid_training_completes_once(mini: tuple[StackThread, Settings], 
         assert final["status"] == "completed", final
         job = db.jobs.find_one({"_id": job_id})
         assert job["attempts"] == 2
+        # model.events and train.events are separate topics: the registration may be projected a batch later
+        wait_for(lambda: db.models.count_documents({"lineage.job_id": job_id}), timeout=10, what="model projected")
         assert db.models.count_documents({"lineage.job_id": job_id}) == 1
         assert db.counters.find_one({"_id": "model:tabular:lightgbm"})["seq"] == 1
         wait_for(
