@@ -27,7 +27,7 @@ def register(broker: KafkaBroker, deps: Deps) -> None:
         deps,
         topics,
         group=group,
-        fetch_max_wait_ms=deps.settings.background_fetch_max_wait_ms,
+        background=True,
         title="archive",
         description="Stores every event in MongoDB (the durable record; replay reads it).",
     )

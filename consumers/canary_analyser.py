@@ -75,7 +75,7 @@ class CanaryAnalyser:
             self.deps,
             ["predict.served", "predict.feedback"],
             group=group,
-            fetch_max_wait_ms=settings.background_fetch_max_wait_ms,
+            background=True,
             max_records=5000,
             title="canary-analyser",
             description="Joins served predictions with their labels per canary arm; closes analysis windows.",

@@ -16,6 +16,9 @@ from infra.settings import Settings
 from producers.publisher import EventPublisher
 from schemas.envelope import Envelope
 
+BACKGROUND_FETCH_MIN_BYTES = 1 << 20
+"""what background consumers ask a fetch to carry before the broker answers early (see ``batch_subscriber``)"""
+
 
 @dataclass
 class Deps:
@@ -34,21 +37,29 @@ def batch_subscriber(
     topics: Iterable[str],
     *,
     group: str,
-    fetch_max_wait_ms: int,
+    background: bool,
     title: str,
     description: str,
     max_records: int = 2000,
     batch_timeout_ms: int | None = None,
 ) -> Any:
     """The subscriber decorator of the batch consumers (projector, archive, ingest, analyser): catalog topic
-    names, from the earliest offset, handlers get the Kafka records (see ``records_decoder``)."""
+    names, from the earliest offset, handlers get the Kafka records (see ``records_decoder``).
+
+    ``background`` consumers (nobody waits on them) fetch at ``background_fetch_max_wait_ms`` and ask the
+    broker for ``BACKGROUND_FETCH_MIN_BYTES``: under a steady trickle of events the broker holds each fetch
+    until the wait expires instead of answering every few messages, so one fetch, one decode pass and one
+    database write carry a whole interval of events. The others poll at ``fetch_max_wait_ms`` and take
+    whatever has arrived."""
+    settings = deps.settings
     return broker.subscriber(
-        *(deps.settings.topic(t) for t in topics),
+        *(settings.topic(t) for t in topics),
         group_id=group,
         batch=True,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=fetch_max_wait_ms,
-        batch_timeout_ms=batch_timeout_ms if batch_timeout_ms is not None else deps.settings.projection_batch_ms,
+        fetch_max_wait_ms=settings.background_fetch_max_wait_ms if background else settings.fetch_max_wait_ms,
+        fetch_min_bytes=BACKGROUND_FETCH_MIN_BYTES if background else 1,
+        batch_timeout_ms=batch_timeout_ms if batch_timeout_ms is not None else settings.projection_batch_ms,
         max_records=max_records,
         decoder=deps.records_decoder,
         title=title,

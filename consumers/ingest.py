@@ -26,7 +26,7 @@ def register(broker: KafkaBroker, deps: Deps) -> None:
         deps,
         ["data.records"],
         group=group,
-        fetch_max_wait_ms=deps.settings.background_fetch_max_wait_ms,
+        background=True,
         batch_timeout_ms=50,
         title="ingest",
         description="Stores records from data.records as columnar blocks (bad records go to the DLQ).",

@@ -39,7 +39,7 @@ def register(broker: KafkaBroker, deps: Deps) -> None:
         deps,
         TOPICS,
         group=group,
-        fetch_max_wait_ms=deps.settings.fetch_max_wait_ms,
+        background=False,
         title="projector",
         description="Folds job and model events into the jobs and models collections.",
     )
@@ -55,7 +55,7 @@ def register(broker: KafkaBroker, deps: Deps) -> None:
         deps,
         SERVED_TOPICS,
         group=served_group,
-        fetch_max_wait_ms=deps.settings.background_fetch_max_wait_ms,
+        background=True,
         max_records=5000,
         title="projector-served",
         description="Folds served predictions into the predictions and rl_served collections.",

@@ -45,6 +45,7 @@ from consumers.deps import Deps
 from consumers.serving import ServingError, ServingService
 from infra import mongo
 from infra.claims import claim_status
+from producers.publisher import envelope_headers
 from schemas import jobs, rl
 from schemas.common import new_id, utcnow
 from schemas.envelope import Envelope
@@ -457,7 +458,9 @@ class RLServing:
             rl.ACT_SERVED, prediction_id, payload, source=f"modelbus/worker/{self.deps.worker_id}", cause=cause
         )
         try:
-            await self.deps.publisher.publish("predict.served", env, key=prediction_id)
+            await self.deps.publisher.publish_direct(
+                "predict.served", env.to_bytes(), key=prediction_id, headers=envelope_headers(env), lingering=True
+            )
         except Exception:  # noqa: BLE001 - the answer went out; only the metric is lost
             log.exception("could not publish a served event", extra={"model_id": model_id})
 

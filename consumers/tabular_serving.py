@@ -221,7 +221,9 @@ class TabularServing:
         publisher = self.deps.publisher
         results = await asyncio.gather(
             *(
-                publisher.publish_direct("predict.served", e.to_bytes(), key=e.subject, headers=envelope_headers(e))
+                publisher.publish_direct(
+                    "predict.served", e.to_bytes(), key=e.subject, headers=envelope_headers(e), lingering=True
+                )
                 for e in envs
             ),
             return_exceptions=True,

@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     rpc_fetch_max_wait_ms: int = Field(
         5, ge=1, le=5000, description="fetch wait of the request/reply consumers (latency-critical path)"
     )
+    served_linger_ms: int = Field(
+        20,
+        ge=0,
+        le=1000,
+        description="how long a prediction worker gathers predict.served events into one record batch "
+        "(fewer produce requests; on Tansu, fewer stored batches keep later fetches cheap)",
+    )
     worker_layout: Literal["processes", "inline"] = Field(
         "processes",
         description="`modelbus up`: 'processes' = prediction workers and background consumers in two child "
