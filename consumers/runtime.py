@@ -15,7 +15,7 @@ from consumers.deps import Deps
 from consumers.dlq import dlq_middleware
 from consumers.serving import ServingService
 from consumers.training import TrainingService
-from infra import mongo
+from infra import mongo, records
 from infra.kafka import make_broker
 from infra.settings import Settings
 from producers.publisher import EventPublisher
@@ -57,6 +57,7 @@ class Consumers:
 
     async def start(self) -> None:
         await mongo.ensure_indexes(self.deps.db)
+        await records.sync_block_index(self.deps.db)
         if self.training:
             await self.training.start()
         t0 = time.perf_counter()

@@ -59,6 +59,7 @@ def _tabular(mongodb_url: str, db_name: str, command: dict[str, Any], report: An
 
     from pymongo import MongoClient
 
+    from infra.mongo import RECORD_BLOCK_INDEX, RECORD_BLOCKS
     from ml.tabular.data import from_blocks
     from ml.tabular.train import train_tabular
 
@@ -68,13 +69,14 @@ def _tabular(mongodb_url: str, db_name: str, command: dict[str, Any], report: An
     t0 = time.perf_counter()
     query = {"start": {"$lt": end}, "end": {"$gte": start}}
     with MongoClient(mongodb_url, tz_aware=True) as client:
-        coll = client[db_name]["record_blocks"]
-        # blocks are immutable once written: the set of their ids identifies the data of the period
-        identity = (start, end, tuple(sorted(str(b["_id"]) for b in coll.find(query, {"_id": 1}))))
+        db = client[db_name]
+        # blocks are immutable once written: the set of their ids (read from the small index documents)
+        # identifies the data of the period
+        identity = (start, end, tuple(sorted(str(b["_id"]) for b in db[RECORD_BLOCK_INDEX].find(query, {"_id": 1}))))
         data = _DATASETS.get(identity)
         cached = data is not None
         if data is None:
-            blocks = list(coll.find(query, {"ts": 1, "label": 1, "features": 1}))
+            blocks = list(db[RECORD_BLOCKS].find(query))  # whole documents: a projection is slower on SecantusDB
             data = from_blocks(blocks, int(start.timestamp() * 1000), int(end.timestamp() * 1000))
             _DATASETS.clear()  # keep one period per training process: bounded memory
             _DATASETS[identity] = data

@@ -15,7 +15,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from infra import mongo
-from infra.records import insert_records, overlapping
+from infra.records import delete_blocks, insert_records, overlapping
 from infra.settings import Settings
 from schemas.common import utcnow
 
@@ -43,8 +43,8 @@ async def load_demo(db: AsyncDatabase, settings: Settings, *, today: date | None
     periods = demo_periods(today)
     for i, (start, end) in enumerate(periods):
         # replace what an earlier demo load left in the window, so reloading never duplicates
-        await db[mongo.RECORD_BLOCKS].delete_many(
-            {"source": "synthetic-demo", **overlapping(_midnight(start), _midnight(end + timedelta(days=1)))}
+        await delete_blocks(
+            db, {"source": "synthetic-demo", **overlapping(_midnight(start), _midnight(end + timedelta(days=1)))}
         )
         recs = transactions(start, end, per_day=settings.demo_records_per_day, seed=7 + i)
         loaded += await insert_records(db, recs, source="synthetic-demo")

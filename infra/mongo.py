@@ -40,6 +40,7 @@ PROJECTIONS: tuple[str, ...] = (
 ARCHIVE = "archive"
 # Operational state (not projections)
 RECORD_BLOCKS = "record_blocks"
+RECORD_BLOCK_INDEX = "record_block_index"
 LEASES = "leases"
 COUNTERS = "counters"
 API_KEYS = "api_keys"
@@ -91,6 +92,7 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     )
     await db[ARCHIVE].create_indexes([IndexModel([("time", ASCENDING)]), IndexModel([("subject", ASCENDING)])])
     await db[RECORD_BLOCKS].create_indexes([IndexModel([("start", ASCENDING), ("end", ASCENDING)])])
+    await db[RECORD_BLOCK_INDEX].create_indexes([IndexModel([("start", ASCENDING), ("end", ASCENDING)])])
     await db[LEASES].create_indexes([IndexModel([("state", ASCENDING), ("expires_at", ASCENDING)])])
     await db[API_KEYS].create_indexes([IndexModel([("hash", ASCENDING)], unique=True)])
     await db[RATE_LIMITS].create_indexes([IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0)])
