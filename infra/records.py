@@ -93,12 +93,13 @@ async def _insert_new(coll: Any, docs: list[dict[str, Any]]) -> set[int]:
 
 async def sync_block_index(db: AsyncDatabase) -> int:
     """Adds the index entries of blocks that have none (data written before the index existed, or a
-    crash between the two inserts); returns how many were added. Reads every block once, at start-up."""
+    crash between the two inserts); returns how many were added. Run at start-up."""
     blocks, indexed = db[mongo.RECORD_BLOCKS], db[mongo.RECORD_BLOCK_INDEX]
-    if await blocks.estimated_document_count() == await indexed.estimated_document_count():
+    if await blocks.count_documents({}) == await indexed.count_documents({}):  # estimates can lag on SecantusDB
         return 0
     have = {d["_id"] async for d in indexed.find({}, {"_id": 1})}
-    missing = [index_entry(b) async for b in blocks.find({}) if b["_id"] not in have]
+    absent = [d["_id"] async for d in blocks.find({}, {"_id": 1}) if d["_id"] not in have]
+    missing = [index_entry(b) for b in (await mongo.find_by_ids(blocks, absent)).values()]
     if missing:
         await _insert_new(indexed, missing)
     return len(missing)
