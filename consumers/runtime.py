@@ -57,7 +57,8 @@ class Consumers:
 
     async def start(self) -> None:
         await mongo.ensure_indexes(self.deps.db)
-        await records.sync_block_index(self.deps.db)
+        if "ingest" in self.roles:  # the process that stores streamed blocks repairs their index, once
+            await records.sync_block_index(self.deps.db)
         if self.training:
             await self.training.start()
         t0 = time.perf_counter()

@@ -13,7 +13,7 @@ from typing import Any
 
 import uvicorn
 
-from infra import mongo, records
+from infra import mongo
 from infra.embedded import EmbeddedServers
 from infra.kafka import ensure_topics
 from infra.keys import ALL_SCOPES, generate_key, store_key
@@ -68,7 +68,6 @@ class Stack:
         try:
             db = client[settings.mongodb_db]
             await mongo.ensure_indexes(db)
-            await records.sync_block_index(db)
             await self._bootstrap_key(db)
             if self.demo:
                 from infra.demo import load_demo
