@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from faststream.kafka import KafkaBroker
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from consumers.deps import Deps, batch_subscriber, decode_batch
@@ -18,7 +19,8 @@ log = logging.getLogger("modelbus.archive")
 DUPLICATE_KEY = 11000
 
 
-def register(broker: KafkaBroker, deps: Deps) -> None:
+def register(broker: KafkaBroker, deps: Deps, archive_db: AsyncDatabase) -> None:
+    """``archive_db``: the database on the archive's server (``mongo.client(settings, archive=True)``)."""
     group = deps.settings.group("archive")
     topics = [name for name, spec in TOPICS.items() if spec.envelope and spec.archived]
 
@@ -50,7 +52,7 @@ def register(broker: KafkaBroker, deps: Deps) -> None:
         if not docs:
             return
         try:
-            await deps.db[mongo.ARCHIVE].insert_many(docs, ordered=False)
+            await archive_db[mongo.ARCHIVE].insert_many(docs, ordered=False)
         except BulkWriteError as exc:
             if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
                 raise

@@ -41,8 +41,11 @@ class Consumers:
         self.training = TrainingService(self.deps) if "training" in roles else None
         if "projector" in roles:
             projector.register(self.broker, self.deps)
+        # the archive's own database server (the main one unless MODELBUS_ARCHIVE_MONGODB_URL says otherwise)
+        self.archive_client: AsyncMongoClient | None = None
         if "archive" in roles:
-            archive.register(self.broker, self.deps)
+            self.archive_client = mongo.client(settings, archive=True)
+            archive.register(self.broker, self.deps, self.archive_client[settings.mongodb_db])
         if "ingest" in roles:
             ingest.register(self.broker, self.deps)
         if self.training:
@@ -57,6 +60,8 @@ class Consumers:
 
     async def start(self) -> None:
         await mongo.ensure_indexes(self.deps.db)
+        if self.archive_client is not None:
+            await mongo.ensure_archive_indexes(self.archive_client[self.settings.mongodb_db])
         if "ingest" in self.roles:  # the process that stores streamed blocks repairs their index, once
             await records.sync_block_index(self.deps.db)
         if self.training:
@@ -83,3 +88,5 @@ class Consumers:
         if self.training:
             await self.training.stop()
         await self.client.close()
+        if self.archive_client is not None:
+            await self.archive_client.close()

@@ -109,8 +109,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from infra import mongo
-    from infra.replay import replay
+    from infra.replay import replay_stack
 
     settings = _settings(args).with_stack_file()
     if args.rebuild and args.since:
@@ -119,13 +118,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     since = datetime.fromisoformat(args.since.replace("Z", "+00:00")) if args.since else None
 
     async def main() -> int:
-        client = mongo.client(settings)
-        try:
-            report = await replay(
-                client[settings.mongodb_db], settings, source=args.source, since=since, rebuild=args.rebuild
-            )
-        finally:
-            await client.close()
+        report = await replay_stack(settings, source=args.source, since=since, rebuild=args.rebuild)
         print(report.to_json())
         return 0 if report.identical else 1
 

@@ -1,6 +1,10 @@
 """The embedded default: Tansu (Kafka protocol) and SecantusDB (MongoDB protocol) as
 child processes on free loopback ports. Used by ``modelbus up`` and the test fixture
-when no ``MODELBUS_KAFKA_BOOTSTRAP`` / ``MODELBUS_MONGODB_URL`` is configured."""
+when no ``MODELBUS_KAFKA_BOOTSTRAP`` / ``MODELBUS_MONGODB_URL`` is configured.
+
+The event archive gets a SecantusDB daemon of its own (``archive=True``): a daemon is one
+Python process that spends ~0.35 ms of CPU per inserted document, and the archive inserts one
+document per event, so on one daemon it halves the rate at which the projections keep up."""
 
 from __future__ import annotations
 
@@ -69,6 +73,11 @@ def secantus_binary() -> str:
     return found
 
 
+def _secantus_url(port: int) -> str:
+    # retryWrites=false: SecantusDB slows ~10x after ~10k writes with retryable writes (STACK-FACTS).
+    return f"mongodb://127.0.0.1:{port}/?retryWrites=false&directConnection=true"
+
+
 @dataclass
 class EmbeddedServers:
     """Owns the two child processes; ``stop()`` leaves none behind."""
@@ -76,6 +85,8 @@ class EmbeddedServers:
     data_dir: Path
     kafka_port: int = 0
     mongo_port: int = 0
+    archive: bool = True
+    archive_port: int = 0
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -84,8 +95,11 @@ class EmbeddedServers:
 
     @property
     def mongodb_url(self) -> str:
-        # retryWrites=false: SecantusDB slows ~10x after ~10k writes with retryable writes (STACK-FACTS).
-        return f"mongodb://127.0.0.1:{self.mongo_port}/?retryWrites=false&directConnection=true"
+        return _secantus_url(self.mongo_port)
+
+    @property
+    def archive_mongodb_url(self) -> str | None:
+        return _secantus_url(self.archive_port) if self.archive else None
 
     def start(self) -> EmbeddedServers:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -100,26 +114,28 @@ class EmbeddedServers:
                 logs / "tansu.log",
             )
             _wait_for_port(self.kafka_port, kafka, "tansu")
-            mongo = self._spawn(
-                [
-                    secantus_binary(),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.mongo_port),
-                    "--storage-path",
-                    str(self.data_dir / "mongo"),
-                    "--log-level",
-                    "WARNING",
-                ],
-                logs / "secantus.log",
-            )
-            _wait_for_port(self.mongo_port, mongo, "secantusd", timeout_s=60)
+            daemons = [("mongo", self.mongo_port)]
+            if self.archive:
+                self.archive_port = self.archive_port or free_port()
+                daemons.append(("archive", self.archive_port))
+            started = [(name, port, self._spawn_secantus(name, port, logs)) for name, port in daemons]
+            for name, port, proc in started:  # the daemons start side by side
+                _wait_for_port(port, proc, f"secantusd ({name})", timeout_s=60)
         except BaseException:
             self.stop()
             raise
-        log.info("embedded servers up kafka=%s mongo=%s", self.kafka_bootstrap, self.mongodb_url)
+        log.info(
+            "embedded servers up kafka=%s mongo=%s archive=%s",
+            self.kafka_bootstrap,
+            self.mongodb_url,
+            self.archive_mongodb_url,
+        )
         return self
+
+    def _spawn_secantus(self, name: str, port: int, logs: Path) -> subprocess.Popen[bytes]:
+        argv = [secantus_binary(), "--host", "127.0.0.1", "--port", str(port)]
+        argv += ["--storage-path", str(self.data_dir / name), "--log-level", "WARNING"]
+        return self._spawn(argv, logs / ("secantus.log" if name == "mongo" else f"secantus-{name}.log"))
 
     def _spawn(self, argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
         out = log_path.open("ab")

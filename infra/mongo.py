@@ -74,10 +74,18 @@ async def find_by_ids(
     return found
 
 
-def client(settings: Settings) -> AsyncMongoClient:
-    if not settings.mongodb_url:
+def client(settings: Settings, *, archive: bool = False) -> AsyncMongoClient:
+    """A client of the main database server, or with ``archive`` of the event archive's server
+    (``settings.archive_url``: the same server unless the archive has one of its own)."""
+    url = settings.archive_url if archive else settings.mongodb_url
+    if not url:
         raise RuntimeError("MODELBUS_MONGODB_URL is not set and no embedded server is running")
-    return AsyncMongoClient(settings.mongodb_url, tz_aware=True, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000)
+    return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000)
+
+
+async def ensure_archive_indexes(db: AsyncDatabase) -> None:
+    """Indexes of the event archive (``db`` is the database on the archive's server)."""
+    await db[ARCHIVE].create_indexes([IndexModel([("time", ASCENDING)]), IndexModel([("subject", ASCENDING)])])
 
 
 async def ensure_indexes(db: AsyncDatabase) -> None:
@@ -90,7 +98,6 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     await db[MODELS].create_indexes(
         [IndexModel([("domain", ASCENDING), ("status", ASCENDING)]), IndexModel([("trained_at", DESCENDING)])]
     )
-    await db[ARCHIVE].create_indexes([IndexModel([("time", ASCENDING)]), IndexModel([("subject", ASCENDING)])])
     await db[RECORD_BLOCKS].create_indexes([IndexModel([("start", ASCENDING), ("end", ASCENDING)])])
     await db[RECORD_BLOCK_INDEX].create_indexes([IndexModel([("start", ASCENDING), ("end", ASCENDING)])])
     await db[LEASES].create_indexes([IndexModel([("state", ASCENDING), ("expires_at", ASCENDING)])])

@@ -86,6 +86,7 @@ async def replay(
     db: AsyncDatabase,
     settings: Settings,
     *,
+    archive: AsyncDatabase | None = None,
     source: str = "archive",
     since: datetime | None = None,
     rebuild: bool = False,
@@ -94,7 +95,12 @@ async def replay(
     report = ReplayReport(source=source)
     for name in mongo.PROJECTIONS:
         await db[name + SUFFIX].drop()
-    stream = events_from_archive(db, since) if source == "archive" else events_from_kafka(settings, since)
+    if source == "archive":
+        if archive is None:
+            raise ValueError("replaying the archive needs its database: mongo.client(settings, archive=True)")
+        stream = events_from_archive(archive, since)
+    else:
+        stream = events_from_kafka(settings, since)
     events: list[Envelope] = []
     async for env in stream:
         events.append(env)
@@ -137,3 +143,23 @@ async def replay(
         for name in mongo.PROJECTIONS:
             await db[name + SUFFIX].drop()
     return report
+
+
+async def replay_stack(
+    settings: Settings, *, source: str = "archive", since: datetime | None = None, rebuild: bool = False
+) -> ReplayReport:
+    """``replay`` against the stack ``settings`` name: opens the main and the archive database and closes them."""
+    client = mongo.client(settings)
+    archive = mongo.client(settings, archive=True)
+    try:
+        return await replay(
+            client[settings.mongodb_db],
+            settings,
+            archive=archive[settings.mongodb_db],
+            source=source,
+            since=since,
+            rebuild=rebuild,
+        )
+    finally:
+        await client.close()
+        await archive.close()

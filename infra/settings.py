@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     kafka_bootstrap: str | None = Field(None, description="Kafka bootstrap servers; unset = embedded Tansu broker")
     mongodb_url: str | None = Field(None, description="MongoDB URL; unset = embedded SecantusDB daemon")
     mongodb_db: str = Field("modelbus", description="MongoDB database name")
+    archive_mongodb_url: str | None = Field(
+        None,
+        description="MongoDB URL of the event archive (same database name); unset = the main MongoDB, or with "
+        "the embedded default a second SecantusDB daemon, so archiving every event does not slow the projections",
+    )
     topic_prefix: str = Field("modelbus.", description="prefix of every topic name")
     topic_partitions: int = Field(3, ge=1, le=64, description="partitions per topic created by modelbus")
     kafka_idempotence: bool = Field(
@@ -109,6 +114,11 @@ class Settings(BaseSettings):
         return self.train_threads or max(1, (os.cpu_count() or 2) - 1)
 
     @property
+    def archive_url(self) -> str | None:
+        """Where the event archive lives: its own server when configured, else the main database."""
+        return self.archive_mongodb_url or self.mongodb_url
+
+    @property
     def embedded(self) -> bool:
         return not (self.kafka_bootstrap and self.mongodb_url)
 
@@ -140,5 +150,6 @@ class Settings(BaseSettings):
             update={
                 "kafka_bootstrap": self.kafka_bootstrap or stack["kafka_bootstrap"],
                 "mongodb_url": self.mongodb_url or stack["mongodb_url"],
+                "archive_mongodb_url": self.archive_mongodb_url or stack.get("archive_mongodb_url"),
             }
         )

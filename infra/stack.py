@@ -45,12 +45,15 @@ class Stack:
     async def start(self) -> dict[str, Any]:
         settings = self.settings
         if settings.embedded:
-            self.servers = EmbeddedServers(settings.data_dir)
+            # the archive gets its own daemon only when the main database is embedded and it has no URL
+            archive = not (settings.mongodb_url or settings.archive_mongodb_url)
+            self.servers = EmbeddedServers(settings.data_dir, archive=archive)
             self.servers.start()  # in this thread: PR_SET_PDEATHSIG ties the children to the thread that forks
             settings = settings.model_copy(
                 update={
                     "kafka_bootstrap": settings.kafka_bootstrap or self.servers.kafka_bootstrap,
                     "mongodb_url": settings.mongodb_url or self.servers.mongodb_url,
+                    "archive_mongodb_url": settings.archive_mongodb_url or self.servers.archive_mongodb_url,
                 }
             )
             self.settings = settings
@@ -75,6 +78,11 @@ class Stack:
                 await load_demo(db, settings)
         finally:
             await client.close()
+        archive = mongo.client(settings, archive=True)
+        try:
+            await mongo.ensure_archive_indexes(archive[settings.mongodb_db])
+        finally:
+            await archive.close()
         if self.with_consumers and self.roles is None and settings.worker_layout == "processes":
             from infra.workers import WorkerProcesses
 
@@ -110,6 +118,7 @@ class Stack:
             "api_url": api_url,
             "kafka_bootstrap": settings.kafka_bootstrap,
             "mongodb_url": settings.mongodb_url,
+            "archive_mongodb_url": settings.archive_url,
             "embedded": self.servers is not None,
             "topic_prefix": settings.topic_prefix,
         }

@@ -36,7 +36,7 @@ READY_PREFIX = "modelbus worker "
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as ``MODELBUS_`` variables (what was set explicitly, plus the connection fields)."""
     env: dict[str, str] = {}
-    names = set(settings.model_fields_set) | {"kafka_bootstrap", "mongodb_url", "data_dir"}
+    names = set(settings.model_fields_set) | {"kafka_bootstrap", "mongodb_url", "archive_mongodb_url", "data_dir"}
     for name in names:
         value = getattr(settings, name)
         if value is None:

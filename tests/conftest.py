@@ -110,6 +110,14 @@ def db(settings: Settings) -> Iterator[Any]:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def archive(settings: Settings) -> Iterator[Any]:
+    """The event archive collection, on the archive's own database server."""
+    client: MongoClient = MongoClient(settings.archive_url, tz_aware=True)
+    yield client[settings.mongodb_db]["archive"]
+    client.close()
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.2, what: str = "condition") -> Any:
     """Polls ``predicate`` until it returns something truthy (the value is returned)."""
     deadline = time.monotonic() + timeout

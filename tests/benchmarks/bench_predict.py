@@ -111,6 +111,7 @@ async def _load(rate: float, seconds: float, api_url: str, rows: list[dict[str, 
 async def run(info: dict[str, Any], settings: Settings, out_path: Path) -> dict[str, Any]:
     result: dict[str, Any] = {}
     db = mongo.client(settings)[settings.mongodb_db]
+    archive = mongo.client(settings, archive=True)[settings.mongodb_db]
     records = transactions(date(2024, 1, 1), date(2024, 1, 30), per_day=400, seed=5)
     await insert_records(db, records, source="bench")
     rows = [r["features"] for r in records[:2000]]
@@ -209,7 +210,7 @@ async def run(info: dict[str, Any], settings: Settings, out_path: Path) -> dict[
             await asyncio.sleep(0.05)
         consumed_s = time.perf_counter() - t0
         lags = []
-        async for arch in db[mongo.ARCHIVE].find({"topic": "canary.metrics", "subject": canary_id}):
+        async for arch in archive[mongo.ARCHIVE].find({"topic": "canary.metrics", "subject": canary_id}):
             env = Envelope.from_bytes(arch["raw"])
             end = env.data["window_end"]
             lags.append((env.time - _parse(end)).total_seconds() * 1000)

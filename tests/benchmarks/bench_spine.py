@@ -47,8 +47,11 @@ async def projection_throughput(stack: Stack, n: int) -> dict[str, Any]:
     await producer.start()
     client = mongo.client(s)
     db = client[s.mongodb_db]
+    archive_client = mongo.client(s, archive=True)
+    archive = archive_client[s.mongodb_db][mongo.ARCHIVE]
     try:
         base = await db[mongo.JOBS].estimated_document_count()
+        archived_base = await archive.estimated_document_count()
         ids = [new_id("bench") for _ in range(n)]
         t0 = time.perf_counter()
         futures = [await producer.send(s.topic("train.commands"), command(i).to_bytes(), key=i.encode()) for i in ids]
@@ -58,6 +61,9 @@ async def projection_throughput(stack: Stack, n: int) -> dict[str, Any]:
         while await db[mongo.JOBS].estimated_document_count() < base + n:
             await asyncio.sleep(0.05)
         t_done = time.perf_counter()
+        while await archive.estimated_document_count() < archived_base + n:  # the archive has them all too
+            await asyncio.sleep(0.05)
+        t_archived = time.perf_counter()
         # latency: one command at a time, published and awaited, then polled in its projection
         latencies = []
         for _ in range(200):
@@ -72,6 +78,8 @@ async def projection_throughput(stack: Stack, n: int) -> dict[str, Any]:
             "publish_seconds": round(t_published - t0, 3),
             "end_to_end_seconds": round(t_done - t0, 3),
             "projected_events_per_s": round(n / (t_done - t0), 1),
+            "archived_seconds": round(t_archived - t0, 3),
+            "archive_server": "own SecantusDB daemon" if s.archive_mongodb_url else "the main database",
             "command_to_projection_ms": {
                 "p50": pct(latencies, 0.5),
                 "p99": pct(latencies, 0.99),
@@ -83,6 +91,7 @@ async def projection_throughput(stack: Stack, n: int) -> dict[str, Any]:
     finally:
         await producer.stop()
         await client.close()
+        await archive_client.close()
 
 
 async def rpc_round_trip(stack: Stack, n: int) -> dict[str, Any]:

@@ -49,7 +49,10 @@ def modelbus_up(api_key: str, *, ready_timeout_s: float = 180, **env: str) -> It
                 time.sleep(0.2)
             info = json.loads(stack_file.read_text())
             settings = Settings(
-                _env_file=None, kafka_bootstrap=info["kafka_bootstrap"], mongodb_url=info["mongodb_url"]
+                _env_file=None,
+                kafka_bootstrap=info["kafka_bootstrap"],
+                mongodb_url=info["mongodb_url"],
+                archive_mongodb_url=info.get("archive_mongodb_url"),
             )
             yield info, settings
         finally:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.replay import replay
+from infra.replay import replay_stack
 from infra.settings import Settings
 from infra.stack import StackThread
 from tests.conftest import SEED_TRAIN_BODY, wait_for, wait_job
@@ -230,13 +230,7 @@ def test_seed_deploy_sequence(
 
     # replay rebuilds the deployment projections identically
     async def run() -> Any:
-        from infra import mongo
-
-        client = mongo.client(settings)
-        try:
-            return await replay(client[settings.mongodb_db], settings, source="archive")
-        finally:
-            await client.close()
+        return await replay_stack(settings, source="archive")
 
     names = ("deployments", "canaries", "deploy_history", "models")
     deadline, report = time.monotonic() + 40, None

@@ -169,7 +169,9 @@ def test_js_client_runs_unchanged(base_url: str) -> None:
 # draws
 
 
-def test_draw_import_csv_official_names(api: httpx.Client, db: Any, hand_draws: dict[str, Any]) -> None:
+def test_draw_import_csv_official_names(
+    api: httpx.Client, db: Any, archive: Any, hand_draws: dict[str, Any]
+) -> None:
     assert hand_draws["imported"] == 3 and hand_draws["by_machine"] == {"1호기": 3, "2호기": 0, "3호기": 0}
     listed = api.get("/api/draws", params={"machine_type": "1호기", "limit": 3}).json()
     assert [d["round"] for d in listed["draws"]] == [9003, 9002, 9001]
@@ -186,7 +188,7 @@ def test_draw_import_csv_official_names(api: httpx.Client, db: Any, hand_draws: 
     assert everything["total"] >= 1203 and everything["synthetic_draws"] == 1200 and "synthetic" in everything["note"]
     # every draw is an event on lotto.draws first (the archive keeps it)
     event = wait_for(
-        lambda: db.archive.find_one({"subject": "9003", "type": "modelbus.lotto.draw.recorded"}), what="draw event"
+        lambda: archive.find_one({"subject": "9003", "type": "modelbus.lotto.draw.recorded"}), what="draw event"
     )
     assert event["topic"] == "lotto.draws"
     # a single JSON record with our field names and the machine as a number

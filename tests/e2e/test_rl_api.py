@@ -164,7 +164,9 @@ def _wait_status(api: httpx.Client, model_id: str, status: str, timeout: float =
     wait_for(lambda: _model_status(api, model_id) == status, timeout, what=f"{model_id} {status}")
 
 
-def test_seed_python_example_trains_and_deploys(base_url: str, api: httpx.Client, db: Any) -> None:
+def test_seed_python_example_trains_and_deploys(
+    base_url: str, api: httpx.Client, db: Any, archive: Any
+) -> None:
     namespace: dict[str, Any] = {}
     code = _seed_code(SEED_PYTHON, base_url)
     create, deploy = code.split("# Развертывание модели")
@@ -197,7 +199,7 @@ def test_seed_python_example_trains_and_deploys(base_url: str, api: httpx.Client
     # the per-episode stream: one rl.episodes event per episode, in the archive too
     wait_for(
         lambda: (
-            db.archive.count_documents({"subject": task_id, "type": "modelbus.rl.episode.recorded"}) == SEED_EPISODES
+            archive.count_documents({"subject": task_id, "type": "modelbus.rl.episode.recorded"}) == SEED_EPISODES
         ),
         what="archived episode events",
     )
@@ -340,7 +342,7 @@ def test_seed_curl_commands(base_url: str, api: httpx.Client) -> None:
     _wait_task(api, task_id, timeout=60)
 
 
-def test_cancel_stops_training_within_one_episode(api: httpx.Client, db: Any) -> None:
+def test_cancel_stops_training_within_one_episode(api: httpx.Client, archive: Any) -> None:
     # slow episodes (many gradient steps each), so "within one episode" is measurable from outside
     params = {"learning_starts": 0, "batch_size": 64, "epochs": 600}
     resp = api.post(
@@ -367,7 +369,7 @@ def test_cancel_stops_training_within_one_episode(api: httpx.Client, db: Any) ->
     print(f"\ncancel: {took:.2f} s, {extra} episode(s) after the request (at {before['current_episode']})")
     assert extra <= 2, (before["current_episode"], after["current_episode"])
     assert len(after["metrics"]["episode_rewards"]) == after["current_episode"]
-    archived = db.archive.count_documents({"subject": task_id, "type": "modelbus.rl.episode.recorded"})
+    archived = archive.count_documents({"subject": task_id, "type": "modelbus.rl.episode.recorded"})
     assert archived == after["current_episode"]
     assert after["model_id"] is None
     again = api.post(f"/api/v1/training/{task_id}/cancel")

@@ -48,7 +48,7 @@ def test_seed_request_trains_to_completion(api: httpx.Client, db: Any) -> None:
     assert job["baseline"]["accuracy"] < 1.0 and job["holdout"]["fraction"] == 0.2
 
 
-def test_status_goes_running_and_progress_rises(api: httpx.Client, db: Any) -> None:
+def test_status_goes_running_and_progress_rises(api: httpx.Client, archive: Any) -> None:
     body = {**SEED_TRAIN_BODY, "hyperparameters": {"n_estimators": 1500, "learning_rate": 0.02, "num_leaves": 63}}
     job_id = api.post("/v1/ml/train", json=body).json()["job_id"]
     seen: list[tuple[str, float]] = []
@@ -65,12 +65,12 @@ def test_status_goes_running_and_progress_rises(api: httpx.Client, db: Any) -> N
     assert statuses.index("completed") > max(i for i, s in enumerate(statuses) if s == "running")
     progress = [p for s, p in seen if s == "running"]
     assert progress == sorted(progress)
-    types = [e["type"] for e in db.archive.find({"subject": job_id}).sort("sequence", 1)]
+    types = [e["type"] for e in archive.find({"subject": job_id}).sort("sequence", 1)]
     wait_for(
-        lambda: db.archive.count_documents({"subject": job_id, "type": "modelbus.train.job.completed"}),
+        lambda: archive.count_documents({"subject": job_id, "type": "modelbus.train.job.completed"}),
         what="archived completion",
     )
-    types = [e["type"] for e in db.archive.find({"subject": job_id}).sort("sequence", 1)]
+    types = [e["type"] for e in archive.find({"subject": job_id}).sort("sequence", 1)]
     assert types[0] == "modelbus.train.job.requested" and types[1] == "modelbus.train.job.running"
     assert "modelbus.train.job.progress" in types and types[-1] == "modelbus.train.job.completed"
 

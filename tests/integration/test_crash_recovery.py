@@ -63,6 +63,7 @@ def test_kill_9_mid_training_completes_once(mini: tuple[StackThread, Settings], 
     thread, own = mini
     workers = [_worker(own, tmp_path / f"w{i}.log") for i in range(2)]
     db: Any = MongoClient(own.mongodb_url, tz_aware=True)[own.mongodb_db]
+    archive: Any = MongoClient(own.archive_url, tz_aware=True)[own.mongodb_db].archive
     try:
         for i in range(2):
             wait_for(lambda i=i: b"consuming" in (tmp_path / f"w{i}.log").read_bytes(), timeout=60, what="worker up")
@@ -90,11 +91,11 @@ def test_kill_9_mid_training_completes_once(mini: tuple[StackThread, Settings], 
         assert db.models.count_documents({"lineage.job_id": job_id}) == 1
         assert db.counters.find_one({"_id": "model:tabular:lightgbm"})["seq"] == 1
         wait_for(
-            lambda: db.archive.count_documents({"subject": job_id, "type": "modelbus.train.job.completed"}),
+            lambda: archive.count_documents({"subject": job_id, "type": "modelbus.train.job.completed"}),
             what="archived completion",
         )
-        assert db.archive.count_documents({"subject": job_id, "type": "modelbus.train.job.completed"}) == 1
-        retry = db.archive.find_one({"subject": job_id, "type": "modelbus.train.job.requested", "sequence": 2_000_000})
+        assert archive.count_documents({"subject": job_id, "type": "modelbus.train.job.completed"}) == 1
+        retry = archive.find_one({"subject": job_id, "type": "modelbus.train.job.requested", "sequence": 2_000_000})
         assert retry is not None and "stopped heartbeating" in retry["raw"]
     finally:
         for w in workers:
@@ -107,12 +108,13 @@ def test_job_fails_with_reason_after_last_attempt(mini: tuple[StackThread, Setti
     """No worker survives: the lease sweeper of a fresh worker fails the job once attempts are used up."""
     _, own = mini
     db: Any = MongoClient(own.mongodb_url, tz_aware=True)[own.mongodb_db]
+    archive: Any = MongoClient(own.archive_url, tz_aware=True)[own.mongodb_db].archive
     from schemas import jobs
 
     job = db.jobs.find_one({"status": "completed"})
     assert job is not None
     # a lease left behind by a dead worker on its last attempt
-    cmd = db.archive.find_one({"subject": job["_id"], "type": jobs.TRAIN_REQUESTED})
+    cmd = archive.find_one({"subject": job["_id"], "type": jobs.TRAIN_REQUESTED})
     stale_id = "job_stalelease01"
     raw = cmd["raw"].replace(job["_id"], stale_id).replace('"attempt":1', f'"attempt":{own.job_max_attempts}')
     from schemas.envelope import Envelope
@@ -139,7 +141,7 @@ def test_job_fails_with_reason_after_last_attempt(mini: tuple[StackThread, Setti
         )
         assert lease["state"] == "expired"
         failed = wait_for(
-            lambda: db.archive.find_one({"subject": stale_id, "type": jobs.JOB_FAILED}), timeout=30, what="failed event"
+            lambda: archive.find_one({"subject": stale_id, "type": jobs.JOB_FAILED}), timeout=30, what="failed event"
         )
         assert "no attempts left" in failed["raw"]
     finally:

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from infra.embedded import free_port
-from infra.replay import replay
+from infra.replay import replay_stack
 from infra.settings import Settings
 from infra.stack import StackThread
 from tests.conftest import SEED_TRAIN_BODY, wait_for, wait_job
@@ -111,13 +111,7 @@ def test_replay_from_archive_rebuilds_identical_projections(
     wait_job(api, cancel_me["job_id"])
 
     async def run(rebuild: bool, source: str = "archive") -> Any:
-        from infra import mongo
-
-        client = mongo.client(settings)
-        try:
-            return await replay(client[settings.mongodb_db], settings, source=source, rebuild=rebuild)
-        finally:
-            await client.close()
+        return await replay_stack(settings, source=source, rebuild=rebuild)
 
     # the archive consumer trails the projector by a few milliseconds: wait until it has caught up
     last: list[Any] = []
