@@ -41,6 +41,10 @@ log = logging.getLogger("modelbus.canary_analyser")
 
 ACTOR = "canary-orchestrator"
 _POLICY_FIELDS = set(CanaryPolicy.model_fields)
+HOLD_SECONDS = 60.0
+"""how long events naming a canary whose document is not projected yet wait for it (then they are dropped)"""
+HOLD_MAX_EVENTS = 100_000
+"""events held per such canary at most"""
 
 
 @dataclass
@@ -53,6 +57,16 @@ class Tracked:
     stats: dict[str, int] = field(default_factory=lambda: {"served": 0, "feedback": 0})
 
 
+@dataclass
+class Held:
+    """Events that name a canary the analyser cannot see yet: the canary's document is projected a few
+    milliseconds after ``canary/start`` answers, and traffic may be faster than that."""
+
+    since: float
+    events: list[Envelope] = field(default_factory=list)
+    dropped: int = 0
+
+
 def _ci(successes: int, n: int) -> list[float] | None:
     ci = wilson_interval(successes, n)
     return [round(ci[0], 4), round(ci[1], 4)] if ci else None
@@ -63,6 +77,7 @@ class CanaryAnalyser:
         self.deps = deps
         self.tracked: dict[str, Tracked] = {}
         self.ignored: set[str] = set()
+        self.held: dict[str, Held] = {}
         self._task: asyncio.Task[None] | None = None
         self.last_tick_ms: float | None = None
 
@@ -89,8 +104,13 @@ class CanaryAnalyser:
         canary_id = data.get("canary_id")
         if not canary_id or env.type not in (deploy.PREDICTION_SERVED, deploy.PREDICTION_FEEDBACK):
             return
+        if canary_id in self.held:  # keep arrival order: held until the canary's document appears
+            self._hold(canary_id, env)
+            return
         tracked = await self._track(canary_id)
         if tracked is None:
+            if canary_id not in self.ignored:  # not projected yet (or never started: dropped after HOLD_SECONDS)
+                self._hold(canary_id, env)
             return
         try:
             if env.type == deploy.PREDICTION_SERVED:
@@ -116,6 +136,33 @@ class CanaryAnalyser:
                 tracked.stats["feedback"] += 1
         except ValueError as exc:
             log.warning("event not usable for canary analysis", extra={"canary_id": canary_id, "error": str(exc)})
+
+    def _hold(self, canary_id: str, env: Envelope) -> None:
+        held = self.held.setdefault(canary_id, Held(since=time.monotonic()))
+        if len(held.events) < HOLD_MAX_EVENTS:
+            held.events.append(env)
+        else:
+            held.dropped += 1
+
+    async def _release_held(self) -> None:
+        """Feeds held events to canaries whose document has appeared; drops those of canaries that ended or
+        never appeared within ``HOLD_SECONDS``."""
+        for canary_id, held in list(self.held.items()):
+            tracked = await self._track(canary_id)
+            waiting = tracked is None and canary_id not in self.ignored
+            if waiting and time.monotonic() - held.since < HOLD_SECONDS:
+                continue
+            del self.held[canary_id]
+            if tracked is None:
+                log.warning(
+                    "dropped events naming an unknown or ended canary",
+                    extra={"canary_id": canary_id, "events": len(held.events) + held.dropped},
+                )
+                continue
+            if held.dropped:
+                log.warning("canary events dropped while held", extra={"canary_id": canary_id, "events": held.dropped})
+            for env in held.events:
+                await self.add(env)
 
     async def _track(self, canary_id: str) -> Tracked | None:
         if canary_id in self.tracked:
@@ -165,6 +212,8 @@ class CanaryAnalyser:
 
     async def tick(self, now: datetime) -> None:
         """Closes due windows of every tracked canary, publishes metrics and verdict changes, acts in auto mode."""
+        if self.held:
+            await self._release_held()
         if not self.tracked:
             return
         t0 = time.perf_counter()

@@ -8,12 +8,24 @@ import contextlib
 import json
 import signal
 import sys
+from collections.abc import Coroutine
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from infra.settings import Settings
 from infra.telemetry import setup_logging, setup_tracing
+
+
+def run_loop(main: Coroutine[Any, Any, None], settings: Settings) -> None:
+    """Runs a long-lived process (``up``, ``worker``) on uvloop unless ``MODELBUS_EVENT_LOOP=asyncio``:
+    the same code, with less CPU per Kafka fetch and per HTTP request."""
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -59,7 +71,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             await stack.stop()
             print("modelbus stopped", flush=True)
 
-    asyncio.run(main())
+    run_loop(main(), settings)
     return 0
 
 
@@ -81,7 +93,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         finally:
             await consumers.stop()
 
-    asyncio.run(main())
+    run_loop(main(), settings)
     return 0
 
 

@@ -29,7 +29,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=1 if spec.low_volume else settings.topic_partitions, replication_factor=1)
+            NewTopic(name, num_partitions=1 if spec.one_partition else settings.topic_partitions, replication_factor=1)
             for name, spec in zip(names, TOPICS.values(), strict=True)
             if name not in existing
         ]

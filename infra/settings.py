@@ -29,7 +29,7 @@ class Settings(BaseSettings):
         False, description="enable the idempotent producer (real Kafka only; Tansu refuses it)"
     )
     fetch_max_wait_ms: int = Field(
-        10, ge=1, le=5000, description="fetch wait of the projector (command-to-projection latency); 10-20 ms on Tansu"
+        20, ge=1, le=5000, description="fetch wait of the projector (command-to-projection latency); 10-20 ms on Tansu"
     )
     background_fetch_max_wait_ms: int = Field(
         100,
@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     metrics_public: bool = Field(True, description="serve /metrics without credentials")
     log_level: str = Field("INFO", description="log level")
     log_json: bool = Field(True, description="structured JSON log lines")
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop", description="event loop of `modelbus up` and `modelbus worker` (uvloop: less CPU per message)"
+    )
     demo_records_per_day: int = Field(400, ge=10, le=20000, description="demo transactions per day")
     # RL agents (/api/v1): deployment and worker samples
     kubeconfig: str | None = Field(

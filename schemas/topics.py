@@ -23,10 +23,13 @@ class TopicSpec:
     """event type -> payload model"""
     envelope: bool = True
     """False only for the dead-letter topic, which carries the raw failed message."""
-    low_volume: bool = False
-    """True for topics that carry a few events a minute (registry, deployments, canary verdicts, dead
-    letters): created with one partition, since on Tansu every partition a consumer reads adds to the
-    cost of each of its fetches."""
+    one_partition: bool = False
+    """Created with one partition instead of ``MODELBUS_TOPIC_PARTITIONS``: topics that carry a few events
+    a minute (registry, deployments, canary verdicts, draws, dead letters), topics only ever read by one
+    consumer per group (job lifecycle and RL episodes, read by the projector and the archive), and
+    ``predict.replies``, which every API process reads whole. On Tansu every partition a consumer reads
+    adds to the cost of each of its fetches, even empty ones; the topics that spread work over processes
+    (commands, requests, served predictions, feedback, records) keep their partitions."""
     archived: bool = True
     """False for request/reply plumbing: the durable record of a prediction is its ``predict.served``
     event (and of a generation, its stored record), so the archive skips the transient messages."""
@@ -53,20 +56,21 @@ TOPICS: dict[str, TopicSpec] = {
                 jobs.JOB_CANCEL_REQUESTED: jobs.JobCancelRequested,
                 jobs.JOB_CANCELLED: jobs.JobCancelled,
             },
+            one_partition=True,
         ),
         TopicSpec(
             "model.events",
             "Registry: a model was registered (artifact in GridFS) or changed status.",
             "model_id",
             {jobs.MODEL_REGISTERED: jobs.ModelRegistered, rl.MODEL_STATUS_CHANGED: rl.ModelStatusChanged},
-            low_volume=True,
+            one_partition=True,
         ),
         TopicSpec(
             "deploy.commands",
             "Deployment steps: staging, canary start/increase, production, rollback; RL agent deploy/undeploy.",
             "model_id",
             {rl.DEPLOY_REQUESTED: rl.DeployRequested, rl.UNDEPLOY_REQUESTED: rl.UndeployRequested},
-            low_volume=True,
+            one_partition=True,
         ),
         TopicSpec(
             "deploy.events",
@@ -78,7 +82,7 @@ TOPICS: dict[str, TopicSpec] = {
                 rl.UNDEPLOYED: rl.DeploymentChanged,
                 deploy.DEPLOY_STEP: deploy.DeploymentStep,
             },
-            low_volume=True,
+            one_partition=True,
         ),
         TopicSpec(
             "predict.requests",
@@ -91,6 +95,7 @@ TOPICS: dict[str, TopicSpec] = {
             "Prediction replies, matched to requests by correlation id.",
             "prediction_id",
             archived=False,
+            one_partition=True,
         ),
         TopicSpec(
             "predict.served",
@@ -109,14 +114,14 @@ TOPICS: dict[str, TopicSpec] = {
             "Per-arm canary metrics for each analysis window.",
             "canary_id",
             {deploy.CANARY_METRICS: deploy.CanaryMetrics},
-            low_volume=True,
+            one_partition=True,
         ),
         TopicSpec(
             "canary.recommendations",
             "Canary verdicts (proceed / hold / rollback) on every change.",
             "canary_id",
             {deploy.CANARY_RECOMMENDATION: deploy.CanaryRecommendation},
-            low_volume=True,
+            one_partition=True,
         ),
         TopicSpec(
             "data.records",
@@ -129,19 +134,21 @@ TOPICS: dict[str, TopicSpec] = {
             "Lotto draws recorded (imported through the API or the synthetic demo), one event per round.",
             "round",
             {lotto.DRAW_RECORDED: lotto.DrawRecorded},
+            one_partition=True,
         ),
         TopicSpec(
             "rl.episodes",
             "Per-episode RL training metrics: reward, steps, latency, cost, overload, loss.",
             "job_id",
             {rl.EPISODE_RECORDED: rl.EpisodeRecorded},
+            one_partition=True,
         ),
         TopicSpec(
             "dlq",
             "Dead letters: the failed message as received, the error in headers.",
             "original key",
             envelope=False,
-            low_volume=True,
+            one_partition=True,
         ),
     ]
 }
