@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from infra.settings import Settings
 from schemas.data import RECORD, RecordIngested
 from schemas.envelope import Envelope
-from tests.conftest import SEED_TRAIN_BODY, wait_for, wait_job
+from tests.conftest import SEED_TRAIN_BODY, AsyncHonourRetryAfter, wait_for, wait_job
 
 
 def _records(X: np.ndarray, y: np.ndarray | None, start: datetime, names: list[str]) -> list[dict[str, Any]]:
@@ -183,7 +183,9 @@ def test_compare_twenty_jobs_and_registry(api: httpx.Client) -> None:
     with httpx.Client(base_url=str(api.base_url), headers=dict(api.headers), timeout=30) as client:
 
         async def submit_all() -> list[httpx.Response]:
-            async with httpx.AsyncClient(base_url=str(api.base_url), headers=dict(api.headers), timeout=30) as ac:
+            async with httpx.AsyncClient(
+                base_url=str(api.base_url), headers=dict(api.headers), timeout=30, transport=AsyncHonourRetryAfter()
+            ) as ac:
                 return await asyncio.gather(*(ac.post("/v1/ml/train", json=b) for b in bodies))
 
         responses = asyncio.run(submit_all())
