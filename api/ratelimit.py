@@ -76,7 +76,11 @@ async def acquire(db: AsyncDatabase, principal: str, tier: str, now: datetime | 
     )
     in_minute = int(doc["m"][str(minute)])
     in_day = int(doc["day"])
-    live = [s for s in doc.get("inflight", []) if _aware(s["exp"]) > now]
+    # admitted if this slot is among the first ``concurrent`` live ones: the array keeps push order, so
+    # the position holds whether the document came back from the update or was read back after racers
+    # had pushed theirs too (counting every live slot refused 4 of 5 racing requests, cap 2)
+    live = [s["id"] for s in doc.get("inflight", []) if _aware(s["exp"]) > now]
+    position = live.index(slot) if slot in live else len(live)
     reset = int(next_minute.timestamp())
     remaining = max(0, per_minute - in_minute)
     refusal: Decision | None = None
@@ -86,7 +90,7 @@ async def acquire(db: AsyncDatabase, principal: str, tier: str, now: datetime | 
     elif per_day is not None and in_day > per_day:
         wait = max(1, int((midnight - now).total_seconds() + 0.999))
         refusal = Decision(False, per_minute, remaining, reset, wait, f"{per_day} requests per day")
-    elif len(live) > concurrent:
+    elif position >= concurrent:
         refusal = Decision(False, per_minute, remaining, reset, 1, f"{concurrent} concurrent requests")
     if refusal is not None:
         await release(db, f"{doc_id}|{slot}")
@@ -243,12 +247,14 @@ class LeasedLimits:
             lease.seen_minute = total
             lease.minute_exhausted = total >= per_minute
         if new_slots:
-            live = [s for s in doc.get("inflight", []) if _aware(s["exp"]) > now]
-            excess = len(live) - concurrent
-            if excess > 0:
-                back = new_slots[-excess:] if excess < len(new_slots) else new_slots
+            # keep the new slots among the first ``concurrent`` live ones (push order: right whether the
+            # document came back from the update or was read back after racers had pushed theirs)
+            live = [s["id"] for s in doc.get("inflight", []) if _aware(s["exp"]) > now]
+            first = set(live[:concurrent])
+            back = [s for s in new_slots if s not in first]
+            if back:
                 await self.give_back(lease.doc_id, back)
-                new_slots = new_slots[: len(new_slots) - len(back)]
+                new_slots = [s for s in new_slots if s in first]
             clock = time.monotonic()
             lease.slots.update({s: clock for s in new_slots})
 

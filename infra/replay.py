@@ -5,6 +5,7 @@ the rebuilt collections in."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo.asynchronous.database import AsyncDatabase
 
 from infra import mongo
-from infra.projections import apply_events
+from infra.projections import DOC_ID, fold, targets
 from infra.settings import Settings
 from schemas.envelope import Envelope
 from schemas.topics import TOPICS
@@ -29,6 +30,8 @@ class ReplayReport:
     differences: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     rebuilt: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+    """wall time of each phase: read, project, compare, swap"""
 
     @property
     def identical(self) -> bool:
@@ -78,6 +81,22 @@ async def events_from_kafka(settings: Settings, since: datetime | None) -> Async
         await consumer.stop()
 
 
+def fold_all(events: list[Envelope]) -> dict[str, list[dict[str, Any]]]:
+    """Every projection's documents from ``events`` (in time order), each folded from all its events."""
+    grouped: dict[str, dict[str, list[Envelope]]] = {}
+    reducers: dict[str, Any] = {}
+    for env in events:
+        for collection, reducer in targets(env.type):
+            reducers[collection] = reducer
+            doc_id = DOC_ID[collection](env) if collection in DOC_ID else env.subject
+            grouped.setdefault(collection, {}).setdefault(doc_id, []).append(env)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for collection, by_id in grouped.items():
+        docs = (fold(None, evs, reducers[collection]) for evs in by_id.values())
+        out[collection] = [d for d in docs if d is not None]
+    return out
+
+
 def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(doc, default=str, sort_keys=True))
 
@@ -101,16 +120,24 @@ async def replay(
         stream = events_from_archive(archive, since)
     else:
         stream = events_from_kafka(settings, since)
+    t0 = time.perf_counter()
     events: list[Envelope] = []
     async for env in stream:
         events.append(env)
     # Kafka yields topic by topic: put events in time order (as the archive does), so a job's command
     # never lands in a later batch than its lifecycle events (stable: the archive keeps its id order)
     events.sort(key=lambda e: e.time)
-    # sequences order each entity; apply in one pass per chunk of entities
-    for start in range(0, len(events), batch):
-        await apply_events(db, events[start : start + batch], suffix=SUFFIX)
+    report.seconds["read"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    # the collections are fresh and every event is in memory: fold each document's events at once and
+    # insert it once (the projector's reducers give the same document in any batching, tested), instead
+    # of the projector's read-fold-write per batch
+    for name, docs in fold_all(events).items():
+        for start in range(0, len(docs), batch):
+            await db[name + SUFFIX].insert_many(docs[start : start + batch], ordered=False)
     report.events = len(events)
+    report.seconds["project"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
     subjects = {e.subject for e in events}
     for name in mongo.PROJECTIONS:
         rebuilt = {d["_id"]: _comparable(d) async for d in db[name + SUFFIX].find()}
@@ -130,6 +157,8 @@ async def replay(
             diffs.append({"id": key, "fields": {k: {"live": a.get(k), "rebuilt": b.get(k)} for k in fields}})
         report.differences[name] = diffs
         report.counts[name] = {"live": len(live), "rebuilt": len(rebuilt)}
+    report.seconds["compare"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
     if rebuild:
         existing = set(await db.list_collection_names())
         for name in mongo.PROJECTIONS:
@@ -142,6 +171,7 @@ async def replay(
     else:
         for name in mongo.PROJECTIONS:
             await db[name + SUFFIX].drop()
+    report.seconds["swap" if rebuild else "drop"] = round(time.perf_counter() - t0, 3)
     return report
 
 

@@ -540,6 +540,7 @@ class CanaryAggregator:
         index = int(t // self._window_s)
         if index < self._closed_before:
             counters["late_served"] += 1
+            self._window(self._closed_before)  # reported at the next close, with the totals that count it
         else:
             self._window(index)[arm].served(model_id, predicted, latency)
         truth = _UNKNOWN
@@ -587,6 +588,7 @@ class CanaryAggregator:
         index = int(max(served_t, feedback_t) // self._window_s)
         if index < self._closed_before:
             counters["out_of_order_labels"] += 1
+            self._window(self._closed_before)
         else:
             self._window(index)[arm].confusion[cell] += 1
 
@@ -619,8 +621,10 @@ class CanaryAggregator:
     def close_window(self, now: datetime) -> list[WindowReport]:
         """Close every window that ends at or before ``now - grace_s``; return their reports, oldest first.
 
-        Windows that saw no event produce no report. Events for a closed window still count in the
-        cumulative totals (``late_served`` / ``late_labels``).
+        Windows that saw no event produce no report, except that an event landing in a closed window
+        (``late_served`` / ``out_of_order_labels``) opens the first window still open, possibly empty:
+        it still counts in the cumulative totals, and the next report carries them, so the totals a
+        report shows never leave out an event that arrived before it.
         """
         boundary = int((_epoch(now) - self.config.grace_s) // self._window_s)
         if boundary <= self._closed_before:

@@ -18,10 +18,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from infra import mongo
 from infra.embedded import free_port
-from infra.replay import replay_stack
+from infra.projections import apply_events
+from infra.replay import fold_all, replay_stack
 from infra.settings import Settings
 from infra.stack import StackThread
+from schemas.envelope import Envelope
 from tests.conftest import SEED_TRAIN_BODY, wait_for, wait_job
 
 
@@ -117,7 +120,7 @@ def test_replay_from_archive_rebuilds_identical_projections(
     last: list[Any] = []
 
     def caught_up() -> Any:
-        last[:] = [stack.run(run(False))]
+        last[:] = [stack.run(run(False), timeout=180)]
         return last[0].identical and last[0]
 
     try:
@@ -126,11 +129,62 @@ def test_replay_from_archive_rebuilds_identical_projections(
         raise AssertionError(last[0].to_json()[:3000]) from None
     assert report.counts["jobs"]["rebuilt"] >= 2 and report.events > 10
     before = {d["_id"]: d for d in db.jobs.find()}
-    rebuilt = stack.run(run(True))
+    rebuilt = stack.run(run(True), timeout=180)
     assert rebuilt.identical and rebuilt.rebuilt, rebuilt.to_json()
     assert {d["_id"]: d for d in db.jobs.find()} == before
     # Kafka itself gives the same projections (the embedded broker keeps everything while it runs)
     assert stack.run(run(False, "kafka")).identical
+
+
+def test_projections_are_the_same_in_any_batching_and_when_applied_twice(
+    api: httpx.Client, stack: StackThread, settings: Settings, archive: Any
+) -> None:
+    """The projector folds whatever batch a fetch brings and may see a batch again after a restart; replay
+    folds each document's events at once. All must give the same documents."""
+    done = wait_job(api, api.post("/v1/ml/train", json=SEED_TRAIN_BODY).json()["job_id"])
+    cancelled = api.post("/v1/ml/train", json={**SEED_TRAIN_BODY, "hyperparameters": {"n_estimators": 4000}}).json()
+    api.post(f"/v1/ml/train/{cancelled['job_id']}/cancel")
+    assert wait_job(api, cancelled["job_id"])["status"] == "cancelled"
+    subjects = [done["job_id"], done["model_id"], cancelled["job_id"]]
+
+    def archived() -> list[Envelope] | None:  # every event of the three, once the archive has the last ones
+        raws = [d["raw"] for d in archive.find({"subject": {"$in": subjects}})]
+        events = sorted((Envelope.from_bytes(r) for r in raws), key=lambda e: e.time)
+        statuses = {d["_id"]: d["status"] for d in fold_all(events).get(mongo.JOBS, [])}
+        finished = (statuses.get(cancelled["job_id"]), statuses.get(done["job_id"])) == ("cancelled", "completed")
+        return events if finished else None
+
+    events = wait_for(archived, timeout=30, what="the jobs' events in the archive")
+
+    async def project() -> dict[str, dict[str, Any]]:
+        client = mongo.client(settings)
+        db = client[f"{settings.mongodb_db}_batching"]
+        out: dict[str, dict[str, Any]] = {}
+        try:
+            for name, docs in fold_all(events).items():  # replay's way: each document folded once
+                await db[name + "__whole"].drop()
+                await db[name + "__whole"].insert_many(docs)
+            for size in (1, 3, len(events)):  # the projector's way, in batches of every size, then all again
+                for name in mongo.PROJECTIONS:
+                    await db[f"{name}__{size}"].drop()
+                for start in range(0, len(events), size):
+                    await apply_events(db, events[start : start + size], suffix=f"__{size}")
+                assert await apply_events(db, events, suffix=f"__{size}") == 0  # applied twice: nothing changes
+            for suffix in ("whole", "1", "3", str(len(events))):
+                for name in (mongo.JOBS, mongo.MODELS):
+                    docs = [d async for d in db[f"{name}__{suffix}"].find().sort("_id")]
+                    out[f"{name}/{suffix}"] = json.loads(json.dumps(docs, default=str))
+        finally:
+            await client.drop_database(f"{settings.mongodb_db}_batching")
+            await client.close()
+        return out
+
+    docs = stack.run(project())
+    for name in (mongo.JOBS, mongo.MODELS):
+        whole = docs[f"{name}/whole"]
+        assert len(whole) == (2 if name == mongo.JOBS else 1), whole
+        for suffix in ("1", "3", str(len(events))):
+            assert docs[f"{name}/{suffix}"] == whole, (name, suffix)
 
 
 def test_503_when_kafka_is_unreachable_and_nothing_is_left(settings: Settings, db: Any) -> None:

@@ -139,6 +139,19 @@ def test_served_event_for_a_closed_window_counts_in_the_totals_only() -> None:
     assert agg.windows()[0].canary.requests == 1
 
 
+def test_late_events_are_carried_by_the_next_report() -> None:
+    """The last stragglers of a burst land in closed windows: a report still follows, so the published
+    cumulative totals count them (the benchmark's status missed 23-88 of 50,000 before)."""
+    agg = CanaryAggregator()
+    agg.add(served("a", 5.0))
+    assert len(agg.close_window(at(60))) == 1
+    agg.add(served("late", 30.0))
+    assert agg.close_window(at(90)) == []  # the open window is not due yet
+    (report,) = agg.close_window(at(120))
+    assert report.canary.requests == 0 and report.canary.cumulative.requests == 2
+    assert agg.close_window(at(180)) == []  # nothing new: no empty reports
+
+
 def test_errors_have_no_latency_and_no_label() -> None:
     agg = CanaryAggregator()
     agg.add(served("e", 1.0, label=None, error="timeout", latency=5000.0))
