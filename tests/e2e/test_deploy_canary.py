@@ -142,7 +142,7 @@ def test_seed_deploy_sequence(
         arm = body["metrics"]["new_model"]
         return body if arm["requests"] > 0 and arm["labelled"] > 0 and body["numbers"] else None
 
-    status = wait_for(analysed, timeout=20, what="canary metrics")
+    status = wait_for(analysed, timeout=60, what="canary metrics")
     assert {
         "canary_id",
         "model_id",
@@ -304,7 +304,7 @@ def _auto_canary(
     )
     status = wait_for(
         lambda: (s := api.get(f"/v1/ml/deploy/canary/{canary_id}/status").json())["status"] != "monitoring" and s,
-        timeout=10,
+        timeout=30,
         what=f"the end of the {scenario} canary",
     )
     assert result["predictions"] > 0 and result["feedback"] > 0
