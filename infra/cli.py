@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("replay", help="rebuild projections from the archive or Kafka and diff them")
     rep.add_argument("--from", dest="source", choices=["archive", "kafka"], default="archive")
     rep.add_argument("--since", help="ISO 8601 time; only events at or after it")
-    rep.add_argument("--rebuild", action="store_true", help="swap the rebuilt projections in")
+    rep.add_argument("--rebuild", action="store_true", help="write rebuilt documents over differing live ones")
     rep.add_argument("--data-dir")
     rep.set_defaults(func=cmd_replay)
 
