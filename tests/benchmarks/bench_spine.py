@@ -41,9 +41,31 @@ def command(job_id: str) -> Envelope:
     return Envelope.wrap(jobs.TRAIN_REQUESTED, job_id, cmd, source="bench", sequence=jobs.ATTEMPT_STRIDE)
 
 
+async def _publish(producer: AIOKafkaProducer, topic: str, ids: list[str]) -> None:
+    """The commands in record batches built directly (keyed partitions as the default partitioner picks
+    them): the load generator shares the two cores with the stack, and ``send`` per message cost it ~0.25 ms
+    of CPU each (1.3 s of CPU for 5,000 commands) taken from the projector and the databases."""
+    partitions = sorted(await producer.partitions_for(topic))
+    by_partition: dict[int, list[str]] = {}
+    for job_id in ids:
+        key = job_id.encode()
+        by_partition.setdefault(producer._partitioner(key, partitions, partitions), []).append(job_id)
+    sends = []
+    for partition, part_ids in by_partition.items():
+        batch = producer.create_batch()
+        for job_id in part_ids:
+            value = command(job_id).to_bytes()
+            if batch.append(key=job_id.encode(), value=value, timestamp=None) is None:  # full: send it
+                sends.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                batch.append(key=job_id.encode(), value=value, timestamp=None)
+        sends.append(await producer.send_batch(batch, topic, partition=partition))
+    await asyncio.gather(*sends)
+
+
 async def projection_throughput(stack: Stack, n: int) -> dict[str, Any]:
     s = stack.settings
-    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
     client = mongo.client(s)
     db = client[s.mongodb_db]
@@ -54,8 +76,7 @@ async def projection_throughput(stack: Stack, n: int) -> dict[str, Any]:
         archived_base = await archive.estimated_document_count()
         ids = [new_id("bench") for _ in range(n)]
         t0 = time.perf_counter()
-        futures = [await producer.send(s.topic("train.commands"), command(i).to_bytes(), key=i.encode()) for i in ids]
-        await asyncio.gather(*futures)
+        await _publish(producer, s.topic("train.commands"), ids)
         t_published = time.perf_counter()
         # poll lightly: a full count every few ms would load the database the projector writes to
         while await db[mongo.JOBS].estimated_document_count() < base + n:
