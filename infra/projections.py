@@ -416,14 +416,31 @@ def fold(doc: Doc | None, events: Iterable[Envelope], reducer: Reducer) -> Doc |
     return doc if changed else None
 
 
-async def apply_events(db: AsyncDatabase, events: Iterable[Envelope], *, suffix: str = "") -> int:
-    """Projects a batch: one read and one bulk write per collection. Returns documents written."""
+def group_by_document(events: Iterable[Envelope]) -> tuple[dict[str, dict[str, list[Envelope]]], dict[str, Reducer]]:
+    """The events of each document of each collection they fold into (in arrival order), and the reducers."""
     grouped: dict[str, dict[str, list[Envelope]]] = defaultdict(lambda: defaultdict(list))
     reducers: dict[str, Reducer] = {}
     for env in events:
         for collection, reducer in targets(env.type):
             reducers[collection] = reducer
             grouped[collection][DOC_ID.get(collection, _subject)(env)].append(env)
+    return grouped, reducers
+
+
+def fold_all(events: Iterable[Envelope]) -> dict[str, list[Doc]]:
+    """Every projection's documents from ``events`` alone, each folded from all its events at once (what
+    ``apply_events`` gives in any batching, starting from empty collections)."""
+    grouped, reducers = group_by_document(events)
+    out: dict[str, list[Doc]] = {}
+    for collection, by_id in grouped.items():
+        docs = (fold(None, evs, reducers[collection]) for evs in by_id.values())
+        out[collection] = [d for d in docs if d is not None]
+    return out
+
+
+async def apply_events(db: AsyncDatabase, events: Iterable[Envelope], *, suffix: str = "") -> int:
+    """Projects a batch: one read and one bulk write per collection. Returns documents written."""
+    grouped, reducers = group_by_document(events)
     written = 0
     for collection, by_subject in grouped.items():
         reducer = reducers[collection]

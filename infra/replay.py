@@ -16,7 +16,7 @@ from pymongo import DeleteOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from infra import mongo
-from infra.projections import DOC_ID, fold, targets
+from infra.projections import fold_all
 from infra.settings import Settings
 from schemas.envelope import Envelope
 from schemas.topics import TOPICS
@@ -80,22 +80,6 @@ async def events_from_kafka(settings: Settings, since: datetime | None) -> Async
                         yield env
     finally:
         await consumer.stop()
-
-
-def fold_all(events: list[Envelope]) -> dict[str, list[dict[str, Any]]]:
-    """Every projection's documents from ``events`` (in time order), each folded from all its events."""
-    grouped: dict[str, dict[str, list[Envelope]]] = {}
-    reducers: dict[str, Any] = {}
-    for env in events:
-        for collection, reducer in targets(env.type):
-            reducers[collection] = reducer
-            doc_id = DOC_ID[collection](env) if collection in DOC_ID else env.subject
-            grouped.setdefault(collection, {}).setdefault(doc_id, []).append(env)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for collection, by_id in grouped.items():
-        docs = (fold(None, evs, reducers[collection]) for evs in by_id.values())
-        out[collection] = [d for d in docs if d is not None]
-    return out
 
 
 def _comparable(doc: dict[str, Any]) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from opentelemetry.trace import SpanKind
 
 from infra import mongo
 from infra.embedded import free_port
-from infra.projections import apply_events
-from infra.replay import fold_all, replay_stack
+from infra.projections import apply_events, fold_all
+from infra.replay import replay_stack
 from infra.settings import Settings
 from infra.stack import StackThread
 from schemas.envelope import Envelope
