@@ -96,6 +96,8 @@ async def replay(
     rebuild: bool = False,
     batch: int = 2000,
 ) -> ReplayReport:
+    if rebuild and since is not None:
+        raise ValueError("rebuild needs every event: documents folded from the events since a time are partial")
     report = ReplayReport(source=source)
     for name in mongo.PROJECTIONS:
         await db[name + SUFFIX].drop()
