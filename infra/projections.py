@@ -438,13 +438,13 @@ def fold_all(events: Iterable[Envelope]) -> dict[str, list[Doc]]:
     return out
 
 
-async def apply_events(db: AsyncDatabase, events: Iterable[Envelope], *, suffix: str = "") -> int:
+async def apply_events(db: AsyncDatabase, events: Iterable[Envelope]) -> int:
     """Projects a batch: one read and one bulk write per collection. Returns documents written."""
     grouped, reducers = group_by_document(events)
     written = 0
     for collection, by_subject in grouped.items():
         reducer = reducers[collection]
-        coll = db[collection + suffix]
+        coll = db[collection]
         pending = dict(by_subject)
         for _ in range(8):  # optimistic concurrency: re-read and re-fold the entities that lost a race
             if not pending:

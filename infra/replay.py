@@ -1,5 +1,5 @@
-"""Replay: rebuild the projections from the archive (MongoDB) or from Kafka into fresh
-collections, and report every difference from the live ones. ``rebuild=True`` then writes the
+"""Replay: rebuild the projections from the archive (MongoDB) or from Kafka, in memory, and
+report every difference from the live ones. ``rebuild=True`` then writes the
 rebuilt documents over the live ones where they differ (and deletes live documents no event gives)."""
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from infra.settings import Settings
 from schemas.envelope import Envelope
 from schemas.topics import TOPICS
 
-SUFFIX = "__replay"
-
 
 @dataclass
 class ReplayReport:
@@ -32,7 +30,7 @@ class ReplayReport:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     rebuilt: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
-    """wall time of each phase: read, project, compare, apply (or drop)"""
+    """wall time of each phase: read, project, compare, and apply with ``rebuild``"""
 
     @property
     def identical(self) -> bool:
@@ -82,8 +80,16 @@ async def events_from_kafka(settings: Settings, since: datetime | None) -> Async
         await consumer.stop()
 
 
+def _bson_value(value: Any) -> str:
+    """How a value reads back from MongoDB, as text: datetimes are stored to the millisecond (truncated)."""
+    if isinstance(value, datetime):
+        value = value.replace(microsecond=value.microsecond // 1000 * 1000)
+    return str(value)
+
+
 def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(doc, default=str, sort_keys=True))
+    """A document as plain JSON, the same whether it was folded in memory or read back from MongoDB."""
+    return json.loads(json.dumps(doc, default=_bson_value, sort_keys=True))
 
 
 async def replay(
@@ -99,8 +105,6 @@ async def replay(
     if rebuild and since is not None:
         raise ValueError("rebuild needs every event: documents folded from the events since a time are partial")
     report = ReplayReport(source=source)
-    for name in mongo.PROJECTIONS:
-        await db[name + SUFFIX].drop()
     if source == "archive":
         if archive is None:
             raise ValueError("replaying the archive needs its database: mongo.client(settings, archive=True)")
@@ -111,28 +115,24 @@ async def replay(
     events: list[Envelope] = []
     async for env in stream:
         events.append(env)
-    # Kafka yields topic by topic: put events in time order (as the archive does), so a job's command
-    # never lands in a later batch than its lifecycle events (stable: the archive keeps its id order)
+    # Kafka yields topic by topic: put events in time order (as the archive does)
     events.sort(key=lambda e: e.time)
+    report.events = len(events)
     report.seconds["read"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
-    # the collections are fresh and every event is in memory: fold each document's events at once and
-    # insert it once (the projector's reducers give the same document in any batching, tested), instead
-    # of the projector's read-fold-write per batch
-    for name, docs in fold_all(events).items():
-        for start in range(0, len(docs), batch):
-            await db[name + SUFFIX].insert_many(docs[start : start + batch], ordered=False)
-    report.events = len(events)
+    # every event is in memory: each document is folded from all its events at once (the projector's
+    # reducers give the same document in any batching, tested), then compared with the live one
+    folded = fold_all(events)
     report.seconds["project"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
-    subjects = {e.subject for e in events}
     fixes: dict[str, list[DeleteOne | ReplaceOne]] = {}
     for name in mongo.PROJECTIONS:
-        rebuilt_docs = {d["_id"]: d async for d in db[name + SUFFIX].find()}
+        rebuilt_docs = {d["_id"]: d for d in folded.get(name, [])}
         rebuilt = {k: _comparable(d) for k, d in rebuilt_docs.items()}
         if since is None:
             live = {d["_id"]: _comparable(d) async for d in db[name].find()}
         else:
+            subjects = {e.subject for e in events}
             live = {k: _comparable(d) for k, d in (await mongo.find_by_ids(db[name], subjects)).items()}
         diffs: list[dict[str, Any]] = []
         ops: list[DeleteOne | ReplaceOne] = []
@@ -151,18 +151,16 @@ async def replay(
         report.counts[name] = {"live": len(live), "rebuilt": len(rebuilt)}
         fixes[name] = ops
     report.seconds["compare"] = round(time.perf_counter() - t0, 3)
-    t0 = time.perf_counter()
     if rebuild:
-        # the live collections take the rebuilt documents where they differ (in place: their indexes stay, and
-        # nothing is copied when they are identical; renaming a 10k-document collection over the live one
-        # took 1-100 s on SecantusDB while the stack ran)
+        # the live collections take the rebuilt documents where they differ, in place: their indexes stay,
+        # and nothing is written when they are identical (renaming a rebuilt 10k-document collection over
+        # the live one took 1-100 s on SecantusDB while the stack ran)
+        t0 = time.perf_counter()
         for name, ops in fixes.items():
             for start in range(0, len(ops), batch):
                 await db[name].bulk_write(ops[start : start + batch], ordered=False)
         report.rebuilt = True
-    for name in mongo.PROJECTIONS:
-        await db[name + SUFFIX].drop()
-    report.seconds["apply" if rebuild else "drop"] = round(time.perf_counter() - t0, 3)
+        report.seconds["apply"] = round(time.perf_counter() - t0, 3)
     return report
 
 

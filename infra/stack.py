@@ -78,11 +78,6 @@ class Stack:
                 await load_demo(db, settings)
         finally:
             await client.close()
-        archive = mongo.client(settings, archive=True)
-        try:
-            await mongo.ensure_archive_indexes(archive[settings.mongodb_db])
-        finally:
-            await archive.close()
         if self.with_consumers and self.roles is None and settings.worker_layout == "processes":
             from infra.workers import WorkerProcesses
 
