@@ -64,7 +64,7 @@ async def acquire(db: AsyncDatabase, principal: str, tier: str, now: datetime | 
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     doc_id = f"{principal}:{now:%Y%m%d}"
     slot = uuid.uuid4().hex
-    doc = await _count(
+    doc = await _update_counts(
         db,
         doc_id,
         {
@@ -100,7 +100,7 @@ async def acquire(db: AsyncDatabase, principal: str, tier: str, now: datetime | 
     return Decision(True, per_minute, remaining, reset, slot=f"{doc_id}|{slot}")
 
 
-async def _count(db: AsyncDatabase, doc_id: str, update: dict[str, Any], minute: int) -> dict[str, Any]:
+async def _update_counts(db: AsyncDatabase, doc_id: str, update: dict[str, Any], minute: int) -> dict[str, Any]:
     """Applies ``update`` to the caller's document of the day (created by the first request) and returns
     the counts after it. Concurrent first requests race to create the document: MongoDB retries the loser
     itself or answers E11000 (nothing applied: try again); SecantusDB applies the update but returns no
@@ -235,7 +235,7 @@ class LeasedLimits:
             update["$inc"] = {"day": units, f"m.{lease.minute}": units}
         if new_slots:
             update["$push"] = {"inflight": {"$each": [{"id": s, "exp": now + SLOT_TTL} for s in new_slots]}}
-        doc = await _count(self.db, lease.doc_id, update, lease.minute)
+        doc = await _update_counts(self.db, lease.doc_id, update, lease.minute)
         if units:
             total = int(doc.get("m", {}).get(str(lease.minute), 0))
             grant = max(0, min(units, per_minute - (total - units)))

@@ -92,18 +92,26 @@ def base_url(stack: StackThread) -> str:
     return str(stack.stack.info["api_url"])
 
 
+RETRY_ATTEMPTS = 4
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait before trying again, or None if ``response`` is not a 429."""
+    return min(float(response.headers.get("Retry-After", "1")), 60) if response.status_code == 429 else None
+
+
 class HonourRetryAfter(httpx.HTTPTransport):
     """What a well-behaved client of modelbus does with a 429: waits ``Retry-After`` and tries again. The
     suite's shared key is an enterprise key (1,000 requests a minute) and the suite, with its status
     polling, can send more than that in a minute; the tests of the limits use keys and clients of their own."""
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        for _ in range(4):
+        for _ in range(RETRY_ATTEMPTS):
             response = super().handle_request(request)
-            if response.status_code != 429:
+            if (delay := retry_after(response)) is None:
                 return response
             response.read()
-            time.sleep(min(float(response.headers.get("Retry-After", "1")), 60))
+            time.sleep(delay)
         return super().handle_request(request)
 
 
@@ -111,12 +119,12 @@ class AsyncHonourRetryAfter(httpx.AsyncHTTPTransport):
     """``HonourRetryAfter`` for ``httpx.AsyncClient``."""
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        for _ in range(4):
+        for _ in range(RETRY_ATTEMPTS):
             response = await super().handle_async_request(request)
-            if response.status_code != 429:
+            if (delay := retry_after(response)) is None:
                 return response
             await response.aread()
-            await asyncio.sleep(min(float(response.headers.get("Retry-After", "1")), 60))
+            await asyncio.sleep(delay)
         return await super().handle_async_request(request)
 
 
