@@ -131,9 +131,8 @@ async def replay(
         rebuilt = {k: _comparable(d) for k, d in rebuilt_docs.items()}
         if since is None:
             live = {d["_id"]: _comparable(d) async for d in db[name].find()}
-        else:
-            subjects = {e.subject for e in events}
-            live = {k: _comparable(d) for k, d in (await mongo.find_by_ids(db[name], subjects)).items()}
+        else:  # the live documents the events since then fold into (ids are not always the subject)
+            live = {k: _comparable(d) for k, d in (await mongo.find_by_ids(db[name], rebuilt)).items()}
         diffs: list[dict[str, Any]] = []
         ops: list[DeleteOne | ReplaceOne] = []
         for key in sorted(set(rebuilt) | set(live)):
