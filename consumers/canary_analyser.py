@@ -1,18 +1,24 @@
-"""Canary analyser and orchestrator (consumer group ``canary-analyser``).
+"""Canary and shadow analyser and orchestrator (consumer group ``canary-analyser``).
 
-Consumes ``predict.served`` and ``predict.feedback``; every event that names an active canary feeds that
-canary's :class:`ml.canary.CanaryAggregator` (join by prediction id, labels may come minutes later).
-A timer closes the analysis windows (``MODELBUS_CANARY_WINDOW_SECONDS``, or the canary's
-``policy.window_seconds``); for each closed window it publishes ``canary.metrics`` and computes the
-verdict (:func:`ml.canary.decide` on the cumulative totals), publishing ``canary.recommendations``
-whenever the recommendation changes. Both project into the ``canaries`` document.
+Consumes ``predict.served`` and ``predict.feedback`` and folds them into the prediction records and the
+strata of every canary and shadow, in one MongoDB transaction per batch
+(:class:`consumers.canary_records.RecordWriter`); the Kafka offsets are committed after it, so a crash
+redelivers the batch and the records make it count once. Nothing the verdict needs lives only here: the
+in-memory :class:`ml.canary.evidence.Evidence` of each running canary or shadow is loaded from the stored
+strata when the analyser starts (or first meets it) and then follows the deltas it writes itself.
+
+A timer closes the analysis windows (``MODELBUS_CANARY_WINDOW_SECONDS``, or the policy's
+``window_seconds``). After each window whose evidence moved, it publishes ``canary.metrics`` (the evidence
+and each compared metric's anytime-valid interval) and computes the verdict
+(:func:`ml.canary.decide`), publishing ``canary.recommendations`` whenever it changes; shadows publish
+``modelbus.shadow.*`` on the same topics, with ``promote_to_canary`` / ``hold`` / ``reject``. Labels keep
+coming after a canary ends (for ``label_horizon_days``): its evidence is still updated and published.
 
 Automatic mode (``auto: true`` at canary start): on ``proceed``, once the canary has stayed
 ``monitoring_duration_minutes`` at its current step, traffic goes to the next step (10 → 25 → 50 → 100)
 and after 100 % the model is promoted to production; on ``rollback`` the canary is rolled back.
 
-The aggregators live in memory: run one analyser (the ``analyser`` role); a restarted analyser starts
-from its committed offsets with empty aggregates.
+Run one analyser per stack (the ``analyser`` role): it is the one writer of the records and strata.
 """
 
 from __future__ import annotations
@@ -20,18 +26,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
+from pymongo.errors import ConnectionFailure, OperationFailure
 
+from consumers.canary_records import RECORD_TYPES, RecordWriter, horizon_end
 from consumers.deps import Deps, batch_subscriber, decode_batch
 from infra import mongo
 from infra.projections import apply_events
-from ml.canary import AggregatorConfig, CanaryAggregator, CanaryPolicy, FeedbackEvent, ServedEvent, decide
-from ml.canary.analysis import status_metrics
-from ml.canary.stats import wilson_interval
+from ml.canary import CanaryPolicy, Evidence, comparison, decide
+from ml.canary.evidence import UNMATCHED, HorizonEnd, parse_stratum_id
 from producers.deploy import DeployConflict, Deployer
 from schemas import deploy
 from schemas.common import utcnow
@@ -41,49 +49,58 @@ log = logging.getLogger("modelbus.canary_analyser")
 
 ACTOR = "canary-orchestrator"
 _POLICY_FIELDS = set(CanaryPolicy.model_fields)
-HOLD_SECONDS = 60.0
-"""how long events naming a canary whose document is not projected yet wait for it (then they are dropped)"""
-HOLD_MAX_EVENTS = 100_000
-"""events held per such canary at most"""
+SHADOW_WORDS = {"proceed": "promote_to_canary", "rollback": "reject", "hold": "hold"}
+IDLE_AFTER_ENDED_S = 300.0
+"""an ended canary or shadow is forgotten from memory after this long without a new label (and reloaded from
+its stored strata when one comes)"""
+RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+HORIZON_RECHECK_S = 10.0
 
 
 @dataclass
-class Tracked:
-    canary_id: str
-    aggregator: CanaryAggregator
+class Analysis:
+    """A canary or shadow the analyser follows."""
+
+    analysis_id: str
+    kind: str
     doc: dict[str, Any]
     policy: CanaryPolicy
+    window_s: float
+    evidence: Evidence
+    published_version: int = -1
+    window_index: int | None = None
+    window_start: datetime | None = None
     recommendation: str | None = None
-    stats: dict[str, int] = field(default_factory=lambda: {"served": 0, "feedback": 0})
+    touched: float = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.doc.get("status") == "monitoring"
 
 
-@dataclass
-class Held:
-    """Events that name a canary the analyser cannot see yet: the canary's document is projected a few
-    milliseconds after ``canary/start`` answers, and traffic may be faster than that."""
-
-    since: float
-    events: list[Envelope] = field(default_factory=list)
-    dropped: int = 0
-
-
-def _ci(successes: int, n: int) -> list[float] | None:
-    ci = wilson_interval(successes, n)
-    return [round(ci[0], 4), round(ci[1], 4)] if ci else None
+def policy_of(doc: dict[str, Any]) -> CanaryPolicy:
+    """The verdict policy stored with the canary or shadow (resolved at its start; class defaults otherwise)."""
+    stored = doc.get("policy") or {}
+    return CanaryPolicy(**{k: v for k, v in stored.items() if k in _POLICY_FIELDS})
 
 
 class CanaryAnalyser:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        self.tracked: dict[str, Tracked] = {}
-        self.ignored: set[str] = set()
-        self.held: dict[str, Held] = {}
+        self.writer = RecordWriter(deps.db)
+        self.analyses: dict[str, Analysis] = {}
+        self.horizons: dict[str, tuple[datetime | None, float]] = {}
+        """analysis id -> (when it stops taking labels or None while it runs, when that was read)"""
+        self.unknown: set[str] = set()
+        """analysis ids met in deltas that are not loaded yet"""
+        self.lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.last_tick_ms: float | None = None
 
+    # -- consuming ---------------------------------------------------------------------------------------
+
     def register(self, broker: KafkaBroker) -> None:
-        settings = self.deps.settings
-        group = settings.group("canary-analyser")
+        group = self.deps.settings.group("canary-analyser")
 
         @batch_subscriber(
             broker,
@@ -92,105 +109,100 @@ class CanaryAnalyser:
             group=group,
             background=True,
             max_records=5000,
+            ack_policy=AckPolicy.ACK,  # offsets are committed after the records and strata are
             title="canary-analyser",
-            description="Joins served predictions with their labels per canary arm; closes analysis windows.",
+            description="Folds served predictions and labels into the prediction records and the strata of every "
+            "canary and shadow (one transaction per batch); closes analysis windows and publishes verdicts.",
         )
         async def on_events(records: Any) -> None:
-            for _record, env in await decode_batch(self.deps, records, group):
-                await self.add(env)
+            envs = [env for _, env in await decode_batch(self.deps, records, group, wanted=RECORD_TYPES)]
+            await self.fold(envs)
 
-    async def add(self, env: Envelope) -> None:
-        data = env.data
-        canary_id = data.get("canary_id")
-        if not canary_id or env.type not in (deploy.PREDICTION_SERVED, deploy.PREDICTION_FEEDBACK):
+    async def fold(self, envs: list[Envelope]) -> None:
+        """Applies a batch to MongoDB (retrying while the database is unreachable), then to the evidence."""
+        if not envs:
             return
-        if canary_id in self.held:  # keep arrival order: held until the canary's document appears
-            self._hold(canary_id, env)
-            return
-        tracked = await self._track(canary_id)
-        if tracked is None:
-            if canary_id not in self.ignored:  # not projected yet (or never started: dropped after HOLD_SECONDS)
-                self._hold(canary_id, env)
-            return
-        try:
-            if env.type == deploy.PREDICTION_SERVED:
-                served = deploy.PredictionServed.model_validate(data)
-                tracked.aggregator.add_served(
-                    ServedEvent(
-                        prediction_id=served.prediction_id,
-                        arm=served.arm,
-                        model_id=served.model_id or "",
-                        score=served.score,
-                        label=served.label if served.error is None else None,
-                        latency_ms=max(served.latency_ms, 0.0),
-                        error=served.error,
-                        time=served.served_at,
-                    )
-                )
-                tracked.stats["served"] += 1
-            else:
-                fb = deploy.PredictionFeedback.model_validate(data)
-                tracked.aggregator.add_feedback(
-                    FeedbackEvent(prediction_id=fb.prediction_id, label=fb.label, time=fb.received_at)
-                )
-                tracked.stats["feedback"] += 1
-        except ValueError as exc:
-            log.warning("event not usable for canary analysis", extra={"canary_id": canary_id, "error": str(exc)})
+        for attempt in range(len(RETRY_SECONDS) + 1):
+            try:
+                async with self.lock:
+                    deltas = await self.writer.apply(envs, self.resolve)
+                    for sid, counts in deltas.items():
+                        if sid == UNMATCHED:
+                            continue
+                        analysis_id = parse_stratum_id(sid)[0]
+                        analysis = self.analyses.get(analysis_id)
+                        if analysis is not None:
+                            analysis.evidence.apply(sid, counts)
+                            analysis.touched = time.monotonic()
+                        else:
+                            self.unknown.add(analysis_id)
+                return
+            except (ConnectionFailure, OperationFailure) as exc:
+                if attempt == len(RETRY_SECONDS):
+                    raise
+                log.warning("prediction records not written, retrying", extra={"error": str(exc)})
+                await asyncio.sleep(RETRY_SECONDS[attempt])
 
-    def _hold(self, canary_id: str, env: Envelope) -> None:
-        held = self.held.setdefault(canary_id, Held(since=time.monotonic()))
-        if len(held.events) < HOLD_MAX_EVENTS:
-            held.events.append(env)
-        else:
-            held.dropped += 1
+    async def resolve(self, names: set[str]) -> HorizonEnd:
+        """When each named canary or shadow stops taking labels, from its document (an ended one's answer never
+        changes; a running one's is read again after ``HORIZON_RECHECK_S``)."""
+        now = time.monotonic()
+        stale = [n for n in names if n not in self.horizons or (
+            self.horizons[n][0] is None and now - self.horizons[n][1] > HORIZON_RECHECK_S)]
+        if stale:
+            for name in (mongo.CANARIES, mongo.SHADOWS):
+                async for doc in self.deps.db[name].find({"_id": {"$in": stale}}, {"ended_at": 1, "policy": 1}):
+                    self.horizons[doc["_id"]] = (horizon_end(doc), now)
+        return lambda analysis_id: (self.horizons.get(analysis_id) or (None, 0.0))[0]
 
-    async def _release_held(self) -> None:
-        """Feeds held events to canaries whose document has appeared; drops those of canaries that ended or
-        never appeared within ``HOLD_SECONDS``."""
-        for canary_id, held in list(self.held.items()):
-            tracked = await self._track(canary_id)
-            waiting = tracked is None and canary_id not in self.ignored
-            if waiting and time.monotonic() - held.since < HOLD_SECONDS:
-                continue
-            del self.held[canary_id]
-            if tracked is None:
-                log.warning(
-                    "dropped events naming an unknown or ended canary",
-                    extra={"canary_id": canary_id, "events": len(held.events) + held.dropped},
-                )
-                continue
-            if held.dropped:
-                log.warning("canary events dropped while held", extra={"canary_id": canary_id, "events": held.dropped})
-            for env in held.events:
-                await self.add(env)
+    # -- following canaries and shadows ----------------------------------------------------------------
 
-    async def _track(self, canary_id: str) -> Tracked | None:
-        if canary_id in self.tracked:
-            return self.tracked[canary_id]
-        if canary_id in self.ignored:
-            return None
-        doc = await self.deps.db[mongo.CANARIES].find_one({"_id": canary_id})
-        if doc is None or doc["status"] != "monitoring":
-            if doc is not None:
-                self.ignored.add(canary_id)
-            return None
+    async def _load(self, doc: dict[str, Any]) -> Analysis:
+        """An analysis with its evidence from the stored strata (called under the lock)."""
+        analysis_id = doc["_id"]
+        strata = [d async for d in self.deps.db[mongo.CANARY_STRATA].find({"analysis_id": analysis_id})]
         overrides = doc.get("policy") or {}
-        settings = self.deps.settings
-        policy = CanaryPolicy(
-            **{
-                "min_requests": settings.canary_min_requests,
-                "min_labelled": settings.canary_min_labelled,
-                **{k: v for k, v in overrides.items() if k in _POLICY_FIELDS},
-            }
+        window = float(overrides.get("window_seconds") or self.deps.settings.canary_window_seconds)
+        return Analysis(
+            analysis_id=analysis_id,
+            kind=doc.get("kind", "canary"),
+            doc=doc,
+            policy=policy_of(doc),
+            window_s=window,
+            evidence=(evidence := Evidence.from_docs(analysis_id, strata)),
+            published_version=0 if evidence.version == 0 else -1,
+            touched=time.monotonic(),
+            recommendation=(doc.get("verdict") or {}).get("recommendation"),
         )
-        window = float(overrides.get("window_seconds") or settings.canary_window_seconds)
-        tracked = Tracked(
-            canary_id, CanaryAggregator(AggregatorConfig(window_s=window), canary_id=canary_id), doc, policy
-        )
-        self.tracked[canary_id] = tracked
-        return tracked
+
+    async def refresh(self, *, everything: bool = False) -> None:
+        """Re-reads the canaries and shadows followed (and, with ``everything``, finds every running one): takes
+        up those that got their first evidence, lets go of the ended ones that went quiet."""
+        ids = list(self.analyses) + list(self.unknown)
+        if not ids and not everything:
+            return  # idle: no database round trip
+        query: dict[str, Any] = {"_id": {"$in": ids}}
+        if everything:
+            query = {"$or": [query, {"status": "monitoring"}]}
+        db = self.deps.db
+        docs = [d for name in (mongo.CANARIES, mongo.SHADOWS) async for d in db[name].find(query)]
+        async with self.lock:
+            for doc in docs:
+                analysis = self.analyses.get(doc["_id"])
+                if analysis is None:
+                    self.analyses[doc["_id"]] = await self._load(doc)
+                else:
+                    analysis.doc = doc
+                self.horizons[doc["_id"]] = (horizon_end(doc), time.monotonic())
+            self.unknown.clear()
+            now = time.monotonic()
+            for analysis_id, analysis in list(self.analyses.items()):
+                quiet = now - analysis.touched > IDLE_AFTER_ENDED_S
+                if not analysis.running and quiet and analysis.published_version == analysis.evidence.version:
+                    del self.analyses[analysis_id]
 
     async def start(self) -> None:
+        await self.refresh(everything=True)  # the running canaries and shadows, with their stored evidence
         self._task = asyncio.create_task(self._tick_forever(), name="canary-windows")
 
     async def stop(self) -> None:
@@ -201,7 +213,7 @@ class CanaryAnalyser:
 
     async def _tick_forever(self) -> None:
         while True:
-            windows = [t.aggregator.config.window_s for t in self.tracked.values()]
+            windows = [a.window_s for a in self.analyses.values()]
             await asyncio.sleep(max(0.05, min([2.5, *windows]) / 5))  # at most 0.5 s after a window ends
             try:
                 await self.tick(utcnow())
@@ -211,91 +223,98 @@ class CanaryAnalyser:
                 log.exception("canary analysis tick failed")
 
     async def tick(self, now: datetime) -> None:
-        """Closes due windows of every tracked canary, publishes metrics and verdict changes, acts in auto mode."""
-        if self.held:
-            await self._release_held()
-        if not self.tracked:
-            return
+        """Closes due windows: publishes the evidence of every canary/shadow whose evidence moved, and the
+        verdict of the running ones when it changes; acts in automatic mode."""
         t0 = time.perf_counter()
-        docs = {d["_id"]: d async for d in self.deps.db[mongo.CANARIES].find({"_id": {"$in": list(self.tracked)}})}
-        for canary_id, tracked in list(self.tracked.items()):
-            doc = docs.get(canary_id)
-            if doc is None or doc["status"] != "monitoring":
-                del self.tracked[canary_id]
-                self.ignored.add(canary_id)
+        await self.refresh()
+        for analysis in list(self.analyses.values()):
+            index = int(now.timestamp() // analysis.window_s)
+            if analysis.window_index is None:  # first seen: its first window closes at the next boundary
+                analysis.window_index, analysis.window_start = index, now
                 continue
-            tracked.doc = doc
-            reports = tracked.aggregator.close_window(now)
-            if not reports:
+            if index == analysis.window_index:
                 continue
-            await self._publish(tracked, reports)
+            analysis.window_index = index
+            if analysis.evidence.version != analysis.published_version:
+                await self._publish(analysis, now)
         self.last_tick_ms = round((time.perf_counter() - t0) * 1000, 3)
 
-    async def _publish(self, tracked: Tracked, reports: list[Any]) -> None:
-        totals = tracked.aggregator.totals()
-        base, can = totals["baseline"], totals["canary"]
-        summaries = {}
-        for arm, arm_totals in totals.items():
-            summary = arm_totals.summary()
-            summary["precision_ci"] = _ci(arm_totals.tp, arm_totals.tp + arm_totals.fp)
-            summary["recall_ci"] = _ci(arm_totals.tp, arm_totals.tp + arm_totals.fn)
-            summaries[arm] = summary
-        last = reports[-1]
-        source = f"modelbus/worker/{self.deps.worker_id}"
-        # one event per tick (the windows that closed together): events of one canary never share a
-        # timestamp in an order that replay could not reproduce
-        payload = deploy.CanaryMetrics(
-            canary_id=tracked.canary_id,
-            window_start=reports[0].start,
-            window_end=last.end,
-            window=last.to_dict(),
-            windows=[r.to_dict() for r in reports],
-            totals=summaries,
-            metrics=status_metrics(base, can),
+    async def _publish(self, analysis: Analysis, now: datetime) -> None:
+        doc, kind = analysis.doc, analysis.kind
+        challenger = "s" if kind == "shadow" else "c"
+        current = float(doc["percentage"]) if kind == "canary" and doc.get("percentage") is not None else None
+        verdict = decide(
+            analysis.evidence,
+            analysis.policy,
+            current_percentage=current,
+            now=now,
+            challenger=challenger,
+            model_ids=(doc.get("baseline_model_id"), doc.get("model_id")),
         )
-        envs = [Envelope.wrap(deploy.CANARY_METRICS, tracked.canary_id, payload, source=source)]
-        await self.deps.publisher.publish("canary.metrics", envs[0], key=tracked.canary_id)
-        verdict = decide(base, can, tracked.policy, current_percentage=float(tracked.doc["percentage"]))
-        if verdict.recommendation != tracked.recommendation:
+        recommendation = SHADOW_WORDS[verdict.recommendation] if kind == "shadow" else verdict.recommendation
+        numbers = verdict.numbers
+        source = f"modelbus/worker/{self.deps.worker_id}"
+        start = analysis.window_start or now
+        metrics = deploy.CanaryMetrics(
+            canary_id=analysis.analysis_id,
+            kind=kind,  # type: ignore[arg-type]
+            window_start=start,
+            window_end=now,
+            totals={"baseline": numbers["baseline"], "canary": numbers["canary"]},
+            metrics=numbers["metrics"],
+            comparison=comparison(numbers),
+            recommendation=recommendation if analysis.running else None,
+            strata=numbers["strata"],
+        )
+        metric_type = deploy.SHADOW_METRICS if kind == "shadow" else deploy.CANARY_METRICS
+        envs = [Envelope.wrap(metric_type, analysis.analysis_id, metrics, source=source)]
+        await self.deps.publisher.publish("canary.metrics", envs[0], key=analysis.analysis_id)
+        analysis.published_version = analysis.evidence.version
+        analysis.window_start = now
+        if analysis.running and recommendation != analysis.recommendation:
             rec = deploy.CanaryRecommendation(
-                canary_id=tracked.canary_id,
-                recommendation=verdict.recommendation,
-                previous=tracked.recommendation,
+                canary_id=analysis.analysis_id,
+                kind=kind,  # type: ignore[arg-type]
+                recommendation=recommendation,  # type: ignore[arg-type]
+                previous=analysis.recommendation,
                 reason_en=verdict.reason_en,
                 reason_ko=verdict.reason_ko,
-                numbers=verdict.numbers,
-                window_end=last.end,
+                numbers=numbers,
+                window_end=now,
             )
-            env = Envelope.wrap(deploy.CANARY_RECOMMENDATION, tracked.canary_id, rec, source=source)
-            await self.deps.publisher.publish("canary.recommendations", env, key=tracked.canary_id)
+            rec_type = deploy.SHADOW_RECOMMENDATION if kind == "shadow" else deploy.CANARY_RECOMMENDATION
+            env = Envelope.wrap(rec_type, analysis.analysis_id, rec, source=source)
+            await self.deps.publisher.publish("canary.recommendations", env, key=analysis.analysis_id)
             envs.append(env)
             log.info(
-                "canary verdict changed",
-                extra={"canary_id": tracked.canary_id, "recommendation": verdict.recommendation},
+                "verdict changed",
+                extra={"canary_id": analysis.analysis_id, "kind": kind, "recommendation": recommendation},
             )
-            tracked.recommendation = verdict.recommendation
+            analysis.recommendation = recommendation
         await apply_events(self.deps.db, envs)
-        if tracked.doc.get("auto"):
-            await self._follow(tracked, verdict.recommendation, verdict.reason_en)
+        if kind == "canary" and analysis.running and doc.get("auto"):
+            await self._follow(analysis, verdict.recommendation, verdict.reason_en)
 
-    async def _follow(self, tracked: Tracked, recommendation: str, reason: str) -> None:
+    async def _follow(self, analysis: Analysis, recommendation: str, reason: str) -> None:
         """Automatic mode: act on the verdict."""
-        doc = tracked.doc
+        doc = analysis.doc
         deployer = Deployer(self.deps.db, self.deps.publisher, actor=ACTOR)
         try:
             if recommendation == "rollback":
-                await deployer.canary_rollback(tracked.canary_id, reason=f"automatic: {reason}")
+                await deployer.canary_rollback(analysis.analysis_id, reason=f"automatic: {reason}")
             elif recommendation == "proceed":
                 minutes = float(doc.get("monitoring_duration_minutes") or 0)
                 if (utcnow() - doc["step_at"]).total_seconds() < minutes * 60:
                     return
-                nxt = tracked.policy.next_step(float(doc["percentage"]))
+                nxt = analysis.policy.next_step(float(doc["percentage"]))
                 if nxt is None or float(doc["percentage"]) >= 100:
                     await deployer.production(doc["model_id"], reason=f"automatic: {reason}")
                 else:
-                    await deployer.increase(tracked.canary_id, nxt)
+                    await deployer.increase(analysis.analysis_id, nxt)
         except DeployConflict as exc:
-            log.warning("automatic canary step refused", extra={"canary_id": tracked.canary_id, "error": exc.message})
+            log.warning(
+                "automatic canary step refused", extra={"canary_id": analysis.analysis_id, "error": exc.message}
+            )
 
 
 def register(broker: KafkaBroker, deps: Deps) -> CanaryAnalyser:

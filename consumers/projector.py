@@ -27,8 +27,9 @@ TOPICS = (
 ``fetch_max_wait_ms``"""
 
 SERVED_TOPICS = ("predict.served",)
-"""one event per prediction: folded into ``predictions`` and ``rl_served`` by a second subscriber that polls
-at the background pace and takes bigger batches, so serving traffic costs few fetches and few writes"""
+"""one event per prediction: RL actions are folded into ``rl_served`` by a second subscriber that polls at the
+background pace and takes bigger batches, so serving traffic costs few fetches and few writes (tabular
+predictions go into ``predictions`` through the canary analyser, with the canary strata)"""
 
 
 def register(broker: KafkaBroker, deps: Deps) -> None:
@@ -58,7 +59,7 @@ def register(broker: KafkaBroker, deps: Deps) -> None:
         background=True,
         max_records=5000,
         title="projector-served",
-        description="Folds served predictions into the predictions and rl_served collections.",
+        description="Folds served RL actions into the rl_served collection.",
     )
     async def project_served(records: Any) -> None:
         events = [env for _, env in await decode_batch(deps, records, served_group, wanted=PROJECTED_TYPES)]

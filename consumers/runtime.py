@@ -11,7 +11,7 @@ import time
 from pymongo import AsyncMongoClient
 
 from consumers import archive, canary_analyser, ingest, lotto, projector, rl, tabular_serving
-from consumers.deps import Deps
+from consumers.deps import Deps, drain
 from consumers.dlq import dlq_middleware
 from consumers.serving import ServingService
 from consumers.training import TrainingService
@@ -24,6 +24,8 @@ log = logging.getLogger("modelbus.consumers")
 
 
 ALL_ROLES = ("training", "serving", "projector", "archive", "ingest", "analyser")
+DRAINED_ROLES = ("projector", "archive", "ingest", "analyser")
+DRAIN_SECONDS = 15.0
 
 
 class Consumers:
@@ -78,12 +80,20 @@ class Consumers:
         log.info("consumers started", extra={"worker_id": self.worker_id, "roles": list(self.roles)})
 
     async def stop(self) -> None:
-        if self.analyser:
-            await self.analyser.stop()
+        """Stops serving first, then lets the batch consumers handle everything already published (the embedded
+        broker forgets its topics when it stops), then stops the rest."""
         if self.tabular:
             await self.tabular.stop()
         if self.rl:
             await self.rl.stop()
+        await self.publisher.flush()
+        if any(role in self.roles for role in DRAINED_ROLES):
+            t0 = time.perf_counter()
+            drained = await drain(self.broker, self.deps, timeout_s=DRAIN_SECONDS)
+            log.info("consumers drained" if drained else "consumers not drained in time",
+                     extra={"seconds": round(time.perf_counter() - t0, 2)})
+        if self.analyser:
+            await self.analyser.stop()
         await self.publisher.close()
         if self.training:
             await self.training.stop()

@@ -21,11 +21,13 @@ log = logging.getLogger("modelbus.serving")
 
 @dataclass
 class Alongside:
-    """A handler's result plus work that runs while the reply travels (both are awaited before the
-    next request takes this slot), e.g. storing the served predictions."""
+    """A handler's result plus work that runs while the reply travels, e.g. storing the served predictions,
+    and work that must not delay the reply at all (``after``: started once the reply is delivered, e.g. a
+    shadow model's scoring). All of it is awaited before the next request takes this slot."""
 
     result: dict[str, Any]
     work: Awaitable[Any]
+    after: Awaitable[Any] | None = None
 
 
 Handler = Callable[[dict[str, Any], Envelope], Awaitable[dict[str, Any] | Alongside]]
@@ -70,7 +72,7 @@ class ServingService:
             reply_to = headers.get("x-reply-topic")
             env = Envelope.from_bytes(record.value)
             reply, alongside = await self.serve(env)
-            sends: list[Awaitable[Any]] = [alongside] if alongside is not None else []
+            sends: list[Awaitable[Any]] = [alongside.work] if alongside is not None else []
             if reply_to:
                 out = Envelope.wrap(
                     RPC_REPLIED, env.subject, reply, source=f"modelbus/worker/{self.deps.worker_id}", cause=env
@@ -88,19 +90,21 @@ class ServingService:
                     )
                 )
             await asyncio.gather(*sends)
+            if alongside is not None and alongside.after is not None:
+                await alongside.after
 
-    async def serve(self, env: Envelope) -> tuple[RpcReply, Awaitable[Any] | None]:
-        """The reply, and the handler's work to finish alongside sending it (if any)."""
+    async def serve(self, env: Envelope) -> tuple[RpcReply, Alongside | None]:
+        """The reply, and the handler's work to finish alongside and after sending it (if any)."""
         t0 = time.perf_counter()
         request = env.payload(RpcRequest)
         handler = self.handlers.get(request.kind)
-        alongside: Awaitable[Any] | None = None
+        alongside: Alongside | None = None
         try:
             if handler is None:
                 raise ServingError(400, "UNKNOWN_REQUEST_KIND", f"no handler for {request.kind!r}")
             result = await handler(request.body, env)
             if isinstance(result, Alongside):
-                result, alongside = result.result, result.work
+                alongside, result = result, result.result
             reply = RpcReply(ok=True, result=result)
         except ServingError as exc:
             reply = RpcReply(ok=False, error=exc.error)

@@ -8,9 +8,15 @@ of the record's ``routing_key`` (else its prediction id), salted with the canary
 percentage goes to the canary.
 
 Per prediction: one ``PredictionServed`` event on ``predict.served`` (key = prediction id), published while
-the reply is sent. The projector folds those events, in batches, into ``predictions`` (what feedback is
-checked against); ``POST /v1/ml/feedback`` waits up to a short grace for an id it does not know yet, so
-feedback sent the instant a reply arrives still finds its prediction.
+the reply is sent, carrying the canary's traffic share at that moment. The canary analyser folds those
+events, in batches, into ``predictions`` (what feedback is checked against); ``POST /v1/ml/feedback`` waits
+up to a short grace for an id it does not know yet, so feedback sent the instant a reply arrives still
+finds its prediction.
+
+**Shadow.** While a shadow deployment runs, the requests production answers are also scored by the shadow
+model when the request's sticky hash (salted with the shadow id) falls in its ``sample_percentage``. That
+happens after the reply is on its way (the caller's answer is exactly what it would be without the shadow)
+and gives a second ``PredictionServed`` with arm ``shadow`` and the same prediction id, so a label joins both.
 """
 
 from __future__ import annotations
@@ -99,7 +105,12 @@ class TabularServing:
         if doc is None or (self.state is not None and doc["version"] == self.state.version):
             return False
         state = deploy.DeploymentState.model_validate(doc)
-        needed = [m for m in (state.production, state.canary.model_id if state.canary else None) if m]
+        needed = [
+            m
+            for m in (state.production, state.canary.model_id if state.canary else None,
+                      state.shadow.model_id if state.shadow else None)
+            if m
+        ]
         spare = state.previous[-1:] if state.previous else []
         for model_id in [*needed, *spare]:
             if model_id not in self.models:
@@ -161,6 +172,7 @@ class TabularServing:
                     "model_id": model_id,
                     "arm": arm,
                     "canary_id": canary.canary_id if canary else None,
+                    "percentage": canary.percentage if canary else None,
                     "routing_key": record.get("routing_key"),
                     "score": None,
                     "label": None,
@@ -189,10 +201,62 @@ class TabularServing:
                     out[i]["error"] = error
         result = {
             "predictions": [
-                {k: v for k, v in p.items() if k != "latency_ms"} | {"worker_ms": p["latency_ms"]} for p in out
+                {k: v for k, v in p.items() if k not in ("latency_ms", "percentage")} | {"worker_ms": p["latency_ms"]}
+                for p in out
             ]
         }
-        return Alongside(result, self._record(out))  # published while the reply travels
+        shadow = self._shadow_after(out, records, state) if state.shadow is not None else None
+        return Alongside(result, self._record(out), after=shadow)  # served events travel with the reply
+
+    def _shadow(
+        self, out: list[dict[str, Any]], records: list[dict[str, Any]], state: deploy.DeploymentState
+    ) -> list[dict[str, Any]]:
+        """The shadow model's answers to the sampled requests production answered (after the reply)."""
+        shadow = state.shadow
+        loaded = self.models.get(shadow.model_id) if shadow else None
+        if shadow is None or loaded is None:
+            return []
+        rows = [
+            i
+            for i, p in enumerate(out)
+            if p["arm"] == "baseline"
+            and choose_arm(records[i].get("routing_key") or p["prediction_id"], shadow.sample_percentage,
+                           salt=shadow.shadow_id) == "canary"
+        ]
+        if not rows:
+            return []
+        t0 = time.perf_counter()
+        try:
+            scores, labels = loaded.score([records[i].get("features") or {} for i in rows])
+            error = None
+        except Exception as exc:  # noqa: BLE001 - a failing shadow must never touch the caller
+            scores = labels = None
+            error = f"{exc.__class__.__name__}: {exc}"
+        took = round((time.perf_counter() - t0) * 1000, 3)
+        return [
+            {
+                "prediction_id": out[i]["prediction_id"],
+                "model_id": shadow.model_id,
+                "arm": "shadow",
+                "canary_id": None,
+                "shadow_id": shadow.shadow_id,
+                "percentage": shadow.sample_percentage,
+                "routing_key": out[i]["routing_key"],
+                "score": float(scores[j]) if scores is not None else None,
+                "label": int(labels[j]) if labels is not None else None,
+                "error": error,
+                "latency_ms": took,
+            }
+            for j, i in enumerate(rows)
+        ]
+
+    async def _shadow_after(
+        self, out: list[dict[str, Any]], records: list[dict[str, Any]], state: deploy.DeploymentState
+    ) -> None:
+        """Once the reply is delivered: the shadow's answers, recorded like any served prediction."""
+        shadowed = self._shadow(out, records, state)
+        if shadowed:
+            await self._record(shadowed)
 
     async def _record(self, out: list[dict[str, Any]]) -> None:
         now = utcnow()
@@ -206,6 +270,8 @@ class TabularServing:
                     model_id=p["model_id"],
                     arm=p["arm"],
                     canary_id=p["canary_id"],
+                    shadow_id=p.get("shadow_id"),
+                    percentage=p["percentage"],
                     score=p["score"],
                     label=p["label"],
                     latency_ms=p["latency_ms"],

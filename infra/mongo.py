@@ -18,10 +18,18 @@ RL_EPISODES = "rl_episodes"
 RL_DEPLOYMENTS = "rl_deployments"
 RL_SERVED = "rl_served"
 PREDICTIONS = "predictions"
-"""tabular predictions served, projected from ``predict.served``: feedback is checked against it"""
+"""tabular prediction records: what was served (and what a shadow would have answered) and the label once it
+arrives, folded from ``predict.served`` and ``predict.feedback`` by the canary analyser; feedback is checked
+against it"""
 DEPLOYMENTS = "deployments"
 """tabular deployment state per family (production, previous productions, active canary)"""
 CANARIES = "canaries"
+SHADOWS = "shadows"
+CANARY_STRATA = "canary_strata"
+"""the evidence of every canary and shadow: per (analysis, traffic step, 10-minute block) and arm, requests,
+errors, latency histogram, confusion matrix, labels too late; updated with the prediction records"""
+CANARY_WINDOWS = "canary_windows"
+"""one document per canary/shadow metrics event: the evidence and the anytime-valid intervals over time"""
 DEPLOY_HISTORY = "deploy_history"
 """audit trail: one document per deployment step (``_id`` = event id)"""
 PROJECTIONS: tuple[str, ...] = (
@@ -34,6 +42,9 @@ PROJECTIONS: tuple[str, ...] = (
     PREDICTIONS,
     DEPLOYMENTS,
     CANARIES,
+    SHADOWS,
+    CANARY_STRATA,
+    CANARY_WINDOWS,
     DEPLOY_HISTORY,
 )
 # Durable record of every event
@@ -63,14 +74,14 @@ the list (2,000 ids in one query: 4 s; in chunks of 50: 0.2 s), and real MongoDB
 
 
 async def find_by_ids(
-    coll: Any, ids: Iterable[Any], query: dict[str, Any] | None = None, projection: Any = None
+    coll: Any, ids: Iterable[Any], query: dict[str, Any] | None = None, projection: Any = None, session: Any = None
 ) -> dict[Any, dict[str, Any]]:
     """The documents whose ``_id`` is in ``ids`` (and that match ``query``), by ``_id``."""
     wanted = list(ids)
     found: dict[Any, dict[str, Any]] = {}
     for start in range(0, len(wanted), ID_CHUNK):
         flt = {"_id": {"$in": wanted[start : start + ID_CHUNK]}} | (query or {})
-        found |= {d["_id"]: d async for d in coll.find(flt, projection)}
+        found |= {d["_id"]: d async for d in coll.find(flt, projection, session=session)}
     return found
 
 
@@ -114,6 +125,8 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
         [IndexModel([("job_id", ASCENDING), ("attempt", ASCENDING), ("episode", ASCENDING)])]
     )
     await db[DEPLOY_HISTORY].create_indexes([IndexModel([("time", DESCENDING)]), IndexModel([("model_id", ASCENDING)])])
+    await db[CANARY_STRATA].create_indexes([IndexModel([("analysis_id", ASCENDING)])])
+    await db[CANARY_WINDOWS].create_indexes([IndexModel([("canary_id", ASCENDING), ("window_end", ASCENDING)])])
     await db[RL_SERVED].create_indexes([IndexModel([("model_id", ASCENDING), ("time", ASCENDING)])])
     await db[WORKER_SAMPLES].create_indexes(
         [

@@ -216,22 +216,6 @@ def reduce_rl_deployment(doc: Doc | None, env: Envelope) -> Doc | None:
     return None
 
 
-def reduce_prediction(doc: Doc | None, env: Envelope) -> Doc | None:
-    """A served tabular prediction, as feedback is checked against it (written once)."""
-    if env.type != deploy.PREDICTION_SERVED or doc is not None:
-        return None
-    served = env.data
-    return {
-        "_id": env.subject,
-        "model_id": served.get("model_id"),
-        "arm": served.get("arm"),
-        "canary_id": served.get("canary_id"),
-        "label": served.get("label"),
-        "error": served.get("error"),
-        "time": env.time,
-    }
-
-
 def reduce_rl_served(doc: Doc | None, env: Envelope) -> Doc | None:
     if env.type != rl.ACT_SERVED or doc is not None:
         return None
@@ -254,9 +238,54 @@ def canary_doc_id(env: Envelope) -> str:
     return str(env.data.get("canary_id") or "")
 
 
+def shadow_doc_id(env: Envelope) -> str:
+    """A shadow's deployment steps name it in ``shadow_id``; its metrics and verdicts in ``canary_id``."""
+    if env.type == deploy.DEPLOY_STEP:
+        return str(env.data.get("shadow_id") or "")
+    return str(env.data.get("canary_id") or "")
+
+
+def _analysis_results(doc: Doc, env: Envelope) -> Doc | None:
+    """A canary's or shadow's latest metrics and verdict (newer windows only)."""
+    data = env.data
+    end = data["window_end"]
+    if env.type in (deploy.CANARY_METRICS, deploy.SHADOW_METRICS):
+        if doc.get("metrics_window_end") is not None and end <= doc["metrics_window_end"]:
+            return None
+        keys = ("window_start", "window_end", "totals", "metrics", "comparison", "recommendation", "strata")
+        return doc | {"metrics": {k: data.get(k) for k in keys}, "metrics_window_end": end}
+    if env.type in (deploy.CANARY_RECOMMENDATION, deploy.SHADOW_RECOMMENDATION):
+        if doc.get("verdict_window_end") is not None and end <= doc["verdict_window_end"]:
+            return None
+        verdict = {k: data.get(k) for k in ("recommendation", "previous", "reason_en", "reason_ko", "numbers")}
+        return doc | {"verdict": verdict | {"at": env.time}, "verdict_window_end": end}
+    return None
+
+
+def _analysis_doc(kind: str, analysis_id: str, data: dict[str, Any], env: Envelope, **fields: Any) -> Doc:
+    return {
+        "_id": analysis_id,
+        "kind": kind,
+        "family": data.get("family"),
+        "model_id": data["model_id"],
+        "status": "monitoring",
+        "policy": data.get("policy") or {},
+        "started_at": env.time,
+        "started_by": data.get("actor"),
+        "ended_at": None,
+        "end_action": None,
+        "metrics": None,
+        "metrics_window_end": None,
+        "verdict": None,
+        "verdict_window_end": None,
+        "last_version": data["state"]["version"],
+        **fields,
+    }
+
+
 def reduce_canary(doc: Doc | None, env: Envelope) -> Doc | None:
-    """One document per canary: its steps and end from ``deploy.events``, its latest window metrics and
-    verdict from ``canary.metrics`` / ``canary.recommendations`` (newer windows only)."""
+    """One document per canary: its steps and end from ``deploy.events``, its latest evidence and verdict from
+    ``canary.metrics`` / ``canary.recommendations`` (newer windows only)."""
     data = env.data
     if not data.get("canary_id"):
         return None
@@ -266,29 +295,19 @@ def reduce_canary(doc: Doc | None, env: Envelope) -> Doc | None:
             if doc is not None:
                 return None
             canary = data["state"]["canary"] or {}
-            return {
-                "_id": data["canary_id"],
-                "canary_id": data["canary_id"],
-                "family": data.get("family"),
-                "model_id": data["model_id"],
-                "baseline_model_id": canary.get("baseline_model_id"),
-                "percentage": data.get("percentage"),
-                "status": "monitoring",
-                "auto": canary.get("auto", False),
-                "monitoring_duration_minutes": data.get("monitoring_duration_minutes"),
-                "policy": data.get("policy") or {},
-                "started_at": env.time,
-                "started_by": data.get("actor"),
-                "step_at": env.time,
-                "ended_at": None,
-                "end_action": None,
-                "steps": [{"percentage": data.get("percentage"), "at": env.time, "actor": data.get("actor")}],
-                "metrics": None,
-                "metrics_window_end": None,
-                "verdict": None,
-                "verdict_window_end": None,
-                "last_version": version,
-            }
+            return _analysis_doc(
+                "canary",
+                data["canary_id"],
+                data,
+                env,
+                canary_id=data["canary_id"],
+                baseline_model_id=canary.get("baseline_model_id"),
+                percentage=data.get("percentage"),
+                auto=canary.get("auto", False),
+                monitoring_duration_minutes=data.get("monitoring_duration_minutes"),
+                step_at=env.time,
+                steps=[{"percentage": data.get("percentage"), "at": env.time, "actor": data.get("actor")}],
+            )
         if doc is None or version <= doc.get("last_version", 0):
             return None
         new = doc | {"last_version": version}
@@ -304,21 +323,61 @@ def reduce_canary(doc: Doc | None, env: Envelope) -> Doc | None:
             if data["canary_status"] == "promoted":
                 new["percentage"] = 100.0
         return new
-    if doc is None:
+    if doc is None or env.type not in (deploy.CANARY_METRICS, deploy.CANARY_RECOMMENDATION):
         return None
-    if env.type == deploy.CANARY_METRICS:
-        end = data["window_end"]
-        if doc.get("metrics_window_end") is not None and end <= doc["metrics_window_end"]:
+    return _analysis_results(doc, env)
+
+
+def reduce_shadow(doc: Doc | None, env: Envelope) -> Doc | None:
+    """One document per shadow deployment: started, stopped (or promoted to a canary), its evidence and verdict."""
+    data = env.data
+    if env.type == deploy.DEPLOY_STEP:
+        if not data.get("shadow_id"):
             return None
-        metrics = {k: data[k] for k in ("window_start", "window_end", "window", "totals", "metrics")}
-        return doc | {"metrics": metrics, "metrics_window_end": end}
-    if env.type == deploy.CANARY_RECOMMENDATION:
-        end = data["window_end"]
-        if doc.get("verdict_window_end") is not None and end <= doc["verdict_window_end"]:
+        version = data["state"]["version"]
+        if data["action"] == "shadow_started":
+            if doc is not None:
+                return None
+            shadow = data["state"]["shadow"] or {}
+            return _analysis_doc(
+                "shadow",
+                data["shadow_id"],
+                data,
+                env,
+                shadow_id=data["shadow_id"],
+                baseline_model_id=shadow.get("baseline_model_id"),
+                sample_percentage=data.get("sample_percentage"),
+            )
+        if doc is None or version <= doc.get("last_version", 0):
             return None
-        verdict = {k: data.get(k) for k in ("recommendation", "previous", "reason_en", "reason_ko", "numbers")}
-        return doc | {"verdict": verdict | {"at": env.time}, "verdict_window_end": end}
-    return None
+        new = doc | {"last_version": version}
+        if data.get("shadow_status") and data["shadow_status"] != "monitoring":
+            new |= {"status": data["shadow_status"], "ended_at": env.time, "end_action": data["action"]}
+        return new
+    if doc is None or env.type not in (deploy.SHADOW_METRICS, deploy.SHADOW_RECOMMENDATION):
+        return None
+    return _analysis_results(doc, env)
+
+
+def reduce_canary_window(doc: Doc | None, env: Envelope) -> Doc | None:
+    """One document per metrics event of a canary or shadow: its evidence over time (``_id`` = event id)."""
+    if doc is not None or env.type not in (deploy.CANARY_METRICS, deploy.SHADOW_METRICS):
+        return None
+    data = env.data
+    return {
+        "_id": env.id,
+        "canary_id": data["canary_id"],
+        "kind": data.get("kind", "canary"),
+        "window_start": data["window_start"],
+        "window_end": data["window_end"],
+        "comparison": data.get("comparison", []),
+        "metrics": data.get("metrics"),
+        "recommendation": data.get("recommendation"),
+        "arms": {
+            arm: {k: figures.get(k) for k in ("requests", "errors", "labelled", "waiting_for_label", "accuracy")}
+            for arm, figures in (data.get("totals") or {}).items()
+        },
+    }
 
 
 def history_doc_id(env: Envelope) -> str:
@@ -340,7 +399,9 @@ def reduce_deploy_history(doc: Doc | None, env: Envelope) -> Doc | None:
         "actor": data.get("actor"),
         "reason": data.get("reason"),
         "canary_id": data.get("canary_id"),
+        "shadow_id": data.get("shadow_id"),
         "percentage": data.get("percentage"),
+        "sample_percentage": data.get("sample_percentage"),
         "changes": data.get("changes", []),
         "metrics": data.get("metrics"),
         "state": data["state"],
@@ -364,15 +425,25 @@ REDUCERS: dict[str, tuple[str, Reducer]] = {
     rl.DEPLOY_FAILED: (mongo.RL_DEPLOYMENTS, reduce_rl_deployment),
     rl.UNDEPLOYED: (mongo.RL_DEPLOYMENTS, reduce_rl_deployment),
     rl.ACT_SERVED: (mongo.RL_SERVED, reduce_rl_served),
-    deploy.PREDICTION_SERVED: (mongo.PREDICTIONS, reduce_prediction),
     lotto.DRAW_RECORDED: (mongo.LOTTO_DRAWS, reduce_draw),
     deploy.DEPLOY_STEP: (mongo.DEPLOYMENTS, reduce_deployment),
     deploy.CANARY_METRICS: (mongo.CANARIES, reduce_canary),
     deploy.CANARY_RECOMMENDATION: (mongo.CANARIES, reduce_canary),
+    deploy.SHADOW_METRICS: (mongo.SHADOWS, reduce_shadow),
+    deploy.SHADOW_RECOMMENDATION: (mongo.SHADOWS, reduce_shadow),
 }
+"""The prediction records (``predict.served`` and ``predict.feedback`` into ``predictions``) are folded by the
+canary analyser together with the strata they add up to, in one transaction (``consumers/canary_records.py``);
+replay adds them (``infra/replay.py``)."""
 
 EXTRA_REDUCERS: dict[str, list[tuple[str, Reducer]]] = {
-    deploy.DEPLOY_STEP: [(mongo.CANARIES, reduce_canary), (mongo.DEPLOY_HISTORY, reduce_deploy_history)],
+    deploy.DEPLOY_STEP: [
+        (mongo.CANARIES, reduce_canary),
+        (mongo.SHADOWS, reduce_shadow),
+        (mongo.DEPLOY_HISTORY, reduce_deploy_history),
+    ],
+    deploy.CANARY_METRICS: [(mongo.CANARY_WINDOWS, reduce_canary_window)],
+    deploy.SHADOW_METRICS: [(mongo.CANARY_WINDOWS, reduce_canary_window)],
 }
 """event type -> further projections it folds into (beside its REDUCERS entry)"""
 
@@ -389,6 +460,8 @@ def targets(event_type: str) -> list[tuple[str, Reducer]]:
 DOC_ID: dict[str, Callable[[Envelope], str]] = {
     mongo.RL_EPISODES: rl_episode_id,
     mongo.CANARIES: canary_doc_id,
+    mongo.SHADOWS: shadow_doc_id,
+    mongo.CANARY_WINDOWS: history_doc_id,
     mongo.DEPLOY_HISTORY: history_doc_id,
 }
 """collection -> document id of an event, where it is not the event's subject"""

@@ -1,5 +1,6 @@
 """Replay: rebuild the projections from the archive (MongoDB) or from Kafka, in memory, and
-report every difference from the live ones. ``rebuild=True`` then writes the
+report every difference from the live ones (part of the composition root: it folds the platform's
+projections and the canary analyser's prediction records and strata). ``rebuild=True`` then writes the
 rebuilt documents over the live ones where they differ (and deletes live documents no event gives)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo import DeleteOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
+from consumers.canary_records import canonical_strata, derive_strata, fold_records, horizons
 from infra import mongo
 from infra.projections import fold_all
 from infra.settings import Settings
@@ -123,13 +125,21 @@ async def replay(
     # every event is in memory: each document is folded from all its events at once (the projector's
     # reducers give the same document in any batching, tested), then compared with the live one
     folded = fold_all(events)
+    # the prediction records and the canary/shadow strata they add up to (folded together by the analyser)
+    folded[mongo.PREDICTIONS] = fold_records(events)
+    analyses = [*folded.get(mongo.CANARIES, []), *folded.get(mongo.SHADOWS, [])]
+    folded[mongo.CANARY_STRATA] = derive_strata(folded[mongo.PREDICTIONS], horizons(analyses))
     report.seconds["project"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     fixes: dict[str, list[DeleteOne | ReplaceOne]] = {}
     for name in mongo.PROJECTIONS:
+        if name == mongo.CANARY_STRATA and since is not None:
+            continue  # strata are sums over every record: the events since a time give partial ones
         rebuilt_docs = {d["_id"]: d for d in folded.get(name, [])}
         rebuilt = {k: _comparable(d) for k, d in rebuilt_docs.items()}
-        if since is None:
+        if name == mongo.CANARY_STRATA:  # counters that went back to zero are not differences
+            live = {d["_id"]: _comparable(d) for d in canonical_strata([d async for d in db[name].find()])}
+        elif since is None:
             live = {d["_id"]: _comparable(d) async for d in db[name].find()}
         else:  # the live documents the events since then fold into (ids are not always the subject)
             live = {k: _comparable(d) for k, d in (await mongo.find_by_ids(db[name], rebuilt)).items()}

@@ -109,8 +109,15 @@ class Settings(BaseSettings):
     canary_window_seconds: float = Field(
         60.0, gt=0, le=3600, description="canary analysis window; a verdict is computed when a window closes"
     )
-    canary_min_requests: int = Field(500, ge=1, description="canary: requests per arm before any verdict")
-    canary_min_labelled: int = Field(300, ge=1, description="canary: labelled predictions per arm to judge accuracy")
+    canary_min_requests: int = Field(
+        500, ge=1, description="canary: requests per arm before proceed (the minimum exposure)"
+    )
+    canary_min_labelled: int = Field(
+        300, ge=1, description="canary: labelled predictions per arm before proceed (harm is judged from 30)"
+    )
+    canary_label_horizon_days: float = Field(
+        30.0, gt=0, le=3650, description="canary/shadow: labels are joined until this long after it ends"
+    )
 
     @property
     def train_threads_effective(self) -> int:

@@ -99,12 +99,13 @@ class WorkerProcesses:
         while line := await proc.stdout.readline():
             sys.stdout.write(line.decode(errors="replace"))
 
-    async def stop(self, timeout_s: float = 15.0) -> None:
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        """Stops the children in order (serving before the background consumers, which then drain what it
+        published)."""
         for proc in self.procs:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
             try:
                 await asyncio.wait_for(proc.wait(), timeout_s)
             except TimeoutError:

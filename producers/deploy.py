@@ -10,7 +10,9 @@ Used by the API (``/v1/ml/deploy``) and by the canary orchestrator (automatic mo
    ``DeploymentStep`` (``deploy.events``, key = family, sequence = ``v+1``) carrying the new state;
 4. applies them to the projections at once (read-your-write; the projector applies them again, a no-op).
 
-Model statuses: ``trained → staging → canary → production → archived``, plus ``rolled_back``.
+Model statuses: ``trained → staging → canary → production → archived``, plus ``rolled_back``. A shadow is
+not a model status: a trained or staged model is shadowed (it scores mirrored requests, serves none) until
+the shadow is stopped or its model becomes the canary (which ends the shadow in the same step).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from schemas.envelope import Envelope
 
 SOURCE = "modelbus/deploy"
 STAGEABLE = ("trained", "archived", "rolled_back")
+SHADOWABLE = ("trained", "staging")
 
 
 class DeployConflict(Exception):
@@ -49,6 +52,7 @@ class Step:
     events: list[Envelope] = field(default_factory=list)
     state: deploy.DeploymentState | None = None
     canary_id: str | None = None
+    shadow_id: str | None = None
     at: datetime | None = None
     model_changes: list[deploy.ModelChange] = field(default_factory=list)
 
@@ -121,6 +125,7 @@ class Deployer:
         new.canary = deploy.CanaryState(
             canary_id=canary_id, model_id=model_id, baseline_model_id=state.production, percentage=percentage, auto=auto
         )
+        ended = _end_shadow(new, model_id)
         return await self._commit(
             "canary_started",
             state,
@@ -133,6 +138,64 @@ class Deployer:
             monitoring_duration_minutes=minutes,
             policy=policy,
             metrics={"model": model.get("metrics")},
+            shadow_id=ended,
+            shadow_status="promoted_to_canary" if ended else None,
+        )
+
+    async def shadow_start(self, model_id: str, sample_percentage: float, *, policy: dict[str, Any]) -> Step:
+        """Mirrors production's requests (a ``sample_percentage`` of them) to ``model_id``; one shadow at a time."""
+        state = await current_state(self.db)
+        model = await _trained_model(self.db, model_id)
+        if state.shadow is not None:
+            raise _conflict(
+                "SHADOW_ACTIVE",
+                f"shadow {state.shadow.shadow_id} of {state.shadow.model_id} is running; one shadow at a time",
+                shadow_id=state.shadow.shadow_id,
+            )
+        if model["status"] not in SHADOWABLE:
+            raise _conflict(
+                "INVALID_STATUS", f"{model_id} is {model['status']}; only a trained or staged model can be shadowed"
+            )
+        if state.production is None:
+            raise _conflict("NO_PRODUCTION_MODEL", "no production model to mirror requests from")
+        shadow_id = new_id("shadow")
+        new = state.model_copy(deep=True)
+        new.shadow = deploy.ShadowState(
+            shadow_id=shadow_id, model_id=model_id, baseline_model_id=state.production,
+            sample_percentage=sample_percentage,
+        )
+        return await self._commit(
+            "shadow_started",
+            state,
+            new,
+            [],
+            model_id=model_id,
+            shadow_id=shadow_id,
+            shadow_status="monitoring",
+            sample_percentage=sample_percentage,
+            policy=policy,
+            metrics={"model": model.get("metrics")},
+        )
+
+    async def shadow_stop(self, shadow_id: str, *, reason: str) -> Step:
+        state = await current_state(self.db)
+        doc = await self.db[mongo.SHADOWS].find_one({"_id": shadow_id})
+        if doc is None:
+            raise DeployConflict(404, "SHADOW_NOT_FOUND", f"no shadow {shadow_id!r}", field="shadow_id")
+        if state.shadow is None or state.shadow.shadow_id != shadow_id:
+            raise _conflict("SHADOW_NOT_ACTIVE", f"shadow {shadow_id} is {doc['status']}", shadow_id=shadow_id)
+        new = state.model_copy(deep=True)
+        new.shadow = None
+        return await self._commit(
+            "shadow_stopped",
+            state,
+            new,
+            [],
+            model_id=state.shadow.model_id,
+            reason=reason,
+            shadow_id=shadow_id,
+            shadow_status="stopped",
+            metrics=_snapshot(doc),
         )
 
     async def increase(self, canary_id: str, target: float) -> Step:
@@ -184,6 +247,7 @@ class Deployer:
         new.production = model_id
         new.staging = [m for m in new.staging if m != model_id]
         new.canary = None
+        ended = _end_shadow(new, model_id)
         canary_doc = await self._canary_doc(state.canary.canary_id) if state.canary else None
         return await self._commit(
             "production",
@@ -196,6 +260,8 @@ class Deployer:
             canary_status="promoted" if state.canary else None,
             percentage=100.0,
             metrics=_snapshot(canary_doc) if canary_doc else {"model": model.get("metrics")},
+            shadow_id=ended,
+            shadow_status="stopped" if ended else None,
         )
 
     async def canary_rollback(self, canary_id: str, *, reason: str) -> Step:
@@ -338,18 +404,29 @@ class Deployer:
             events=[*model_envs, env],
             state=new,
             canary_id=fields.get("canary_id"),
+            shadow_id=fields.get("shadow_id"),
             at=env.time,
             model_changes=model_changes,
         )
 
 
+def _end_shadow(state: deploy.DeploymentState, model_id: str) -> str | None:
+    """Ends the shadow of ``model_id`` in ``state`` (it is becoming the canary or production); its id, if any."""
+    if state.shadow is None or state.shadow.model_id != model_id:
+        return None
+    shadow_id, state.shadow = state.shadow.shadow_id, None
+    return shadow_id
+
+
 def _snapshot(canary: dict[str, Any]) -> dict[str, Any]:
-    """The canary's latest metrics and verdict, as recorded in the audit trail."""
+    """The canary's (or shadow's) latest evidence and verdict, as recorded in the audit trail."""
     verdict = canary.get("verdict") or {}
     metrics = canary.get("metrics") or {}
     return {
         "canary_id": canary.get("canary_id"),
+        "shadow_id": canary.get("shadow_id"),
         "percentage": canary.get("percentage"),
+        "comparison": metrics.get("comparison"),
         "metrics": metrics.get("metrics"),
         "totals": metrics.get("totals"),
         "window_end": metrics.get("window_end"),

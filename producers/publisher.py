@@ -137,6 +137,12 @@ class EventPublisher:
         """A catalog name gets the prefix; a reply topic is already a full name."""
         return self.settings.topic(topic) if topic in TOPICS else topic
 
+    async def flush(self) -> None:
+        """Sends what the plain producers still hold (the lingering one gathers served events for a while)."""
+        for producer in (self._direct, self._lingering):
+            if producer is not None:
+                await producer.flush()
+
     async def close(self) -> None:
         for producer in (self._direct, self._lingering):
             if producer is not None:

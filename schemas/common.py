@@ -29,3 +29,11 @@ UtcDatetime = Annotated[AwareDatetime, PlainSerializer(iso, return_type=str, whe
 def new_id(prefix: str, nbytes: int = 6) -> str:
     """``job_9f2c1a0b3e4d`` style ids: short, url-safe, unguessable enough for entity ids."""
     return f"{prefix}_{secrets.token_hex(nbytes)}"
+
+
+def parse_utc(value: datetime | str | None) -> datetime | None:
+    """A datetime from a payload field (a datetime, or ISO 8601 text as events carry it), in UTC."""
+    if value is None:
+        return None
+    when = value if isinstance(value, datetime) else datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

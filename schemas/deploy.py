@@ -5,10 +5,12 @@
   the step (``state``), so the ``deployments`` projection is a copy of the latest one, and the audit
   fields (actor, reason, metric snapshot) that make the ``deploy_history`` document. Model status
   changes of the same step are :class:`schemas.rl.ModelStatusChanged` events on ``model.events``.
-* ``predict.served``: :class:`PredictionServed`, one per tabular prediction.
-* ``predict.feedback``: :class:`PredictionFeedback`, the true label of a prediction.
-* ``canary.metrics`` / ``canary.recommendations``: :class:`CanaryMetrics` per closed window and
-  :class:`CanaryRecommendation` on every change of verdict.
+* ``predict.served``: :class:`PredictionServed`, one per tabular prediction, and one more per prediction a
+  shadow model scored (arm ``shadow``, the same prediction id).
+* ``predict.feedback``: :class:`PredictionFeedback`, the true label of a prediction (any time later).
+* ``canary.metrics`` / ``canary.recommendations``: :class:`CanaryMetrics` after every analysis window that
+  changed the evidence and :class:`CanaryRecommendation` on every change of verdict, for canaries
+  (``modelbus.canary.*``) and shadows (``modelbus.shadow.*``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from schemas.common import UtcDatetime
 from schemas.envelope import Payload
 
 FAMILY = "tabular"
+UNMATCHED_LABELS = "_unmatched"
+"""``canary_strata`` document counting the labels whose prediction has not been seen (yet)"""
 MAX_PREDICT_BATCH = 1000
 
 DEPLOY_STEP = "modelbus.deploy.tabular.step"
@@ -28,6 +32,8 @@ PREDICTION_SERVED = "modelbus.predict.served"
 PREDICTION_FEEDBACK = "modelbus.predict.feedback"
 CANARY_METRICS = "modelbus.canary.metrics"
 CANARY_RECOMMENDATION = "modelbus.canary.recommendation"
+SHADOW_METRICS = "modelbus.shadow.metrics"
+SHADOW_RECOMMENDATION = "modelbus.shadow.recommendation"
 
 DeployAction = Literal[
     "staging",
@@ -37,8 +43,12 @@ DeployAction = Literal[
     "canary_rolled_back",
     "emergency_rollback",
     "rollback",
+    "shadow_started",
+    "shadow_stopped",
 ]
 CanaryStatus = Literal["monitoring", "promoted", "rolled_back"]
+ShadowStatus = Literal["monitoring", "stopped", "promoted_to_canary"]
+AnalysisKind = Literal["canary", "shadow"]
 
 
 class Strict(BaseModel):
@@ -53,13 +63,25 @@ class ModelRef(Strict):
 
 
 class CanaryPolicyOverrides(Strict):
-    """Optional per-canary overrides of the verdict policy and the analysis window."""
+    """Optional per-canary (or per-shadow) overrides of the verdict policy and the analysis window."""
 
-    min_requests: int | None = Field(None, ge=1, description="requests per arm before any verdict")
-    min_labelled: int | None = Field(None, ge=1, description="labels per arm before accuracy is judged")
-    accuracy_tolerance: float | None = Field(None, ge=0, lt=1)
-    error_rate_tolerance: float | None = Field(None, ge=0, lt=1)
-    alpha: float | None = Field(None, gt=0, lt=1)
+    min_requests: int | None = Field(None, ge=1, description="requests per arm before proceed (minimum exposure)")
+    min_labelled: int | None = Field(None, ge=1, description="labelled predictions per arm before proceed")
+    harm_min_labelled: int | None = Field(
+        None, ge=10, description="labelled predictions per arm before accuracy can show harm (default 30)"
+    )
+    harm_min_requests: int | None = Field(
+        None, ge=10, description="requests per arm before error rate or latency can show harm (default 30)"
+    )
+    accuracy_tolerance: float | None = Field(None, ge=0, lt=1, description="non-inferiority margin on accuracy")
+    error_rate_tolerance: float | None = Field(None, ge=0, lt=1, description="allowed rise of the error rate")
+    alpha: float | None = Field(None, gt=0, lt=1, description="family-wise error over all looks and metrics")
+    label_horizon_days: float | None = Field(
+        None, gt=0, le=3650, description="labels are joined until this long after the end (default 30 days)"
+    )
+    label_maturity_seconds: float | None = Field(
+        None, ge=0, description="accuracy counts only predictions served at least this long ago"
+    )
     window_seconds: float | None = Field(None, gt=0, le=3600, description="analysis window length")
 
 
@@ -68,6 +90,14 @@ class CanaryStart(Strict):
     initial_traffic_percentage: float = Field(10, gt=0, le=100)
     monitoring_duration_minutes: float = Field(30, gt=0, le=7 * 24 * 60)
     auto: bool = Field(False, description="follow the verdicts: 10 → 25 → 50 → 100 on proceed, roll back on rollback")
+    policy: CanaryPolicyOverrides | None = None
+
+
+class ShadowStart(Strict):
+    model_id: str = Field(min_length=1, max_length=200)
+    sample_percentage: float = Field(
+        100, gt=0, le=100, description="share of production's requests the shadow model also scores"
+    )
     policy: CanaryPolicyOverrides | None = None
 
 
@@ -136,8 +166,15 @@ class CanaryState(BaseModel):
     auto: bool = False
 
 
+class ShadowState(BaseModel):
+    shadow_id: str
+    model_id: str
+    baseline_model_id: str
+    sample_percentage: float
+
+
 class DeploymentState(BaseModel):
-    """A family's deployment after a step: what the prediction workers serve."""
+    """A family's deployment after a step: what the prediction workers serve (and mirror to a shadow)."""
 
     family: str = FAMILY
     version: int
@@ -145,6 +182,7 @@ class DeploymentState(BaseModel):
     previous: list[str] = Field(default_factory=list, description="earlier production models, most recent last")
     staging: list[str] = Field(default_factory=list)
     canary: CanaryState | None = None
+    shadow: ShadowState | None = None
 
 
 class ModelChange(BaseModel):
@@ -164,17 +202,24 @@ class DeploymentStep(Payload):
     changes: list[ModelChange] = Field(default_factory=list)
     canary_id: str | None = None
     canary_status: CanaryStatus | None = None
+    shadow_id: str | None = None
+    shadow_status: ShadowStatus | None = None
     percentage: float | None = None
+    sample_percentage: float | None = None
     monitoring_duration_minutes: float | None = None
-    policy: dict[str, Any] | None = None
+    policy: dict[str, Any] | None = Field(None, description="the complete verdict policy of a canary or shadow")
     metrics: dict[str, Any] | None = Field(None, description="metric snapshot at the moment of the step")
 
 
 class PredictionServed(Payload):
     prediction_id: str
     model_id: str | None
-    arm: Literal["baseline", "canary"]
+    arm: Literal["baseline", "canary", "shadow"]
     canary_id: str | None = None
+    shadow_id: str | None = None
+    percentage: float | None = Field(
+        None, description="the canary's traffic share when served (arm baseline/canary), the shadow's sample share"
+    )
     score: float | None = None
     label: int | None = None
     latency_ms: float
@@ -195,18 +240,25 @@ class PredictionFeedback(Payload):
 
 
 class CanaryMetrics(Payload):
-    canary_id: str
+    """The evidence of a canary or shadow after an analysis window (cumulative, all strata)."""
+
+    canary_id: str = Field(description="the canary's or the shadow's id")
+    kind: AnalysisKind = "canary"
     window_start: UtcDatetime
     window_end: UtcDatetime
-    window: dict[str, Any] = Field(description="the latest window closed")
-    windows: list[dict[str, Any]] = Field(default_factory=list, description="every window closed in this tick")
-    totals: dict[str, Any] = Field(description="cumulative per-arm summary (baseline, canary)")
+    totals: dict[str, Any] = Field(description="descriptive per-arm figures pooled over strata (baseline, canary)")
     metrics: dict[str, Any] = Field(description="the status endpoint's new_model / old_model figures")
+    comparison: list[dict[str, Any]] = Field(
+        default_factory=list, description="each compared metric: difference and its anytime-valid interval"
+    )
+    recommendation: str | None = None
+    strata: int = 0
 
 
 class CanaryRecommendation(Payload):
-    canary_id: str
-    recommendation: Literal["proceed", "hold", "rollback"]
+    canary_id: str = Field(description="the canary's or the shadow's id")
+    kind: AnalysisKind = "canary"
+    recommendation: Literal["proceed", "hold", "rollback", "promote_to_canary", "reject"]
     previous: str | None = None
     reason_en: str
     reason_ko: str

@@ -99,7 +99,8 @@ TOPICS: dict[str, TopicSpec] = {
         ),
         TopicSpec(
             "predict.served",
-            "One event per prediction served: model, arm, score, latency, error.",
+            "One event per prediction served (arm baseline or canary) and per prediction a shadow scored (arm "
+            "shadow, same prediction id): model, score, latency, error.",
             "prediction_id",
             {rl.ACT_SERVED: rl.ActServed, deploy.PREDICTION_SERVED: deploy.PredictionServed},
         ),
@@ -111,16 +112,20 @@ TOPICS: dict[str, TopicSpec] = {
         ),
         TopicSpec(
             "canary.metrics",
-            "Per-arm canary metrics for each analysis window.",
+            "Canary and shadow evidence per arm after each analysis window, with the anytime-valid intervals.",
             "canary_id",
-            {deploy.CANARY_METRICS: deploy.CanaryMetrics},
+            {deploy.CANARY_METRICS: deploy.CanaryMetrics, deploy.SHADOW_METRICS: deploy.CanaryMetrics},
             one_partition=True,
         ),
         TopicSpec(
             "canary.recommendations",
-            "Canary verdicts (proceed / hold / rollback) on every change.",
+            "Canary verdicts (proceed / hold / rollback) and shadow verdicts (promote_to_canary / hold / reject) "
+            "on every change.",
             "canary_id",
-            {deploy.CANARY_RECOMMENDATION: deploy.CanaryRecommendation},
+            {
+                deploy.CANARY_RECOMMENDATION: deploy.CanaryRecommendation,
+                deploy.SHADOW_RECOMMENDATION: deploy.CanaryRecommendation,
+            },
             one_partition=True,
         ),
         TopicSpec(

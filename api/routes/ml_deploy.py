@@ -70,6 +70,20 @@ async def _run(coro: Any) -> Step:
         raise ApiError(exc.status, exc.code, exc.message, field=exc.field, **exc.extra) from exc
 
 
+DESCRIPTIVE = (
+    "descriptive: this arm's figures pooled over the analysis; the intervals (accuracy_ci, precision_ci, recall_ci) "
+    "are fixed-sample 95% Wilson intervals, not valid under repeated looks and never used for the verdict"
+)
+ANYTIME = (
+    "each compared metric's difference (canary or shadow minus production) with its anytime-valid interval: a "
+    "confidence sequence, stratified by traffic step and 10-minute block, valid however often it is looked at"
+)
+SHADOW_NO_VERDICT = {
+    "ko": "아직 분석 구간이 끝나지 않음 → 보류.",
+    "en": "No analysis window has closed yet → hold.",
+}
+
+
 def _arm_metrics(seed: dict[str, Any], totals: dict[str, Any] | None) -> dict[str, Any]:
     t = totals or {}
     return {
@@ -78,6 +92,8 @@ def _arm_metrics(seed: dict[str, Any], totals: dict[str, Any] | None) -> dict[st
         "model_id": t.get("model_id"),
         "requests": t.get("requests", 0),
         "labelled": t.get("labelled", 0),
+        "waiting_for_label": t.get("waiting_for_label", 0),
+        "labels_too_late": t.get("labels_too_late", 0),
         "errors": t.get("errors", 0),
         "error_rate": t.get("error_rate"),
         "latency_p50_ms": t.get("latency_p50_ms"),
@@ -89,23 +105,34 @@ def _arm_metrics(seed: dict[str, Any], totals: dict[str, Any] | None) -> dict[st
         "accuracy_ci": t.get("accuracy_ci"),
         "precision_ci": t.get("precision_ci"),
         "recall_ci": t.get("recall_ci"),
+        "descriptive": True,
     }
 
 
-def canary_status(doc: dict[str, Any], lang: str) -> dict[str, Any]:
+def analysis_status(doc: dict[str, Any], lang: str, unmatched: int) -> dict[str, Any]:
+    """The status of a canary or a shadow: the seed's fields, the evidence, each compared metric's
+    anytime-valid interval, the verdict with its reason and numbers."""
     window = doc.get("metrics") or {}
     seed = window.get("metrics") or {}
     totals = window.get("totals") or {}
     verdict = doc.get("verdict") or {}
     reason = verdict.get(f"reason_{lang}") or NO_VERDICT[lang]
+    new = _arm_metrics(seed.get("new_model") or {}, totals.get("canary"))
+    old = _arm_metrics(seed.get("old_model") or {}, totals.get("baseline"))
     return {
-        "canary_id": doc["canary_id"],
         "model_id": doc["model_id"],
-        "current_traffic_percentage": doc["percentage"],
         "status": doc["status"],
-        "metrics": {
-            "new_model": _arm_metrics(seed.get("new_model") or {}, totals.get("canary")),
-            "old_model": _arm_metrics(seed.get("old_model") or {}, totals.get("baseline")),
+        "metrics": {"new_model": new, "old_model": old},
+        "metrics_note": DESCRIPTIVE,
+        "comparison": window.get("comparison") or [],
+        "comparison_note": ANYTIME,
+        "evidence": {
+            "labelled": {"new_model": new["labelled"], "old_model": old["labelled"]},
+            "waiting_for_label": {"new_model": new["waiting_for_label"], "old_model": old["waiting_for_label"]},
+            "labels_too_late": {"new_model": new["labels_too_late"], "old_model": old["labels_too_late"]},
+            "labels_without_prediction": unmatched,
+            "strata": window.get("strata", 0),
+            "label_horizon_days": (doc.get("policy") or {}).get("label_horizon_days"),
         },
         "recommendation": verdict.get("recommendation") or "hold",
         "reason": reason,
@@ -114,12 +141,47 @@ def canary_status(doc: dict[str, Any], lang: str) -> dict[str, Any]:
         "baseline_model_id": doc.get("baseline_model_id"),
         "started_at": iso(doc["started_at"]),
         "ended_at": iso(doc["ended_at"]) if doc.get("ended_at") else None,
+        "window_end": window.get("window_end"),
+        "verdict_at": iso(verdict["at"]) if verdict.get("at") else None,
+        "policy": doc.get("policy") or {},
+    }
+
+
+def canary_status(doc: dict[str, Any], lang: str, unmatched: int = 0) -> dict[str, Any]:
+    return {
+        "canary_id": doc["canary_id"],
+        "current_traffic_percentage": doc["percentage"],
+        **analysis_status(doc, lang, unmatched),
         "monitoring_duration_minutes": doc.get("monitoring_duration_minutes"),
         "auto": doc.get("auto", False),
         "steps": [{**s, "at": iso(s["at"])} for s in doc.get("steps", [])],
-        "window_end": window.get("window_end"),
-        "verdict_at": iso(verdict["at"]) if verdict.get("at") else None,
     }
+
+
+def shadow_status(doc: dict[str, Any], lang: str, unmatched: int = 0) -> dict[str, Any]:
+    return {
+        "shadow_id": doc["shadow_id"],
+        "sample_percentage": doc.get("sample_percentage"),
+        "current_traffic_percentage": 0.0,
+        **analysis_status(doc, lang, unmatched),
+    }
+
+
+async def unmatched_labels(db: AsyncDatabase) -> int:
+    """Labels received for prediction ids never seen (yet): kept, counted, joined if the prediction comes."""
+    doc = await db[mongo.CANARY_STRATA].find_one({"_id": deploy.UNMATCHED_LABELS})
+    return int(((doc or {}).get("counts") or {}).get("labels", 0))
+
+
+def resolved_policy(request: Request[Any, Any, Any], overrides: deploy.CanaryPolicyOverrides | None) -> dict[str, Any]:
+    """The policy stored with a canary or shadow: the settings' defaults, then the request's overrides."""
+    settings = request.app.state.settings
+    return {
+        "min_requests": settings.canary_min_requests,
+        "min_labelled": settings.canary_min_labelled,
+        "label_horizon_days": settings.canary_label_horizon_days,
+        "window_seconds": settings.canary_window_seconds,
+    } | (overrides.model_dump(exclude_none=True) if overrides else {})
 
 
 def history_entry(doc: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +193,9 @@ def history_entry(doc: dict[str, Any]) -> dict[str, Any]:
         "time": iso(doc["time"]),
         "reason": doc.get("reason"),
         "canary_id": doc.get("canary_id"),
+        "shadow_id": doc.get("shadow_id"),
         "traffic_percentage": doc.get("percentage"),
+        "sample_percentage": doc.get("sample_percentage"),
         "changes": doc.get("changes", []),
         "metrics": doc.get("metrics"),
         "production_model_id": doc["state"].get("production"),
@@ -161,7 +225,7 @@ class DeployController(Controller):
     async def canary_start(
         self, request: Request[Any, Any, Any], data: deploy.CanaryStart, db: AsyncDatabase, publisher: EventPublisher
     ) -> dict[str, Any]:
-        policy = data.policy.model_dump(exclude_none=True) if data.policy else {}
+        policy = resolved_policy(request, data.policy)
         step = await _run(
             _deployer(request, db, publisher).canary_start(
                 data.model_id,
@@ -188,7 +252,43 @@ class DeployController(Controller):
         doc = await db[mongo.CANARIES].find_one({"_id": canary_id})
         if doc is None:
             raise ApiError(404, "CANARY_NOT_FOUND", f"no canary {canary_id!r}", field="canary_id")
-        return canary_status(doc, language(request))
+        return canary_status(doc, language(request), await unmatched_labels(db))
+
+    @post("/shadow/start", status_code=HTTP_202_ACCEPTED, summary="Mirror production's requests to a model")
+    async def shadow_start(
+        self, request: Request[Any, Any, Any], data: deploy.ShadowStart, db: AsyncDatabase, publisher: EventPublisher
+    ) -> dict[str, Any]:
+        step = await _run(
+            _deployer(request, db, publisher).shadow_start(
+                data.model_id, data.sample_percentage, policy=resolved_policy(request, data.policy)
+            )
+        )
+        assert step.at is not None and step.state is not None and step.state.shadow is not None
+        return {
+            "shadow_id": step.shadow_id,
+            "model_id": data.model_id,
+            "sample_percentage": data.sample_percentage,
+            "status": "monitoring",
+            "started_at": iso(step.at),
+            "baseline_model_id": step.state.shadow.baseline_model_id,
+        }
+
+    @get("/shadow/{shadow_id:str}/status", summary="Shadow model against production on the same requests")
+    async def shadow_status(self, request: Request[Any, Any, Any], shadow_id: str, db: AsyncDatabase) -> dict[str, Any]:
+        doc = await db[mongo.SHADOWS].find_one({"_id": shadow_id})
+        if doc is None:
+            raise ApiError(404, "SHADOW_NOT_FOUND", f"no shadow {shadow_id!r}", field="shadow_id")
+        return shadow_status(doc, language(request), await unmatched_labels(db))
+
+    @post("/shadow/{shadow_id:str}/stop", status_code=200, summary="Stop mirroring requests to the shadow model")
+    async def shadow_stop(
+        self, request: Request[Any, Any, Any], shadow_id: str, db: AsyncDatabase, publisher: EventPublisher
+    ) -> dict[str, Any]:
+        lang = language(request)
+        reason = "섀도 중단 요청" if lang == "ko" else "shadow stopped on request"
+        step = await _run(_deployer(request, db, publisher).shadow_stop(shadow_id, reason=reason))
+        assert step.at is not None
+        return {"shadow_id": shadow_id, "status": "stopped", "stopped_at": iso(step.at)}
 
     @post("/canary/{canary_id:str}/increase-traffic", status_code=200, summary="Raise the canary's traffic share")
     async def increase(
@@ -329,12 +429,13 @@ class PredictController(Controller):
     ) -> dict[str, Any]:
         items = data.items()
         ids = list(dict.fromkeys(i.prediction_id for i in items))
-        known = await mongo.find_by_ids(db[mongo.PREDICTIONS], ids)
+        served = {"time": {"$exists": True}}  # a record holding only a label is not a prediction
+        known = await mongo.find_by_ids(db[mongo.PREDICTIONS], ids, served)
         unknown = [i for i in ids if i not in known]
         deadline = time.monotonic() + FEEDBACK_GRACE_SECONDS
         while unknown and time.monotonic() < deadline:  # predictions are projected from predict.served in batches
             await asyncio.sleep(0.1)
-            known |= await mongo.find_by_ids(db[mongo.PREDICTIONS], unknown)
+            known |= await mongo.find_by_ids(db[mongo.PREDICTIONS], unknown, served)
             unknown = [i for i in ids if i not in known]
         if data.feedback is None and unknown:
             raise ApiError(

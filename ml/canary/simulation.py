@@ -1,16 +1,21 @@
 """Seeded simulation of canary traffic, and the sequential canary procedure run on it.
 
-:class:`CanarySimulator` produces the event streams the canary analyser consumes: one
-:class:`~ml.canary.aggregator.ServedEvent` per request (arm chosen by the real sticky router,
-per-arm accuracy, error rate and log-normal latency) and, for a share of them, a
-:class:`~ml.canary.aggregator.FeedbackEvent` carrying the true label after a log-normal delay.
-Events come out in event-time order, window by window, so the traffic split can change between
-windows as a real rollout would.
+:class:`CanarySimulator` produces what the canary analyser consumes: one served prediction per request
+(arm chosen by the real sticky router, per-arm accuracy, error rate and log-normal latency) and, for a
+share of them, the true label after a log-normal delay. Traffic may drift: the request rate can follow a
+daily cycle (``rate_amplitude``) and both arms can lose accuracy together from some time on
+(``shared_accuracy_drop`` after ``drop_after_s``), as real fraud traffic does.
 
-:func:`run_canary` runs the whole procedure in process: feed a window, close it, :func:`decide`
-on the cumulative totals, follow the verdict (rollback stops; proceed moves to the next traffic
-step; proceeding from the step before the last promotes), until a final verdict or ``max_windows``.
-Tests, benchmarks and ``modelbus simulate canary --scenario better|worse|equal`` use it.
+* :meth:`CanarySimulator.advance` returns the events of the next seconds (event level): they go through
+  :class:`ml.canary.evidence.MemoryLedger`, the analyser's own algorithm;
+* :meth:`CanarySimulator.advance_counts` draws the same traffic directly as strata counts (tens of times
+  faster), for tests that need many canaries.
+
+:func:`run_canary` runs the whole procedure: feed a window, :func:`decide` on the evidence, follow the
+verdict (rollback stops; proceed moves to the next traffic step; proceeding from the step before the last
+promotes) or a fixed ``schedule`` of steps, until a final verdict or ``max_windows``. Tests, benchmarks and
+``modelbus simulate canary`` use it. The Monte-Carlo calibration over thousands of canaries is
+:mod:`ml.canary.calibration`.
 """
 
 from __future__ import annotations
@@ -19,20 +24,20 @@ import heapq
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
 from ml.base import Params
-from ml.canary.aggregator import AggregatorConfig, ArmTotals, CanaryAggregator, FeedbackEvent, ServedEvent
 from ml.canary.analysis import CanaryPolicy, Recommendation, Verdict, decide
+from ml.canary.evidence import ARM_CODE, BLOCK_SECONDS, CELLS, Counts, Evidence, MemoryLedger, stratum_id
 from ml.canary.routing import Arm, bucket, canary_threshold
 from ml.canary.stats import HIST_GROWTH, HIST_MIN_MS
 
 ScenarioName = Literal["better", "worse", "equal"]
 DEFAULT_START = datetime(2025, 11, 16, 14, 0, tzinfo=UTC)
-Event = ServedEvent | FeedbackEvent
+SIM_CANARY = "canary_sim"
 
 
 class CanarySimParams(Params):
@@ -41,7 +46,11 @@ class CanarySimParams(Params):
     baseline_accuracy: float = Field(0.90, ge=0, le=1)
     canary_accuracy: float = Field(0.90, ge=0, le=1)
     positive_rate: float = Field(0.2, ge=0, le=1, description="share of true label 1")
-    requests_per_s: float = Field(20.0, gt=0, description="Poisson arrival rate over both arms")
+    requests_per_s: float = Field(20.0, gt=0, description="mean Poisson arrival rate over both arms")
+    rate_amplitude: float = Field(0.0, ge=0, lt=1, description="daily cycle of the rate: rate * (1 + a sin)")
+    rate_period_s: float = Field(86_400.0, gt=0, description="period of the rate cycle")
+    shared_accuracy_drop: float = Field(0.0, ge=0, le=1, description="both arms lose this much accuracy ...")
+    drop_after_s: float = Field(math.inf, ge=0, description="... from this many seconds after the start on")
     label_fraction: float = Field(0.3, ge=0, le=1, description="share of predictions that ever get a label")
     label_delay_median_s: float = Field(120.0, gt=0, description="median delay of a label after its prediction")
     label_delay_sigma: float = Field(0.8, ge=0, description="log-normal sigma of the label delay")
@@ -55,42 +64,63 @@ class CanarySimParams(Params):
     canary_model_id: str = "model_v1.3.0"
 
 
-def scenario(name: ScenarioName, **overrides: float | str) -> CanarySimParams:
+def scenario(name: ScenarioName, **overrides: Any) -> CanarySimParams:
     """Parameters of a named scenario: the canary's accuracy is baseline (0.90) +5 pts, -5 pts or equal."""
     canary_accuracy = {"better": 0.95, "worse": 0.85, "equal": 0.90}[name]
     return CanarySimParams.model_validate({"baseline_accuracy": 0.90, "canary_accuracy": canary_accuracy, **overrides})
 
 
-HIST_SIZE = 4096  # histogram buckets kept by the counts-level simulation (up to ~5e15 ms)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServedEvent:
+    """A prediction served by one arm (a ``predict.served`` payload). ``label`` is the *predicted* class."""
 
-
-@dataclass(slots=True)
-class _ArmCounts:
+    prediction_id: str
+    arm: Arm
     model_id: str
-    requests: int = 0
-    errors: int = 0
-    latency_count: int = 0
-    latency_sum: float = 0.0
-    hist: np.ndarray = field(default_factory=lambda: np.zeros(HIST_SIZE, np.int64))
-    confusion: np.ndarray = field(default_factory=lambda: np.zeros(4, np.int64))  # tn fn fp tp
+    percentage: float
+    score: float | None
+    label: int | None
+    latency_ms: float
+    error: str | None
+    time: datetime
+    canary_id: str = SIM_CANARY
 
-    def totals(self, arm: Arm) -> ArmTotals:
-        nonzero = np.flatnonzero(self.hist)
-        buckets = tuple(zip(nonzero.tolist(), self.hist[nonzero].tolist(), strict=True))
-        tn, fn, fp, tp = self.confusion.tolist()
-        return ArmTotals(
-            arm, self.model_id, self.requests, self.errors, self.latency_count, self.latency_sum, buckets,
-            tn, fn, fp, tp,
-        )
+    def payload(self) -> dict[str, Any]:
+        return {
+            "prediction_id": self.prediction_id, "arm": self.arm, "model_id": self.model_id,
+            "canary_id": self.canary_id, "percentage": self.percentage, "score": self.score, "label": self.label,
+            "latency_ms": self.latency_ms, "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedbackEvent:
+    """The ground truth (0/1) of an earlier prediction (a ``predict.feedback`` payload)."""
+
+    prediction_id: str
+    label: int
+    time: datetime
+
+
+Event = ServedEvent | FeedbackEvent
+
+
+def feed(ledger: MemoryLedger, events: list[Event]) -> None:
+    """Events into the ledger, as the analyser folds them."""
+    for event in events:
+        if isinstance(event, ServedEvent):
+            ledger.served(event.prediction_id, event.payload(), event.time)
+        else:
+            ledger.feedback(event.prediction_id, event.label, event.time)
+
+
+HIST_SIZE = 4096  # histogram buckets of the counts-level simulation (up to ~5e15 ms)
 
 
 class CanarySimulator:
     """Generates a canary's traffic window by window; ``canary_percentage`` may change between calls.
 
-    :meth:`advance` returns the served and feedback events (arm chosen by the real sticky router);
-    :meth:`advance_totals` draws the same kind of traffic but returns only both arms' cumulative
-    :class:`ArmTotals` (arm drawn at random with the same probability, counts aggregated with numpy):
-    tens of times faster, for Monte-Carlo studies of the verdict. Use one or the other per simulator.
+    Use :meth:`advance` (events) or :meth:`advance_counts` (strata counts) per simulator, not both.
     """
 
     def __init__(
@@ -107,29 +137,40 @@ class CanarySimulator:
         self.seed = seed
         self.salt = salt
         self._rng = np.random.default_rng(seed)
-        self._now = start.timestamp()
+        self._start = start.timestamp()
+        self._now = self._start
         self._issued = 0
         self._pushed = 0
         self._feedback: list[tuple[float, int, FeedbackEvent]] = []  # heap by time
-        self._counts = (_ArmCounts(params.baseline_model_id), _ArmCounts(params.canary_model_id))
-        self._in_flight = (np.empty(0), np.empty(0, np.int64), np.empty(0, np.int64))  # label time, arm, cell
+        # counts level: labels in flight (arrival time, arm code index, confusion cell, stratum id)
+        self._in_flight: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]] = []
 
     @property
     def now(self) -> datetime:
         return datetime.fromtimestamp(self._now, UTC)
 
+    def _rate(self, t: float) -> float:
+        p = self.params
+        return p.requests_per_s * (1.0 + p.rate_amplitude * math.sin(2 * math.pi * (t - self._start) / p.rate_period_s))
+
+    def _accuracies(self, t: float) -> tuple[float, float]:
+        p = self.params
+        drop = p.shared_accuracy_drop if t - self._start >= p.drop_after_s else 0.0
+        return max(p.baseline_accuracy - drop, 0.0), max(p.canary_accuracy - drop, 0.0)
+
     def advance(self, seconds: float) -> list[Event]:
         """Events with event time in ``[now, now + seconds)``, in time order; moves ``now`` on."""
         p, rng = self.params, self._rng
         begin, end = self._now, self._now + seconds
-        n = int(rng.poisson(p.requests_per_s * seconds))
+        n = int(rng.poisson(self._rate(begin) * seconds))
         times = np.sort(rng.uniform(begin, end, n))
         ids = [f"sim{self.seed}-{self._issued + i}" for i in range(n)]
         self._issued += n
         threshold = canary_threshold(self.canary_percentage)
         on_canary = np.fromiter((bucket(pid, salt=self.salt) < threshold for pid in ids), bool, count=n)
         truth = rng.random(n) < p.positive_rate
-        correct = rng.random(n) < np.where(on_canary, p.canary_accuracy, p.baseline_accuracy)
+        acc_b, acc_c = self._accuracies(begin)
+        correct = rng.random(n) < np.where(on_canary, acc_c, acc_b)
         predicted_arr = np.where(correct, truth, ~truth)
         median = np.where(on_canary, p.canary_latency_median_ms, p.baseline_latency_median_ms)
         failed = (rng.random(n) < np.where(on_canary, p.canary_error_rate, p.baseline_error_rate)).tolist()
@@ -149,6 +190,7 @@ class CanarySimulator:
                 prediction_id=ids[i],
                 arm="canary" if canary[i] else "baseline",
                 model_id=p.canary_model_id if canary[i] else p.baseline_model_id,
+                percentage=self.canary_percentage,
                 score=None if fail else score[i],
                 label=None if fail else predicted[i],
                 latency_ms=latency[i],
@@ -157,7 +199,7 @@ class CanarySimulator:
             )
             copies = 2 if duplicated[i] else 1
             out.extend([(t, 0, served)] * copies)
-            if labelled[i]:
+            if labelled[i] and not fail:
                 feedback = FeedbackEvent(
                     prediction_id=ids[i], label=truth_list[i], time=datetime.fromtimestamp(label_time[i], UTC)
                 )
@@ -171,46 +213,65 @@ class CanarySimulator:
         self._now = end
         return [event for _, _, event in out]
 
-    def advance_totals(self, seconds: float) -> dict[Arm, ArmTotals]:
-        """Both arms' cumulative totals at ``now + seconds`` (labels counted when they arrive); moves ``now`` on.
-
-        Same model as :meth:`advance`, drawn per arm: Poisson arrivals split by the canary share,
-        binomial errors and labels, log-normal latencies and label delays, and a confusion cell per label
-        (P(tp) = positive_rate * accuracy, P(fn) = positive_rate * (1 - accuracy), ...).
-        """
+    def advance_counts(self, seconds: float, *, analysis_id: str = SIM_CANARY) -> dict[str, Counts]:
+        """The strata counts added during ``[now, now + seconds)`` (labels counted when they arrive, in the
+        stratum of their prediction); moves ``now`` on. Same model as :meth:`advance`, drawn per arm."""
         p, rng = self.params, self._rng
         begin, end = self._now, self._now + seconds
         share = self.canary_percentage / 100.0
-        times, arms, cells = [self._in_flight[0]], [self._in_flight[1]], [self._in_flight[2]]
-        for arm_index, counts in enumerate(self._counts):
-            accuracy, error_rate, median = (
-                (p.canary_accuracy, p.canary_error_rate, p.canary_latency_median_ms)
-                if arm_index
-                else (p.baseline_accuracy, p.baseline_error_rate, p.baseline_latency_median_ms)
-            )
-            n = int(rng.poisson(p.requests_per_s * seconds * (share if arm_index else 1.0 - share)))
-            errors = int(rng.binomial(n, error_rate))
-            latency = median * np.exp(p.latency_sigma * rng.standard_normal(n - errors))
+        acc_b, acc_c = self._accuracies(begin)
+        out: dict[str, Counts] = {}
+        for code, arm_share, accuracy, error_rate, median in (
+            ("b", 1.0 - share, acc_b, p.baseline_error_rate, p.baseline_latency_median_ms),
+            ("c", share, acc_c, p.canary_error_rate, p.canary_latency_median_ms),
+        ):
+            n = int(rng.poisson(self._rate(begin) * seconds * arm_share))
+            if n == 0:
+                continue
+            times = rng.uniform(begin, end, n)
+            blocks = (times // BLOCK_SECONDS).astype(np.int64)
+            failed = rng.random(n) < error_rate
+            latency = median * np.exp(p.latency_sigma * rng.standard_normal(n))
             index = np.log(np.maximum(latency, HIST_MIN_MS) / HIST_MIN_MS) // math.log(HIST_GROWTH) + 1
-            counts.hist += np.bincount(np.minimum(index, HIST_SIZE - 1).astype(np.int64), minlength=HIST_SIZE)
-            counts.requests += n
-            counts.errors += errors
-            counts.latency_count += n - errors
-            counts.latency_sum += float(latency.sum())
-            m = int(rng.binomial(n - errors, p.label_fraction))
-            delay = p.label_delay_median_s * np.exp(p.label_delay_sigma * rng.standard_normal(m))
-            times.append(rng.uniform(begin, end, m) + delay)
-            arms.append(np.full(m, arm_index, np.int64))
+            index = np.minimum(index, HIST_SIZE - 1).astype(np.int64)
+            labelled = ~failed & (rng.random(n) < p.label_fraction)
             pos = p.positive_rate  # cells tn fn fp tp, drawn by inverting their cumulative probabilities
             edges = np.cumsum([(1 - pos) * accuracy, pos * (1 - accuracy), (1 - pos) * (1 - accuracy)])
-            cells.append(np.searchsorted(edges, rng.random(m), side="right"))
-        all_times, all_arms, all_cells = np.concatenate(times), np.concatenate(arms), np.concatenate(cells)
-        due = all_times < end
-        for arm_index, counts in enumerate(self._counts):
-            counts.confusion += np.bincount(all_cells[due & (all_arms == arm_index)], minlength=4)
-        self._in_flight = (all_times[~due], all_arms[~due], all_cells[~due])
+            cells = np.searchsorted(edges, rng.random(n), side="right")
+            delay = p.label_delay_median_s * np.exp(p.label_delay_sigma * rng.standard_normal(n))
+            for block in np.unique(blocks).tolist():
+                mask = blocks == block
+                counts = out.setdefault(stratum_id(analysis_id, self.canary_percentage, block), {})
+                ok = mask & ~failed
+                counts[f"{code}.requests"] = counts.get(f"{code}.requests", 0) + int(mask.sum())
+                counts[f"{code}.errors"] = counts.get(f"{code}.errors", 0) + int((mask & failed).sum())
+                counts[f"{code}.lat_n"] = counts.get(f"{code}.lat_n", 0) + int(ok.sum())
+                counts[f"{code}.lat_us"] = counts.get(f"{code}.lat_us", 0) + int(np.round(latency[ok] * 1000).sum())
+                buckets, hits = np.unique(index[ok], return_counts=True)
+                for b, h in zip(buckets.tolist(), hits.tolist(), strict=True):
+                    counts[f"{code}.h.{b}"] = counts.get(f"{code}.h.{b}", 0) + h
+            sids = [stratum_id(analysis_id, self.canary_percentage, b) for b in blocks[labelled].tolist()]
+            self._in_flight.append(
+                (times[labelled] + delay[labelled], np.full(len(sids), ARM_CODE_INDEX[code]), cells[labelled], sids)
+            )
+        kept = []
+        for arrival, arms, cells, sids in self._in_flight:
+            due = arrival < end
+            for i in np.flatnonzero(due).tolist():
+                key = f"{CODES[int(arms[i])]}.{CELLS[int(cells[i])]}"
+                counts = out.setdefault(sids[i], {})
+                counts[key] = counts.get(key, 0) + 1
+            if not due.all():
+                keep = ~due
+                kept.append((arrival[keep], arms[keep], cells[keep], [s for s, k in zip(sids, keep, strict=True) if k]))
+        self._in_flight = kept
         self._now = end
-        return {arm: counts.totals(arm) for arm, counts in zip(("baseline", "canary"), self._counts, strict=True)}
+        return out
+
+
+CODES = ("b", "c")
+ARM_CODE_INDEX = {code: i for i, code in enumerate(CODES)}
+assert set(CODES) <= set(ARM_CODE.values())
 
 
 @dataclass
@@ -224,12 +285,14 @@ class CanaryRun:
     history: list[tuple[datetime, float, Recommendation]] = field(default_factory=list)
     """``(window end, canary percentage, recommendation)`` after every window."""
     final: Verdict | None = None
-    totals: dict[Arm, ArmTotals] = field(default_factory=dict)
+    evidence: Evidence | None = None
 
     @property
     def labelled(self) -> tuple[int, int]:
         """Labelled predictions ``(baseline, canary)`` at the end."""
-        return self.totals["baseline"].labelled, self.totals["canary"].labelled
+        if self.evidence is None:
+            return 0, 0
+        return self.evidence.pooled("b").labelled, self.evidence.pooled("c").labelled
 
 
 def run_canary(
@@ -241,36 +304,41 @@ def run_canary(
     max_windows: int = 60,
     follow_steps: bool = True,
     start_percentage: float | None = None,
+    schedule: dict[int, float] | None = None,
     level: Literal["events", "counts"] = "events",
 ) -> CanaryRun:
     """Run the sequential canary procedure on simulated traffic, checking the verdict after every window.
 
-    Stops at the first ``rollback``. On ``proceed`` it moves to the next traffic step when
-    ``follow_steps`` (stopping as promoted when that step is the last), else it keeps monitoring.
-    ``level="events"`` feeds simulated events through :class:`CanaryAggregator` (the real path);
-    ``level="counts"`` draws the same traffic as counts (:meth:`CanarySimulator.advance_totals`).
+    Stops at the first ``rollback``. On ``proceed`` it moves to the next traffic step when ``follow_steps``
+    (stopping as promoted when that step is the last), else it keeps monitoring. ``schedule`` (window index
+    -> percentage) changes the traffic share at fixed windows instead, whatever the verdict. ``level="events"``
+    feeds simulated events through :class:`MemoryLedger` (the analyser's algorithm); ``"counts"`` draws strata
+    counts directly.
     """
     policy = policy or CanaryPolicy()
     percentage = start_percentage if start_percentage is not None else policy.steps[0]
     sim = CanarySimulator(params, seed=seed, canary_percentage=percentage)
-    aggregator = CanaryAggregator(AggregatorConfig(window_s=window_s))
+    ledger = MemoryLedger()
+    evidence = Evidence(SIM_CANARY)
     run = CanaryRun(outcome="hold", windows=0)
-    for _ in range(max_windows):
+    for window in range(max_windows):
+        if schedule and window in schedule:
+            percentage = schedule[window]
         sim.canary_percentage = percentage
         if level == "counts":
-            totals = sim.advance_totals(window_s)
+            for sid, counts in sim.advance_counts(window_s).items():
+                evidence.apply(sid, counts)
         else:
-            aggregator.add_many(sim.advance(window_s))
-            aggregator.close_window(sim.now)
-            totals = aggregator.totals()
-        verdict = decide(totals["baseline"], totals["canary"], policy, current_percentage=percentage)
+            feed(ledger, sim.advance(window_s))
+            evidence = ledger.of(SIM_CANARY)
+        verdict = decide(evidence, policy, current_percentage=percentage, now=sim.now)
         run.windows += 1
         run.history.append((sim.now, percentage, verdict.recommendation))
-        run.final, run.totals = verdict, totals
+        run.final, run.evidence = verdict, evidence
         if verdict.recommendation == "rollback":
             run.outcome = "rollback"
             break
-        if verdict.recommendation == "proceed" and follow_steps:
+        if verdict.recommendation == "proceed" and follow_steps and not schedule:
             nxt = policy.next_step(percentage)
             if nxt is None or nxt == policy.steps[-1]:
                 run.outcome = "proceed"

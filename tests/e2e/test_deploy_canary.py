@@ -232,7 +232,7 @@ def test_seed_deploy_sequence(
     async def run() -> Any:
         return await replay_stack(settings, source="archive")
 
-    names = ("deployments", "canaries", "deploy_history", "models")
+    names = ("deployments", "canaries", "deploy_history", "models", "predictions", "canary_strata", "canary_windows")
     deadline, report = time.monotonic() + 40, None
     while time.monotonic() < deadline:  # the archive consumer trails the projections slightly
         report = stack.run(run())
