@@ -63,6 +63,11 @@ NAMING["lotto"] = lotto_model_name
 NAMING["rl"] = rl_model_name
 
 
+def holdout_predictions_filename(model_id: str) -> str:
+    """GridFS name (``artifacts`` bucket) of a model's per-record hold-out predictions; the artifact is ``model_id``."""
+    return f"{model_id}.holdout"
+
+
 def counter_key(cmd: jobs.TrainRequested) -> str:
     machine = cmd.spec.get("machine")
     return f"model:{cmd.domain}:{cmd.model_type}" + (f":{machine}" if machine is not None else "")
@@ -331,6 +336,15 @@ class TrainingService:
         artifact_id = await bucket.upload_from_stream(
             model_id, artifact, metadata={"sha256": sha, "job_id": cmd.job_id, "model_type": cmd.model_type}
         )
+        stored = [artifact_id]
+        holdout_id = None
+        if outcome.get("holdout_predictions") is not None:
+            holdout_id = await bucket.upload_from_stream(
+                holdout_predictions_filename(model_id),
+                outcome["holdout_predictions"],
+                metadata={"kind": "holdout_predictions", "job_id": cmd.job_id, "model_id": model_id},
+            )
+            stored.append(holdout_id)
         registered = jobs.ModelRegistered(
             model_id=model_id,
             model_name=model_name,
@@ -348,13 +362,15 @@ class TrainingService:
             artifact_id=str(artifact_id),
             artifact_sha256=sha,
             artifact_bytes=len(artifact),
+            holdout_predictions_id=str(holdout_id) if holdout_id is not None else None,
             trained_at=utcnow(),
         )
         done = await self.db[mongo.LEASES].find_one_and_update(
             self._lease_filter(cmd), {"$set": {"state": "done", "finished_at": utcnow(), "model_id": model_id}}
         )
         if done is None:
-            await bucket.delete(artifact_id)
+            for file_id in stored:
+                await bucket.delete(file_id)
             raise LeaseLost(cmd.job_id)
         model_env = Envelope.wrap(
             jobs.MODEL_REGISTERED,

@@ -89,6 +89,7 @@ def _tabular(mongodb_url: str, db_name: str, command: dict[str, Any], report: An
         "status": "completed",
         "artifact": outcome.artifact,
         "sha256": outcome.sha256,
+        "holdout_predictions": outcome.predictions.to_bytes() if outcome.predictions is not None else None,
         "metrics": outcome.metrics,
         "result": {
             "holdout": outcome.holdout,
@@ -111,7 +112,8 @@ def _tabular(mongodb_url: str, db_name: str, command: dict[str, Any], report: An
 Runner = Callable[[str, str, dict[str, Any], Callable[[float, Any], None]], dict[str, Any]]
 RUNNERS: dict[str, Runner] = {"tabular": _tabular}
 """domain -> runner(mongodb_url, db_name, command, report) returning the outcome dict:
-{"status": "completed", "artifact": bytes, "sha256", "metrics", "result", "lineage"}."""
+{"status": "completed", "artifact": bytes, "sha256", "metrics", "result", "lineage"}, and optionally
+"holdout_predictions": bytes (``ml.tabular.holdout.HoldoutPredictions``), stored beside the artifact."""
 
 
 def _lotto(mongodb_url: str, db_name: str, command: dict[str, Any], report: Any) -> dict[str, Any]:

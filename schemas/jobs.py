@@ -92,4 +92,10 @@ class ModelRegistered(Payload):
     artifact_id: str
     artifact_sha256: str
     artifact_bytes: int
+    holdout_predictions_id: str | None = Field(
+        None,
+        description="GridFS id (artifacts bucket) of the per-record hold-out predictions "
+        "(ml.tabular.holdout.HoldoutPredictions) that POST /v1/ml/models/compare pairs models on; "
+        "None for models without a labelled hold-out or trained before they were stored",
+    )
     trained_at: UtcDatetime

@@ -1,13 +1,17 @@
 """``/v1/ml/models``: the registry of fraud/anomaly models, lineage and comparison (seed 000).
 
-Comparison: the winner is the model with the highest hold-out ``f1_score`` (fraud is rare, so
-accuracy alone rewards predicting "no fraud"); ties go to the higher ``roc_auc``, then to the
-newer model. ``improvement`` is the winner's figure minus the best other model's figure."""
+Comparison (``ml/tabular/compare.py``): the candidate is the model with the highest hold-out ``f1_score``;
+it is the ``winner`` only when its f1 difference against every other model is conclusive (a bootstrap
+interval over hold-out records excluding 0, paired when the models share their hold-out). This module
+loads the models and their stored hold-out predictions; the statistics are pure."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
+from bson import ObjectId
+from gridfs import AsyncGridFSBucket
 from litestar import Controller, get, post
 from litestar.params import Parameter
 from pydantic import BaseModel, Field
@@ -16,10 +20,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from api.errors import ApiError
 from api.security import api_key_guard
 from infra import mongo
+from ml.tabular.compare import Entry, NotComparable, compare_models
+from ml.tabular.holdout import HoldoutPredictions
 from schemas.common import iso
 
-COMPARED = ("accuracy", "precision", "recall", "f1_score", "roc_auc", "false_positive_rate")
-IMPROVEMENT = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
 ModelStatus = Literal["trained", "staging", "canary", "production", "archived", "rolled_back"]
 
 
@@ -44,36 +48,17 @@ def model_summary(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def compare(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    rows = [{"model_id": d["model_id"], **{m: d["metrics"].get(m) for m in COMPARED}} for d in docs]
-    scored = [(d, r) for d, r in zip(docs, rows, strict=True) if r["f1_score"] is not None]
-    if not scored:
-        raise ApiError(
-            422,
-            "NOT_COMPARABLE",
-            "none of these models has hold-out labels (f1_score); train on labelled records to compare them",
-            field="model_ids",
-        )
-
-    def rank(item: tuple[dict[str, Any], dict[str, Any]]) -> tuple[float, float, Any]:
-        doc, row = item
-        return (row["f1_score"], row["roc_auc"] if row["roc_auc"] is not None else -1.0, doc["trained_at"])
-
-    ordered = sorted(scored, key=rank, reverse=True)
-    winner = ordered[0][1]
-    improvement: dict[str, float] = {}
-    if len(ordered) > 1:
-        runner_up = ordered[1][1]
-        for metric in IMPROVEMENT:
-            if winner[metric] is not None and runner_up[metric] is not None:
-                improvement[metric] = round(winner[metric] - runner_up[metric], 4)
-    return {
-        "comparison": rows,
-        "winner": winner["model_id"],
-        "improvement": improvement,
-        "decided_by": "highest hold-out f1_score; ties: higher roc_auc, then the newer model; "
-        "improvement = winner minus the best other model",
-    }
+async def compare_entry(db: AsyncDatabase, doc: dict[str, Any]) -> Entry:
+    """A model document and, when it has a labelled hold-out, its stored per-record predictions."""
+    holdout_sha = ((doc.get("lineage") or {}).get("holdout") or {}).get("records_sha256")
+    predictions = None
+    if doc.get("holdout_predictions_id") and doc["metrics"].get("f1_score") is not None:
+        bucket = AsyncGridFSBucket(db, bucket_name=mongo.ARTIFACT_BUCKET)
+        stream = await bucket.open_download_stream(ObjectId(doc["holdout_predictions_id"]))
+        predictions = HoldoutPredictions.from_bytes(await stream.read())
+        if predictions.fingerprint != holdout_sha:
+            raise RuntimeError(f"{doc['model_id']}: stored hold-out predictions do not match its hold-out")
+    return Entry(doc["model_id"], doc["metrics"], doc["trained_at"], holdout_sha, predictions)
 
 
 class ModelsController(Controller):
@@ -121,4 +106,8 @@ class ModelsController(Controller):
             raise ApiError(
                 404, "MODEL_NOT_FOUND", f"unknown model id(s): {', '.join(missing)}", field="model_ids", missing=missing
             )
-        return compare([found[i] for i in ids])
+        entries = [await compare_entry(db, found[i]) for i in ids]
+        try:
+            return await asyncio.to_thread(compare_models, entries)  # the bootstrap takes ~0.1-1 s of CPU
+        except NotComparable as exc:
+            raise ApiError(422, "NOT_COMPARABLE", str(exc), field="model_ids") from exc

@@ -11,6 +11,7 @@ import numpy as np
 
 from ml.base import ProgressCallback
 from ml.tabular.data import Dataset, time_split
+from ml.tabular.holdout import HoldoutPredictions, fingerprint
 from ml.tabular.isolation_forest import IsolationForestModel
 from ml.tabular.lightgbm_model import LightGBMModel
 from ml.tabular.metrics import binary_metrics, majority_baseline
@@ -40,6 +41,8 @@ class TrainOutcome:
     baseline: dict[str, Any] | None
     holdout: dict[str, Any]
     feature_names: list[str]
+    predictions: HoldoutPredictions | None = None
+    """what the model predicted on each hold-out record (None when the hold-out has no labels)"""
     library_versions: dict[str, str] = field(default_factory=library_versions)
 
     @property
@@ -55,7 +58,8 @@ def train_tabular(
     progress: ProgressCallback | None = None,
     num_threads: int = 0,
 ) -> TrainOutcome:
-    """Fits on the first 80 % of the period (by time) and evaluates on the last 20 %."""
+    """Fits on the first 80 % of the period (by time) and evaluates on the last 20 %; the hold-out's
+    fingerprint goes into ``holdout["records_sha256"]`` and the per-record predictions into ``predictions``."""
     if len(data) < 10:
         raise TrainingDataError(f"{len(data)} records in the period; at least 10 are needed")
     train, test = time_split(data, HOLDOUT_FRACTION)
@@ -66,8 +70,10 @@ def train_tabular(
         "test_records": len(test),
         "test_from": float(test.timestamps[0]),
         "test_to": float(test.timestamps[-1]),
+        "records_sha256": fingerprint(test),
     }
     baseline: dict[str, Any] | None = None
+    predictions: HoldoutPredictions | None = None
     if model_type == "lightgbm":
         if train.y is None or test.y is None:
             raise TrainingDataError("LightGBM needs a label on every record in the period")
@@ -76,16 +82,20 @@ def train_tabular(
         model: LightGBMModel | IsolationForestModel = LightGBMModel(params, num_threads=num_threads)
         model.fit(train.X, train.y, feature_names=data.feature_names, progress=progress)
         scores = model.predict_scores(test.X)
-        metrics: dict[str, Any] = binary_metrics(test.y, (scores >= 0.5).astype(int), scores)
+        labels = (scores >= 0.5).astype(np.int8)
+        metrics: dict[str, Any] = binary_metrics(test.y, labels, scores)
         baseline = majority_baseline(train.y, test.y)
+        predictions = HoldoutPredictions.of(test, labels, scores)
     else:
         model = IsolationForestModel(params)
         model.fit(train.X, feature_names=data.feature_names, progress=progress)
         pred = model.predict(test.X)
         metrics = {"anomaly_rate": round(float(pred.mean()), 4)}
         if test.y is not None and train.y is not None:
-            metrics |= binary_metrics(test.y, pred, model.predict_scores(test.X))
+            anomaly_scores = model.predict_scores(test.X)
+            metrics |= binary_metrics(test.y, pred, anomaly_scores)
             baseline = majority_baseline(train.y, test.y)
+            predictions = HoldoutPredictions.of(test, pred, anomaly_scores)
         metrics["labelled"] = test.y is not None
     return TrainOutcome(
         artifact=model.to_bytes(),
@@ -93,4 +103,5 @@ def train_tabular(
         baseline=baseline,
         holdout=holdout,
         feature_names=data.feature_names,
+        predictions=predictions,
     )
