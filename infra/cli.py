@@ -166,17 +166,24 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not api_key:
         print("give --api-key (or set MODELBUS_API_KEY)", file=sys.stderr)
         return 2
-    result = asyncio.run(
-        simulate(
-            url,
-            api_key,
-            args.scenario,
-            canary_id=args.canary_id,
-            rps=args.rps,
-            duration_s=args.duration,
-            label_delay_s=args.label_delay,
+    try:
+        result = asyncio.run(
+            simulate(
+                url,
+                api_key,
+                args.scenario,
+                canary_id=args.canary_id,
+                shadow_id=args.shadow_id,
+                rps=args.rps,
+                duration_s=args.duration,
+                label_delay_s=args.label_delay,
+            )
         )
-    )
+    except KeyboardInterrupt:
+        print("stopped: interrupted", file=sys.stderr)
+        return 130
+    if not result["ok"]:
+        return 1  # the simulator's last line said why, with the API's error code and message
     print(json.dumps({k: v for k, v in result.items() if k != "last_status"}))
     return 0
 
@@ -274,11 +281,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="traffic simulators against a running stack")
     simsub = sim.add_subparsers(dest="what", required=True)
-    can = simsub.add_parser("canary", help="predictions and delayed feedback for the running canary")
+    can = simsub.add_parser(
+        "canary",
+        help="predictions and delayed feedback for the running canary (or shadow), within the key's rate limit",
+    )
     can.add_argument("--scenario", choices=["better", "worse", "equal"], required=True)
     can.add_argument("--api-key", help="API key (default MODELBUS_API_KEY)")
     can.add_argument("--url", help="API URL (default: stack.json of `modelbus up`)")
-    can.add_argument("--canary-id", help="default: the active canary")
+    target = can.add_mutually_exclusive_group()
+    target.add_argument("--canary-id", help="default: the running canary, else the running shadow")
+    target.add_argument(
+        "--shadow-id",
+        help="a shadow deployment: the truth is drawn from production's predictions (what callers see), so the "
+        "scenario's canary accuracy does not apply to the shadow",
+    )
     can.add_argument("--rps", type=float, default=50.0, help="predictions per second")
     can.add_argument("--duration", type=float, default=300.0, help="seconds")
     can.add_argument("--label-delay", type=float, default=5.0, help="seconds before a label is sent")
