@@ -718,6 +718,7 @@ def train_lotto(mongodb_url: str, db_name: str, command: dict[str, Any], report:
             "holdout": holdout,
             "baseline": baseline,
             "baseline_within_ci": within,
+            "confidence_evidence": model.evidence().model_dump(mode="json"),
             "timings_seconds": {"load": round(load_s, 3), "fit_and_evaluate": round(fit_s, 3)},
         },
         "lineage": {

@@ -4,7 +4,9 @@
   ``model_type`` and ``parameters`` (``ml.rl``), fits it on the default scenario and reports every episode
   through ``report(pct, {"episodes": [...]})``; the training worker publishes them on ``rl.episodes`` and the
   report is where a cancel request stops training, at the end of the episode that just finished. The outcome:
-  the artifact, its evaluation on 20 seeded days beside the random and greedy baselines, and the lineage.
+  the artifact, its evaluation on the 30 held-out days (``ml.rl.evaluation``: never trained or tuned on) beside
+  random, greedy and the best static placement on the same days, with intervals over days, the comparison with
+  greedy day by day and a plain verdict, and the lineage.
   With ``wandb_project`` and wandb installed, every episode is logged to Weights & Biases (offline unless
   ``WANDB_API_KEY`` is set); a W&B failure is logged and training goes on.
 * Serving (kind ``rl.act``): an observation in, an action and the placement it means out. A worker serves a
@@ -52,7 +54,6 @@ from schemas.envelope import Envelope
 
 log = logging.getLogger("modelbus.rl")
 
-EVAL_EPISODES = 20
 STATUS_CACHE_SECONDS = 1.0
 
 # -- naming -------------------------------------------------------------------------------------------------
@@ -162,19 +163,13 @@ def warm_up() -> None:
 _BASELINES: dict[str, Any] = {}
 
 
-def _baselines() -> dict[str, Any]:
-    """Random and greedy on the evaluation days of the default scenario (deterministic; once per process)."""
-    if not _BASELINES:
-        from ml.rl import EdgePlacementEnv
-        from ml.rl.baselines import EVAL_SEED, GreedyPolicy, RandomPolicy, evaluate_policy
+def _baselines() -> Any:
+    """The baselines on the held-out days of the default scenario (deterministic; once per process)."""
+    if "held_out" not in _BASELINES:
+        from ml.rl.evaluation import held_out_baselines
 
-        env = EdgePlacementEnv()
-        n_actions = int(env.action_space.n)
-        _BASELINES["random"] = evaluate_policy(
-            RandomPolicy(n_actions, seed=EVAL_SEED), env, episodes=EVAL_EPISODES
-        ).as_dict()
-        _BASELINES["greedy"] = evaluate_policy(GreedyPolicy(env), env, episodes=EVAL_EPISODES).as_dict()
-    return _BASELINES
+        _BASELINES["held_out"] = held_out_baselines()
+    return _BASELINES["held_out"]
 
 
 def train_agent(mongodb_url: str, db_name: str, command: dict[str, Any], report: Any) -> dict[str, Any]:
@@ -188,12 +183,13 @@ def train_agent(mongodb_url: str, db_name: str, command: dict[str, Any], report:
 
     from ml.base import TrainingCancelled
     from ml.rl import create_agent, default_scenario
-    from ml.rl.baselines import EVAL_SEED, evaluate_policy, normalised_score
+    from ml.rl.evaluation import check_days_disjoint, evaluate_held_out
 
     spec = command["spec"]
     model_type = command["model_type"]
     total = int(spec["total_episodes"])
     agent = create_agent(model_type, spec.get("parameters") or {})
+    check_days_disjoint(agent.params.seed)
     params = agent.params.model_dump(mode="json")
     wandb_log = WandbLogger.start(spec, command, params)
 
@@ -222,28 +218,16 @@ def train_agent(mongodb_url: str, db_name: str, command: dict[str, Any], report:
         raise
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    evaluation = evaluate_policy(agent.act, episodes=EVAL_EPISODES).as_dict()
-    baselines = _baselines()
-    score = normalised_score(
-        evaluation["mean_reward"], baselines["random"]["mean_reward"], baselines["greedy"]["mean_reward"]
-    )
+    held_out = evaluate_held_out(agent.act, baselines=_baselines())
     eval_s = time.perf_counter() - t1
     artifact = agent.to_bytes()
     metrics = {
-        "mean_reward": round(evaluation["mean_reward"], 4),
-        "std_reward": round(evaluation["std_reward"], 4),
-        "normalised_score": round(score, 4),
-        "latency": round(evaluation["mean_latency_ms"] / 1000.0, 6),
-        "latency_ms": round(evaluation["mean_latency_ms"], 3),
-        "cost": round(evaluation["mean_cost"], 4),
-        "overload": round(evaluation["mean_overload"], 5),
-        "random_mean_reward": round(baselines["random"]["mean_reward"], 4),
-        "greedy_mean_reward": round(baselines["greedy"]["mean_reward"], 4),
-        "evaluation_episodes": EVAL_EPISODES,
+        **held_out.as_metrics(),
         "training_episodes": total,
         "training_seconds": round(fit_s, 3),
     }
-    wandb_log.summary({f"eval/{k}": v for k, v in metrics.items()})
+    verdict = held_out.verdict(model_type)
+    wandb_log.summary({f"eval/{k}": v for k, v in metrics.items() if v is not None} | {"eval/verdict": verdict})
     wandb_info = dict(wandb_log.info)
     wandb_log.finish(exit_code=0)
     scenario = default_scenario()
@@ -254,10 +238,10 @@ def train_agent(mongodb_url: str, db_name: str, command: dict[str, Any], report:
         "sha256": hashlib.sha256(artifact).hexdigest(),
         "metrics": metrics,
         "result": {
-            "evaluation": evaluation,
-            "baselines": baselines,
+            "held_out": held_out.as_dict(),
+            "verdict": verdict,
             "normalised_score": metrics["normalised_score"],
-            "score_meaning": "0 = random policy, 1 = greedy one-step lookahead (docs/rl.md)",
+            "score_meaning": "0 = random policy, 1 = greedy one-step lookahead, on the held-out days (docs/rl.md)",
             "timings_seconds": {"fit": round(fit_s, 3), "evaluate": round(eval_s, 3)},
             "wandb": wandb_info,
         },
@@ -267,7 +251,13 @@ def train_agent(mongodb_url: str, db_name: str, command: dict[str, Any], report:
             "scenario_sha256": hashlib.sha256(scenario_json.encode()).hexdigest(),
             "hyperparameters": params,
             "total_episodes": total,
-            "evaluation": {"episodes": EVAL_EPISODES, "first_seed": EVAL_SEED},
+            "evaluation": {
+                "days": "held-out",
+                "episodes": held_out.days,
+                "first_seed": held_out.agent.seeds[0],
+                "training_seed": agent.params.seed,
+                "disjoint_from_training_and_validation": True,
+            },
             "library_versions": {
                 "python": platform.python_version(),
                 "torch": torch.__version__,

@@ -54,6 +54,61 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+CONFIDENCE_SCORE_DESCRIPTION: Final = (
+    "0.5 = no different from a uniform random set. Otherwise 1/(1+exp(-w*LLR)): LLR is the set's log-likelihood "
+    "ratio under the model's per-number probabilities against uniform (6/45 each), and w in [0, 1] is the model's "
+    "held-out evidence: the lower end of the 95% interval of its log-likelihood gain per draw over the uniform "
+    "baseline on draws it had not seen, divided by the gain it claims; 0 (every score 0.5) when no gain is shown. "
+    "A model score, NOT a chance of winning: every set has the same 1/8,145,060 chance. See docs/lotto.md."
+)
+CONFIDENCE_THRESHOLD_DESCRIPTION: Final = (
+    "minimum confidence_score of a returned set, on the same scale: <= 0.5 admits every set; above 0.5 a set must "
+    "be that much more likely under the model's evidence-weighted likelihood ratio (0.7: at least 0.7/0.3 = 2.33 "
+    "times as likely as under uniform). When no set can reach it, sets are returned flagged below_threshold and "
+    "metadata.threshold_reachable is false."
+)
+
+
+class PredictionSet(BaseModel):
+    """One generated set (``POST /api/predictions/generate``; the ensemble adds ``below_threshold``)."""
+
+    set_number: int
+    numbers: list[int] = Field(description="six distinct numbers 1–45, sorted")
+    confidence_score: float = Field(ge=0.0, le=1.0, description=CONFIDENCE_SCORE_DESCRIPTION)
+    algorithm_used: str
+    explanation: list[str] = Field(min_length=1, description="every line is computed from this set")
+
+
+class EnsembleSet(PredictionSet):
+    below_threshold: bool = Field(False, description="confidence_score < confidence_threshold")
+
+
+class PredictionResponse(BaseModel):
+    """``POST /api/predictions/generate`` (seed 003 1.1) as answered."""
+
+    request_id: str
+    machine_type: str
+    predictions: list[PredictionSet]
+    metadata: dict[str, Any] = Field(
+        description="algorithm, analysis_window, model_version, features_used, draws_analysed, …, "
+        "confidence_score_definition and confidence_evidence (the held-out record the scores are weighted by)"
+    )
+    generated_at: str
+
+
+class EnsembleResponse(BaseModel):
+    """``POST /api/ensemble/predictions/`` (seed 003 2.1) as answered."""
+
+    request_id: str
+    machine_type: str
+    predictions: list[EnsembleSet]
+    metadata: dict[str, Any] = Field(
+        description="models, model_weights, model_metrics, confidence_threshold, threshold_met, threshold_reachable, "
+        "max_confidence_score, confidence_evidence (the combination's held-out record), …"
+    )
+    generated_at: str
+
+
 class PredictionRequest(_Body):
     """``POST /api/predictions/generate`` (seed 003 1.1); ``machine_type`` is checked by the route."""
 
@@ -79,7 +134,7 @@ class EnsemblePredictionRequest(_Body):
         min_length=1,
         description=f"members, any of {', '.join(MODEL_TYPES)}",
     )
-    confidence_threshold: float = Field(0.7, ge=0.0, le=1.0)
+    confidence_threshold: float = Field(0.7, ge=0.0, le=1.0, description=CONFIDENCE_THRESHOLD_DESCRIPTION)
 
     @field_validator("machine_type", mode="before")
     @classmethod

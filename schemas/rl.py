@@ -27,6 +27,13 @@ RLModelType = Literal["q_learning", "dqn", "ppo"]
 RL_MODEL_TYPES: tuple[str, ...] = ("q_learning", "dqn", "ppo")
 MAX_EPISODES = 100_000
 
+HELD_OUT_FIRST_SEED = 2_000_000_000
+"""First held-out day: every reported RL figure is measured on days ``reset(seed=s)`` for s in
+``HELD_OUT_FIRST_SEED .. HELD_OUT_FIRST_SEED + HELD_OUT_DAYS - 1`` (``ml.rl.evaluation``), never trained or tuned on."""
+HELD_OUT_DAYS = 30
+MAX_TRAINING_SEED = HELD_OUT_FIRST_SEED - 1
+"""An agent's training starts on the day ``reset(seed=params.seed)``, so its seed stays below the held-out range."""
+
 # -- hyperparameters ----------------------------------------------------------------------------------------
 
 
@@ -44,7 +51,12 @@ class AgentParams(BaseModel):
     discount_factor: float = Field(ge=0.0, le=1.0)
     batch_size: int = Field(ge=1, le=4096)
     epochs: int = Field(ge=1, le=10_000)
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    seed: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_TRAINING_SEED,
+        description="seeds the agent and its first training day; held-out evaluation days start at 2,000,000,000",
+    )
 
 
 class QLearningParams(AgentParams):
@@ -61,7 +73,7 @@ class QLearningParams(AgentParams):
 
 
 class DQNParams(AgentParams):
-    learning_rate: float = Field(default=1e-3, gt=0.0, le=1.0, description="Adam step size")
+    learning_rate: float = Field(default=1e-3, gt=0.0, le=1.0, description="Adam step size (see anneal_lr)")
     discount_factor: float = Field(default=0.9, ge=0.0, le=1.0)
     batch_size: int = Field(default=128, ge=1, le=4096, description="minibatch size of a gradient step")
     epochs: int = Field(default=12, ge=1, le=10_000, description="gradient steps after each episode")
@@ -72,8 +84,10 @@ class DQNParams(AgentParams):
     epsilon_start: float = Field(default=1.0, ge=0.0, le=1.0)
     epsilon_end: float = Field(default=0.05, ge=0.0, le=1.0)
     exploration_fraction: float = Field(default=0.4, gt=0.0, le=1.0, description="share of episodes to decay")
-    hidden_size: int = Field(default=64, ge=4, le=1024)
+    hidden_size: int = Field(default=128, ge=4, le=1024)
     double_q: bool = True
+    dueling: bool = Field(default=True, description="Q = V + A - mean(A): a state-value output beside the advantages")
+    anneal_lr: bool = Field(default=True, description="learning rate annealed linearly to 0 over the run")
     max_grad_norm: float = Field(default=10.0, gt=0.0, le=1e6)
     reward_scale: float = Field(default=0.1, gt=0.0, le=1e3, description="rewards are multiplied by this to learn")
 

@@ -18,6 +18,7 @@ import json
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 from pymongo.asynchronous.database import AsyncDatabase
@@ -41,8 +42,10 @@ from schemas.lotto import (
     MODEL_TYPES,
     DrawRecorded,
     EnsemblePredictionRequest,
+    EnsembleResponse,
     LottoTrainRequest,
     PredictionRequest,
+    PredictionResponse,
     machine_label,
     parse_machine_type,
 )
@@ -143,6 +146,7 @@ def lotto_job_status(doc: dict[str, Any]) -> dict[str, Any]:
         "holdout": result.get("holdout"),
         "baseline": result.get("baseline"),
         "baseline_within_ci": result.get("baseline_within_ci"),
+        "confidence_evidence": result.get("confidence_evidence"),
         "draws": result.get("draws", doc.get("record_count")),
         "parameters": spec.get("parameters"),
         "attempts": doc.get("attempts"),
@@ -375,7 +379,12 @@ class LottoController(Controller):
         return await call_worker(rpc, "lotto.backtest", body, key=f"m{machine}")
 
     # -- generation ---------------------------------------------------------------------------------------------
-    @post("/api/predictions/generate", status_code=HTTP_200_OK, summary="Generate number sets for a machine")
+    @post(
+        "/api/predictions/generate",
+        status_code=HTTP_200_OK,
+        summary="Generate number sets for a machine",
+        responses={HTTP_200_OK: ResponseSpec(PredictionResponse, generate_examples=False, description="the sets")},
+    )
     async def generate(
         self, request: Request[Any, Any, Any], data: PredictionRequest, rpc: RpcClient
     ) -> dict[str, Any]:
@@ -387,6 +396,7 @@ class LottoController(Controller):
         ["/api/ensemble/predictions", "/api/ensemble/predictions/"],
         status_code=HTTP_200_OK,
         summary="Ensemble of trained members (weighted_voting, stacking, blending)",
+        responses={HTTP_200_OK: ResponseSpec(EnsembleResponse, generate_examples=False, description="the sets")},
     )
     async def ensemble(
         self, request: Request[Any, Any, Any], data: EnsemblePredictionRequest, rpc: RpcClient

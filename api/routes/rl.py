@@ -149,7 +149,8 @@ async def task_body(db: AsyncDatabase, doc: dict[str, Any]) -> dict[str, Any]:
         "updated_at": _time(updated),
     }
     if status == "completed" and doc.get("metrics"):
-        body["evaluation"] = doc["metrics"]
+        verdict = (doc.get("result") or {}).get("verdict")
+        body["evaluation"] = doc["metrics"] | ({"verdict": verdict} if verdict else {})
     if status in ("failed", "cancelled") and doc.get("error"):
         body["error"] = doc["error"]
     return body
@@ -160,13 +161,22 @@ async def task_body(db: AsyncDatabase, doc: dict[str, Any]) -> dict[str, Any]:
 SUMMARY_METRICS = (
     "mean_reward",
     "normalised_score",
+    "normalised_score_ci95_low",
+    "normalised_score_ci95_high",
     "latency",
     "latency_ms",
     "cost",
     "overload",
     "random_mean_reward",
     "greedy_mean_reward",
+    "vs_greedy_win_rate",
+    "vs_greedy_mean_difference",
+    "vs_greedy_mean_difference_ci95_low",
+    "vs_greedy_mean_difference_ci95_high",
+    "beats_greedy",
+    "evaluation_days",
 )
+"""On the held-out days (``ml.rl.evaluation``): rewards per day, the score 0 = random, 1 = greedy."""
 
 
 def model_summary(doc: dict[str, Any]) -> dict[str, Any]:

@@ -9,8 +9,13 @@ For each origin t among a machine's last ``rounds`` draws, sets are generated fr
   sample size (the number of sets divided by the design effect estimated from the per-origin rates).
 * The random baseline is exact: a uniformly random set matches 6·6/45 = 0.8 numbers on average, and
   P(≥ 3 matches) = Σ_{k≥3} C(6,k)·C(39,6−k) / C(45,6) = 194,130 / 8,145,060 ≈ 0.023834.
+* One test against the baseline, at a stated level (``baseline_test``): a two-sided one-sample Student t-test
+  of the per-origin mean matches against 0.8 at 5 %, with the difference, its 95 % interval and the p-value.
+  ``baseline_within_ci`` is its verdict: true when the test does not reject, i.e. the mean-matches interval
+  contains 0.8 (about 1 run in 20 reads false on pure noise). The 3+ rate and its interval are reported
+  beside it but are not a second test.
 
-Because draws are uniform random, every honest generator's interval should contain the baseline.
+Because draws are uniform random, every honest generator should match the baseline.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy import stats
 
+from ml.lotto.confidence import frequency_evidence_series
 from ml.lotto.draws import (
     NUMBER_MAX,
     NUMBERS_PER_DRAW,
@@ -39,6 +45,7 @@ from ml.lotto.strategies import number_model
 
 Z_95: Final = 1.959963984540054
 MIN_SETS_FOR_CORRELATION: Final = 20
+TEST_LEVEL: Final = 0.05
 
 
 def match_distribution() -> tuple[Fraction, ...]:
@@ -57,6 +64,38 @@ RANDOM_P_3PLUS: Final = sum(match_distribution()[3:], Fraction(0))  # 194130 / 8
 
 SetGenerator = Callable[[Sequence[Draw], np.random.Generator], Sequence[tuple[Sequence[int], float]]]
 """(history before the origin, rng) -> sets as (numbers, confidence_score)."""
+
+
+class BaselineTest(BaseModel):
+    """The one test of a backtest against the random baseline (see the module doc)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    statistic: str = "mean_matches"
+    test: str = "two-sided one-sample Student t-test over the per-origin mean matches"
+    level: float = TEST_LEVEL
+    baseline: float
+    difference: float
+    difference_ci95: tuple[float, float]
+    p_value: float | None
+    rejects_baseline: bool
+
+
+def baseline_test(origin_means: np.ndarray, baseline: float) -> BaselineTest:
+    """Test the mean of ``origin_means`` against ``baseline`` (no rejection with fewer than 2 origins)."""
+    low, high = mean_interval(origin_means)
+    p_value: float | None = None
+    if origin_means.shape[0] >= 2 and float(origin_means.std(ddof=1)) > 0:
+        p_value = float(stats.ttest_1samp(origin_means, baseline).pvalue)
+    elif origin_means.shape[0] >= 2:
+        p_value = 1.0 if float(origin_means[0]) == baseline else 0.0
+    return BaselineTest(
+        baseline=baseline,
+        difference=round(float(origin_means.mean()) - baseline, 4),
+        difference_ci95=(round(low - baseline, 4), round(high - baseline, 4)),
+        p_value=None if p_value is None else round(p_value, 6),
+        rejects_baseline=p_value is not None and p_value < TEST_LEVEL,
+    )
 
 
 class BacktestResult(BaseModel):
@@ -80,6 +119,7 @@ class BacktestResult(BaseModel):
     match_histogram: dict[str, int]
     match_histogram_random_baseline: dict[str, float]
     confidence_correlation: float | None
+    baseline_test: BaselineTest
     baseline_within_ci: bool
 
 
@@ -106,8 +146,10 @@ def mean_interval(cluster_means: np.ndarray) -> tuple[float, float]:
 
 
 def _default_generator(
-    machine: int, algorithm: Algorithm, sets_per_round: int, analysis_window: int
+    machine_history: Sequence[Draw], machine: int, algorithm: Algorithm, sets_per_round: int, analysis_window: int
 ) -> SetGenerator:
+    evidence_before = frequency_evidence_series(machine_history, machine, analysis_window)
+
     def generate(history: Sequence[Draw], rng: np.random.Generator) -> list[tuple[Sequence[int], float]]:
         result = generate_sets(
             history,
@@ -116,6 +158,7 @@ def _default_generator(
             algorithm=algorithm,
             analysis_window=analysis_window,
             rng=rng,
+            evidence=evidence_before(len(history)),  # history = the machine's draws before the origin
         )
         return [(p.numbers, p.confidence_score) for p in result.predictions]
 
@@ -147,7 +190,7 @@ def backtest(
     if not history:
         raise EmptyHistoryError(number)
     random = make_rng(rng)
-    make_sets = generator or _default_generator(number, algorithm, sets_per_round, analysis_window)
+    make_sets = generator or _default_generator(history, number, algorithm, sets_per_round, analysis_window)
 
     start = max(0, len(history) - rounds)
     per_origin_matches: list[list[int]] = []
@@ -189,6 +232,7 @@ def backtest(
 
     baseline_mean = float(RANDOM_EXPECTED_MATCHES)
     baseline_hit = float(RANDOM_P_3PLUS)
+    test = baseline_test(origin_means, baseline_mean)
     histogram = np.bincount(matches.astype(np.int64), minlength=NUMBERS_PER_DRAW + 1)
     return BacktestResult(
         machine_type=machine_label(number),
@@ -209,7 +253,8 @@ def backtest(
         match_histogram={str(k): int(c) for k, c in enumerate(histogram.tolist())},
         match_histogram_random_baseline=baseline_hist,
         confidence_correlation=correlation,
-        baseline_within_ci=bool(mean_ci[0] <= baseline_mean <= mean_ci[1] and hit_ci[0] <= baseline_hit <= hit_ci[1]),
+        baseline_test=test,
+        baseline_within_ci=not test.rejects_baseline,
     )
 
 
@@ -269,6 +314,7 @@ class PerformanceMetrics(BaseModel):
     hit_rate_3plus: float
     hit_rate_3plus_ci95: tuple[float, float]
     hit_rate_3plus_random_baseline: float
+    baseline_test: BaselineTest
     baseline_within_ci: bool
     prediction_accuracy: float
     prediction_accuracy_random_baseline: float
@@ -308,6 +354,7 @@ def performance_metrics(
         hit_rate_3plus=result.hit_rate_3plus,
         hit_rate_3plus_ci95=result.hit_rate_3plus_ci95,
         hit_rate_3plus_random_baseline=result.hit_rate_3plus_random_baseline,
+        baseline_test=result.baseline_test,
         baseline_within_ci=result.baseline_within_ci,
         prediction_accuracy=round(result.mean_matches / NUMBERS_PER_DRAW, 4),
         prediction_accuracy_random_baseline=round(NUMBERS_PER_DRAW / NUMBER_MAX, 4),

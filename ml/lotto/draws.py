@@ -391,6 +391,14 @@ def parse_draws_csv(text: str | bytes, *, default_machine: int | str | None = No
     return _parse_records(records, default_machine=machine, lines=lines)
 
 
+def multi_hot(draws: Sequence[Draw]) -> np.ndarray:
+    """(len(draws), 45) float32 matrix with 1 where the number was drawn (bonus excluded)."""
+    matrix = np.zeros((len(draws), NUMBER_MAX), dtype=np.float32)
+    for row, draw in enumerate(draws):
+        matrix[row, [n - 1 for n in draw.numbers]] = 1.0
+    return matrix
+
+
 def draws_for_machine(draws: Iterable[Draw], machine: str | int | None) -> list[Draw]:
     """The draws of one machine (all draws when ``machine`` is None), sorted by round."""
     if machine is None:

@@ -12,12 +12,22 @@ Combining the members' per-number scores (each sums to 6, see :mod:`ml.lotto.mod
   are then ordered by that blended rank and the k-th ranked number receives the members' mean k-th
   largest score (rank-preserving, so the result stays as concentrated as the members are).
 
-Then ``sets_count`` distinct sets are sampled ∝ the combined scores (as in the generators) and
-scored with the same ``confidence_score`` (model-score percentile among uniform random sets, never a
-chance of winning). ``confidence_threshold``: candidates are drawn in batches until ``sets_count``
-distinct sets score ≥ the threshold or ``max_candidates`` have been drawn; if too few pass, the
-response is filled with the best-scoring remaining candidates, each flagged ``below_threshold: true``,
-and ``metadata.threshold_met`` is false. The response therefore always holds ``sets_count`` sets.
+Then ``sets_count`` distinct sets are sampled ∝ the combined scores (as in the generators) and scored
+with the same ``confidence_score`` (:mod:`ml.lotto.confidence`, never a chance of winning). Its evidence is
+the *combination's* held-out record: the members' held-out scores on their common held-out rounds, combined
+the same way (stacking: 5-fold cross-fitted over those rounds, so no round is scored by a meta-learner that
+saw it), against what was drawn. No measured gain over the uniform baseline → every score is exactly 0.5.
+
+``confidence_threshold`` is on that scale: a set passes when ``confidence_score ≥ threshold``, i.e. when the
+evidence-weighted likelihood ratio ``w·LLR ≥ logit(threshold)`` (0.7 → the model, as far as its record
+supports, finds the set at least 0.7/0.3 = 2.33 times as likely as uniform does). A threshold ≤ 0.5 admits
+every set; above 0.5 it needs measured evidence. The highest score any set can reach is computed first
+(``metadata.max_confidence_score``): if it is below the threshold nothing can pass, so no search is made
+(``metadata.threshold_reachable`` false) and ``sets_count`` sets are sampled from the model as they come,
+flagged ``below_threshold: true``. Otherwise candidates are drawn in batches until ``sets_count`` distinct
+sets pass or ``max_candidates`` have been drawn, and a shortfall is filled with the best-scoring remaining
+candidates (ties in the order drawn), flagged likewise. ``metadata.threshold_met`` is false whenever a set is
+flagged. The response always holds ``sets_count`` sets.
 """
 
 from __future__ import annotations
@@ -34,13 +44,24 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from ml.base import Params, ProgressCallback, Throttle
+from ml.lotto.confidence import (
+    SCORE_DEFINITION,
+    ConfidenceEvidence,
+    confidence_scores,
+    evidence_from_holdout,
+    max_log_likelihood_ratio,
+    no_evidence,
+    score_of,
+)
 from ml.lotto.draws import NUMBER_MAX, Draw, draws_for_machine, machine_label, parse_machine
-from ml.lotto.generators import DISCLAIMER_LINE, MODEL_VERSION, SCORE_DEFINITION
+from ml.lotto.generators import DISCLAIMER_LINE, MODEL_VERSION, score_line
 from ml.lotto.models import MODEL_TYPES, LottoModel, normalise_scores, top_k
-from ml.lotto.sampling import confidence_scores, gumbel_top_k, make_rng
+from ml.lotto.sampling import gumbel_top_k, make_rng
+from schemas.lotto import CONFIDENCE_THRESHOLD_DESCRIPTION, EnsembleSet
 
 EnsembleMethod = Literal["weighted_voting", "stacking", "blending"]
 DEFAULT_MODELS: Final = ("pytorch_transformer", "sklearn_ensemble")
+CROSS_FIT_FOLDS: Final = 5
 _EPS: Final = 1e-6
 
 
@@ -53,7 +74,7 @@ class EnsembleRequest(BaseModel):
     sets_count: int = Field(default=5, ge=1, le=20)
     ensemble_method: EnsembleMethod = "weighted_voting"
     models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS), min_length=1)
-    confidence_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
+    confidence_threshold: float = Field(default=0.7, ge=0.0, le=1.0, description=CONFIDENCE_THRESHOLD_DESCRIPTION)
 
     @field_validator("machine_type", mode="before")
     @classmethod
@@ -69,15 +90,6 @@ class EnsembleRequest(BaseModel):
         return list(dict.fromkeys(value))
 
 
-class EnsembleSet(BaseModel):
-    set_number: int
-    numbers: list[int]
-    confidence_score: float = Field(ge=0.0, le=1.0)
-    algorithm_used: str
-    explanation: list[str] = Field(min_length=1)
-    below_threshold: bool = False
-
-
 class EnsembleMetadata(BaseModel):
     """``model_weights``: normalised member weights (voting, blending) or the meta-learner's logit
     coefficients (stacking)."""
@@ -89,12 +101,15 @@ class EnsembleMetadata(BaseModel):
     model_metrics: dict[str, dict[str, float]]
     confidence_threshold: float
     threshold_met: bool
+    threshold_reachable: bool = Field(description="false when no set can reach the threshold (no search is made)")
+    max_confidence_score: float = Field(description="the highest confidence_score any set can reach")
     sets_below_threshold: int
     candidates_evaluated: int
     model_version: str
     features_used: list[str]
     machine_draws_in_history: int
     confidence_score_definition: str = SCORE_DEFINITION
+    confidence_evidence: ConfidenceEvidence
 
 
 class EnsembleResult(BaseModel):
@@ -154,29 +169,24 @@ class StackingCombiner:
 
     def fit(self, models: Mapping[str, LottoModel], *, progress: ProgressCallback | None = None) -> Self:
         throttle = Throttle(progress)
-        names = list(models)
-        common = set(models[names[0]].holdout_rounds)
-        for name in names[1:]:
-            common &= set(models[name].holdout_rounds)
-        if not common:
+        rounds, member_rows, targets = common_holdout(models)
+        if not rounds:
             raise ValueError("stacking needs members evaluated on common held-out rounds: fit them on the same draws")
-        rounds = sorted(common)
-        columns = []
-        for name in names:
-            position = {r: i for i, r in enumerate(models[name].holdout_rounds)}
-            columns.append(_logit(models[name].holdout_scores[[position[r] for r in rounds]]).reshape(-1))
-        features = np.column_stack(columns)
-        first = models[names[0]]
-        position = {r: i for i, r in enumerate(first.holdout_rounds)}
-        targets = first.holdout_targets[[position[r] for r in rounds]]
+        self.fit_rows(member_rows, targets)
+        self.metrics = {"rounds": float(len(rounds))}
+        throttle(100.0, self.metrics)
+        return self
+
+    def fit_rows(self, member_rows: Mapping[str, np.ndarray], targets: np.ndarray) -> Self:
+        """Fit on held-out rows: each member's (rounds, 45) scores and the (rounds, 45) drawn numbers."""
+        names = list(member_rows)
+        features = np.column_stack([_logit(np.asarray(member_rows[n])).reshape(-1) for n in names])
         meta = LogisticRegression(C=self.params.C, max_iter=1000)
         with threadpool_limits(1):
-            meta.fit(features, targets.reshape(-1))
+            meta.fit(features, np.asarray(targets).reshape(-1))
         self.members = names
         self.coef = meta.coef_[0].astype(np.float64)
         self.intercept = float(meta.intercept_[0])
-        self.metrics = {"rounds": float(len(rounds))}
-        throttle(100.0, self.metrics)
         return self
 
     def predict(self, member_scores: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -209,6 +219,53 @@ class StackingCombiner:
         combiner.intercept = float(payload["intercept"])
         combiner.metrics = dict(payload["metrics"])
         return combiner
+
+
+def common_holdout(models: Mapping[str, LottoModel]) -> tuple[list[int], dict[str, np.ndarray], np.ndarray]:
+    """The held-out rounds every member scored (sorted), each member's scores on them and the drawn numbers."""
+    names = list(models)
+    common = set(models[names[0]].holdout_rounds)
+    for name in names[1:]:
+        common &= set(models[name].holdout_rounds)
+    rounds = sorted(common)
+    rows = {}
+    for name in names:
+        position = {r: i for i, r in enumerate(models[name].holdout_rounds)}
+        rows[name] = np.asarray(models[name].holdout_scores)[[position[r] for r in rounds]]
+    first = models[names[0]]
+    position = {r: i for i, r in enumerate(first.holdout_rounds)}
+    targets = np.asarray(first.holdout_targets)[[position[r] for r in rounds]]
+    return rounds, rows, targets
+
+
+def ensemble_evidence(
+    models: Mapping[str, LottoModel],
+    method: EnsembleMethod,
+    *,
+    weights: Mapping[str, float] | None = None,
+    stacking_c: float = 1.0,
+) -> ConfidenceEvidence:
+    """The combination's held-out record (see the module doc); no common held-out rounds → no evidence."""
+    rounds, member_rows, targets = common_holdout(models)
+    names = list(models)
+    if len(rounds) < 2:
+        return no_evidence(f"ensemble {method}: the members share no held-out rounds")
+    if method == "stacking":
+        combined = np.empty_like(targets, dtype=np.float64)
+        for fold in np.array_split(np.arange(len(rounds)), min(CROSS_FIT_FOLDS, len(rounds))):
+            rest = np.setdiff1d(np.arange(len(rounds)), fold)
+            meta = StackingCombiner(C=stacking_c).fit_rows({n: member_rows[n][rest] for n in names}, targets[rest])
+            for i in fold:
+                combined[i] = meta.predict({n: member_rows[n][i] for n in names})
+        how = f"{CROSS_FIT_FOLDS}-fold cross-fitted meta-learner"
+    else:
+        combined = np.vstack(
+            [combine_scores({n: member_rows[n][i] for n in names}, method, weights=weights) for i in range(len(rounds))]
+        )
+        how = "combined as served"
+    return evidence_from_holdout(
+        combined, targets, f"ensemble {method} ({how}) on the members' common held-out rounds {rounds[0]}–{rounds[-1]}"
+    )
 
 
 def combine_scores(
@@ -292,15 +349,25 @@ def ensemble_predict(
             raise ValueError(f"the stacker was fit on {stacker.members}, not {list(chosen)}")
         used_weights = {n: round(float(c), 4) for n, c in zip(stacker.members, stacker.coef, strict=True)}
     combined = combine_scores(member_scores, request.ensemble_method, weights=used_weights, stacker=stacker)
+    evidence = ensemble_evidence(
+        chosen,
+        request.ensemble_method,
+        weights=used_weights,
+        stacking_c=stacker.params.C if stacker is not None else 1.0,
+    )
+    max_score = float(score_of(evidence.weight * max_log_likelihood_ratio(combined)))
+    reachable = max_score >= request.confidence_threshold
 
     generator = make_rng(rng)
     passing: list[tuple[tuple[int, ...], float]] = []
     failing: dict[tuple[int, ...], float] = {}
     seen: set[tuple[int, ...]] = set()
     evaluated = 0
-    while len(passing) < request.sets_count and evaluated < max_candidates:
+    while evaluated < max_candidates and (
+        len(passing) < request.sets_count if reachable else len(failing) < request.sets_count
+    ):
         candidates = gumbel_top_k(combined, batch, generator)
-        scores = confidence_scores(candidates, combined)
+        scores = confidence_scores(candidates, combined, evidence)
         evaluated += batch
         for row, score in zip(candidates, scores, strict=True):
             key = tuple(int(x) for x in row)
@@ -315,7 +382,7 @@ def ensemble_predict(
                 failing[key] = float(score)
     picked = [(numbers, score, False) for numbers, score in passing]
     if len(picked) < request.sets_count:
-        best = sorted(failing.items(), key=lambda item: (-item[1], item[0]))
+        best = sorted(failing.items(), key=lambda item: -item[1])  # stable: ties keep the order drawn
         picked += [(numbers, score, True) for numbers, score in best[: request.sets_count - len(picked)]]
 
     name = f"ensemble_{request.ensemble_method}"
@@ -329,9 +396,14 @@ def ensemble_predict(
         explanation = [
             f"🤝 {machine_label(machine)} 앙상블 ({request.ensemble_method}): {weight_text}",
             f"📊 각 모델 상위 6개 번호와 겹침 — {overlap}",
-            f"⚡ 모델 점수: {confidence * 100:.1f}% (당첨 확률 아님 — 무작위 세트 대비 모델 선호도)",
+            score_line(confidence, evidence),
         ]
-        if below:
+        if below and not reachable:
+            explanation.append(
+                f"⚠️ 모델 점수가 기준 {request.confidence_threshold * 100:.1f}% 미만: 어떤 세트도 도달 불가 "
+                f"(최고 가능 점수 {max_score * 100:.1f}%, 검증 근거 부족)"
+            )
+        elif below:
             explanation.append(
                 f"⚠️ 모델 점수가 기준 {request.confidence_threshold * 100:.1f}% 미만 "
                 "(기준을 넘는 세트가 부족해 점수 순으로 채움)"
@@ -359,10 +431,13 @@ def ensemble_predict(
             model_metrics={n: dict(m.metrics) for n, m in chosen.items()},
             confidence_threshold=request.confidence_threshold,
             threshold_met=below_count == 0,
+            threshold_reachable=reachable,
+            max_confidence_score=round(max_score, 4),
             sets_below_threshold=below_count,
             candidates_evaluated=evaluated,
             model_version=MODEL_VERSION,
             features_used=sorted({f"model:{n}" for n in chosen} | {"number_frequency", "gap_since_last_seen"}),
             machine_draws_in_history=len(history),
+            confidence_evidence=evidence,
         ),
     )

@@ -11,8 +11,10 @@ Over the machine's last ``analysis_window`` draws (fewer if fewer exist):
   sums (all of its supplied draws when there are at least 30, else the exact uniform range 99–177);
   2–4 odd numbers.
 
-Sets in one response are distinct and sorted. ``confidence_score`` is a model score (see
-:mod:`ml.lotto.sampling`), never a chance of winning. Every explanation line is computed from the set.
+Sets in one response are distinct and sorted. ``confidence_score`` (see :mod:`ml.lotto.confidence`) is 0.5
+for a set no different from a uniform random one and moves away from 0.5 only as far as the frequency model's
+held-out record (rolling origin over the machine's draws) supports; ``basic`` scores every set 0.5. It is never
+a chance of winning. Every explanation line is computed from the set.
 Draws are uniform random: no algorithm here changes the odds of any set.
 """
 
@@ -25,6 +27,13 @@ from typing import Final, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ml.lotto.confidence import (
+    SCORE_DEFINITION,
+    ConfidenceEvidence,
+    confidence_scores,
+    frequency_evidence,
+    no_evidence,
+)
 from ml.lotto.draws import (
     NUMBERS_PER_DRAW,
     TOTAL_COMBINATIONS,
@@ -33,7 +42,7 @@ from ml.lotto.draws import (
     machine_label,
     parse_machine,
 )
-from ml.lotto.sampling import confidence_scores, make_rng, sample_distinct_sets
+from ml.lotto.sampling import make_rng, sample_distinct_sets
 from ml.lotto.statistics import (
     EmptyHistoryError,
     ac_value,
@@ -55,6 +64,7 @@ from ml.lotto.strategies import (
     set_sums,
     uniform_model,
 )
+from schemas.lotto import PredictionSet
 
 Algorithm = Literal["basic", "enhanced", "premium"]
 MODEL_VERSION: Final = "modelbus-lotto-1.0.0"
@@ -64,10 +74,6 @@ PREMIUM_MIN_AC: Final = 7
 PREMIUM_ODD_RANGE: Final = (2, 4)
 PREMIUM_SUM_QUANTILES: Final = (0.10, 0.90)
 PREMIUM_MIN_HISTORY_FOR_SUMS: Final = 30
-SCORE_DEFINITION: Final = (
-    "confidence_score = share of uniformly random sets that this model scores lower (model score, "
-    "not a chance of winning; every set has the same 1/8,145,060 chance)"
-)
 DISCLAIMER_LINE: Final = f"ℹ️ 추첨은 균등 무작위: 모든 조합의 1등 확률은 동일하게 1/{TOTAL_COMBINATIONS:,}"
 
 
@@ -87,14 +93,6 @@ class GenerateRequest(BaseModel):
         return machine_label(value)
 
 
-class PredictionSet(BaseModel):
-    set_number: int
-    numbers: list[int]
-    confidence_score: float = Field(ge=0.0, le=1.0)
-    algorithm_used: str
-    explanation: list[str] = Field(min_length=1)
-
-
 class PredictionMetadata(BaseModel):
     algorithm: str
     analysis_window: int
@@ -106,6 +104,9 @@ class PredictionMetadata(BaseModel):
     strategy: str | None = None
     premium_filter: dict[str, float | int] | None = None
     confidence_score_definition: str = SCORE_DEFINITION
+    confidence_evidence: ConfidenceEvidence | None = Field(
+        default=None, description="the held-out record the scores are weighted by (weight 0: every score 0.5)"
+    )
 
 
 class GenerationResult(BaseModel):
@@ -167,6 +168,15 @@ def _features(algorithm: Algorithm, machine: int) -> list[str]:
     return list(dict.fromkeys(features))
 
 
+def score_line(confidence: float, evidence: ConfidenceEvidence) -> str:
+    """The explanation line of a set's ``confidence_score`` (generators and ensemble)."""
+    if not evidence.shown:
+        why = "검증 근거 없음 → 50% = 균등 무작위 세트와 같음"
+    else:
+        why = f"50% = 균등 무작위와 같음, 검증 근거 가중치 {evidence.weight:.2f}"
+    return f"⚡ 모델 점수: {confidence * 100:.1f}% (당첨 확률 아님 — {why})"
+
+
 def _explain(
     numbers: tuple[int, ...],
     *,
@@ -175,6 +185,7 @@ def _explain(
     model: NumberModel,
     window_size: int,
     confidence: float,
+    evidence: ConfidenceEvidence,
     premium: PremiumFilter | None,
 ) -> list[str]:
     label = machine_label(machine)
@@ -214,7 +225,7 @@ def _explain(
             f"🧮 패턴 필터 통과: AC {ac_value(numbers)} (≥{PREMIUM_MIN_AC}), 합계 {sum(numbers)} "
             f"(범위 {premium.sum_low}–{premium.sum_high}), 홀수 {odd}개 (2~4)"
         )
-    lines.append(f"⚡ 모델 점수: {confidence * 100:.1f}% (당첨 확률 아님 — 무작위 세트 대비 모델 선호도)")
+    lines.append(score_line(confidence, evidence))
     lines.append(DISCLAIMER_LINE)
     return lines
 
@@ -227,9 +238,11 @@ def generate_sets(
     algorithm: Algorithm = "enhanced",
     analysis_window: int = 50,
     rng: np.random.Generator | int | None = None,
+    evidence: ConfidenceEvidence | None = None,
 ) -> GenerationResult:
     """Generate ``sets_count`` distinct sorted sets for ``machine_type`` from ``draws`` (any machines;
-    only the machine's draws are used). ``rng``: a numpy Generator, a seed, or None.
+    only the machine's draws are used). ``rng``: a numpy Generator, a seed, or None. ``evidence`` (for the
+    frequency model on these draws and window) is computed when not given.
 
     Raises :class:`~ml.lotto.draws.InvalidMachineType`, ``ValueError`` for out-of-range arguments and
     :class:`~ml.lotto.statistics.EmptyHistoryError` when ``enhanced``/``premium`` has no draws of the machine.
@@ -246,10 +259,13 @@ def generate_sets(
     if request.algorithm == "basic":
         model = uniform_model()
         name = BASIC_ALGORITHM_NAME
+        evidence = no_evidence("uniform model: every set is equally likely")
     else:
         if not window:
             raise EmptyHistoryError(machine)
         model = number_model(window, machine)
+        if evidence is None:
+            evidence = frequency_evidence(history, machine, request.analysis_window)
         name = STRATEGIES[machine].algorithm_name
         if request.algorithm == "premium":
             premium = PremiumFilter.from_history(history)
@@ -264,7 +280,7 @@ def generate_sets(
         max_factor=model.max_set_factor,
         accept=premium,
     )
-    scores = confidence_scores(np.array(sets), model.weights, set_factor=set_factor, accept=premium)
+    scores = confidence_scores(np.array(sets), model.probabilities(), evidence)
     predictions = []
     for index, (numbers, score) in enumerate(zip(sets, scores, strict=True), start=1):
         confidence = round(float(score), 4)
@@ -281,6 +297,7 @@ def generate_sets(
                     model=model,
                     window_size=len(window),
                     confidence=confidence,
+                    evidence=evidence,
                     premium=premium,
                 ),
             )
@@ -298,6 +315,7 @@ def generate_sets(
             window_end_round=window[-1].round if window and request.algorithm != "basic" else None,
             strategy=None if request.algorithm == "basic" else STRATEGIES[machine].name,
             premium_filter=None if premium is None else premium.describe(),
+            confidence_evidence=evidence,
         ),
     )
 

@@ -43,16 +43,17 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from ml.base import Params, ProgressCallback, Throttle
+from ml.lotto.confidence import BASE_RATE, ConfidenceEvidence, evidence_from_holdout
 from ml.lotto.draws import (
     HIGH_MIN,
     NUMBER_MAX,
     NUMBERS_PER_DRAW,
     Draw,
     draws_for_machine,
+    multi_hot,
 )
 from ml.lotto.strategies import SMOOTHING, number_model
 
-BASE_RATE: Final = NUMBERS_PER_DRAW / NUMBER_MAX
 RANDOM_LOG_LOSS: Final = -(BASE_RATE * math.log(BASE_RATE) + (1 - BASE_RATE) * math.log(1 - BASE_RATE))
 RANDOM_TOP6_HITS: Final = NUMBERS_PER_DRAW * NUMBERS_PER_DRAW / NUMBER_MAX
 _MAGIC: Final = b"MBLOTTO\x01"
@@ -63,14 +64,6 @@ Progress = Callable[[float, Mapping[str, Any]], None]
 
 # ---------------------------------------------------------------------------------------------------------------
 # helpers
-
-
-def multi_hot(draws: Sequence[Draw]) -> np.ndarray:
-    """(len(draws), 45) float32 matrix with 1 where the number was drawn (bonus excluded)."""
-    matrix = np.zeros((len(draws), NUMBER_MAX), dtype=np.float32)
-    for row, draw in enumerate(draws):
-        matrix[row, [n - 1 for n in draw.numbers]] = 1.0
-    return matrix
 
 
 def normalise_scores(scores: np.ndarray) -> np.ndarray:
@@ -230,6 +223,13 @@ class LottoModel:
         self.fitted = True
         throttle(100.0, {"phase": "done", **self.metrics})
         return self
+
+    def evidence(self) -> ConfidenceEvidence:
+        """The held-out record (see :mod:`ml.lotto.confidence`) that weights this member's ``confidence_score``."""
+        rounds = f"rounds {self.holdout_rounds[0]}–{self.holdout_rounds[-1]}" if self.holdout_rounds else "none"
+        return evidence_from_holdout(
+            self.holdout_scores, self.holdout_targets, f"{self.name} held-out draws ({rounds}), before the refit"
+        )
 
     def predict(self, history: Sequence[Draw]) -> np.ndarray:
         """45 probability-like scores (sum 6) for the draw after ``history`` (see module docstring)."""

@@ -1,20 +1,14 @@
-"""Sampling distinct sets from per-number weights, and the set-level model score (``confidence_score``).
+"""Sampling distinct sets from per-number weights.
 
-* Sampling: six numbers without replacement with probability proportional to their weights
-  (successive sampling, done for many sets at once with the Gumbel-top-k trick), then, when the model
-  has set-level factors (2호기) or a hard filter (premium), accept–reject so that the sets follow
-  ``P(set) ∝ successive-sampling probability × set factor × 1[passes filter]``.
-* ``confidence_score`` of a set = the share of uniformly random sets whose model score is lower
-  (ties count half), against a fixed reference sample of 4,000 uniform sets, computed as
-  ``(lower + ties/2 + 1/2) / 4001`` so it stays strictly inside (0, 1). The model score is
-  ``Σ log weight_i + log set_factor`` (−∞ if the set fails the premium filter). It says how strongly
-  the *model* prefers the set. It is NOT a chance of winning: every set has the same 1 / 8,145,060
-  chance of matching the next draw. Under the uniform (basic) model every set scores 0.5.
+Six numbers without replacement with probability proportional to their weights (successive sampling, done
+for many sets at once with the Gumbel-top-k trick), then, when the model has set-level factors (2호기) or a
+hard filter (premium), accept–reject so that the sets follow
+``P(set) ∝ successive-sampling probability × set factor × 1[passes filter]``.
+The score of a set (``confidence_score``) is in :mod:`ml.lotto.confidence`.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -23,10 +17,6 @@ from ml.lotto.draws import NUMBER_MAX, NUMBERS_PER_DRAW
 
 SetFunction = Callable[[np.ndarray], np.ndarray]
 """Maps an (N, 6) array of sets to N values (factors >= 0, or booleans for filters)."""
-
-REFERENCE_SETS = 4000
-_REFERENCE_SEED = 6_45
-
 
 def make_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
     """An injectable RNG: pass a Generator, a seed, or None for fresh OS entropy."""
@@ -44,48 +34,6 @@ def gumbel_top_k(weights: np.ndarray, n_sets: int, rng: np.random.Generator, k: 
         keys = np.log(weights)[None, :] + rng.gumbel(size=(n_sets, NUMBER_MAX))
     top = np.argpartition(-keys, k - 1, axis=1)[:, :k]
     return np.sort(top, axis=1) + 1
-
-
-@functools.cache
-def reference_sets() -> np.ndarray:
-    """A fixed sample of uniformly random sets (the yardstick for ``confidence_score``)."""
-    rng = np.random.default_rng(_REFERENCE_SEED)
-    return gumbel_top_k(np.ones(NUMBER_MAX), REFERENCE_SETS, rng)
-
-
-def set_log_scores(
-    sets: np.ndarray,
-    weights: np.ndarray,
-    *,
-    set_factor: SetFunction | None = None,
-    accept: SetFunction | None = None,
-) -> np.ndarray:
-    """``Σ log weight_i + log set_factor`` per set; −∞ where ``accept`` is False."""
-    array = np.asarray(sets, dtype=np.int64)
-    with np.errstate(divide="ignore"):
-        log_w = np.log(np.asarray(weights, dtype=np.float64))
-        scores = log_w[array - 1].sum(axis=1)
-        if set_factor is not None:
-            scores = scores + np.log(set_factor(array))
-    if accept is not None:
-        scores = np.where(accept(array), scores, -np.inf)
-    return scores
-
-
-def confidence_scores(
-    sets: np.ndarray,
-    weights: np.ndarray,
-    *,
-    set_factor: SetFunction | None = None,
-    accept: SetFunction | None = None,
-) -> np.ndarray:
-    """Model-score percentile of each set among uniformly random sets, in [0, 1] (see module docstring)."""
-    reference = np.sort(set_log_scores(reference_sets(), weights, set_factor=set_factor, accept=accept))
-    scores = set_log_scores(sets, weights, set_factor=set_factor, accept=accept)
-    tolerance = 1e-9
-    below = np.searchsorted(reference, scores - tolerance, side="left")
-    up_to = np.searchsorted(reference, scores + tolerance, side="right")
-    return (below + 0.5 * (up_to - below) + 0.5) / (reference.shape[0] + 1)
 
 
 def sample_distinct_sets(

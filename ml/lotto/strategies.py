@@ -30,7 +30,7 @@ from typing import Final
 
 import numpy as np
 
-from ml.lotto.draws import HIGH_MIN, NUMBER_MAX, NUMBERS_PER_DRAW, Draw, parse_machine
+from ml.lotto.draws import HIGH_MIN, NUMBER_MAX, NUMBERS_PER_DRAW, Draw, multi_hot, parse_machine
 
 SMOOTHING: Final = 5.0
 HOT_SHARE: Final = 0.30
@@ -131,8 +131,50 @@ def frequency_counts(window: Sequence[Draw], *, half_life: float | None = None) 
 
 def hot_numbers(counts: np.ndarray, *, size: int = HOT_COUNT) -> frozenset[int]:
     """The ``size`` most frequent numbers (ties: the smaller number first)."""
-    order = sorted(range(1, NUMBER_MAX + 1), key=lambda n: (-counts[n - 1], n))
-    return frozenset(order[:size])
+    return frozenset(int(i) + 1 for i in np.argsort(-np.asarray(counts), kind="stable")[:size])
+
+
+def strategy_weights(
+    counts: np.ndarray,
+    plain_counts: np.ndarray,
+    machine: int | None,
+    *,
+    smoothing: float = SMOOTHING,
+    apply_strategy: bool = True,
+) -> np.ndarray:
+    """Per-number weights from window counts, row by row: ``(counts + k) / (mean_count + k)``, then the
+    machine's per-number adjustment (1호기: ×1.15 on the 14 most frequent by ``plain_counts``, ties to the smaller
+    number; 3호기: ×1.12 on odd numbers; 2호기's factor is set-level, see :meth:`NumberModel.set_factors`).
+    ``counts`` and ``plain_counts`` are (45,) or (rows, 45); the result has the same shape."""
+    if smoothing <= 0:
+        raise ValueError("smoothing must be > 0")
+    counts = np.asarray(counts, dtype=np.float64)
+    rows = np.atleast_2d(counts)
+    weights = (rows + smoothing) / (rows.mean(axis=1, keepdims=True) + smoothing)
+    if apply_strategy and machine == 1:
+        hot = np.argsort(-np.atleast_2d(plain_counts), axis=1, kind="stable")[:, :HOT_COUNT]
+        boost = np.ones_like(weights)
+        np.put_along_axis(boost, hot, HOT_BOOST, axis=1)
+        weights *= boost
+    elif apply_strategy and machine == 3:
+        weights[:, 0::2] *= ODD_BOOST  # index 0 = number 1: odd numbers are the even indices
+    return weights.reshape(counts.shape)
+
+
+def rolling_probabilities(
+    history: Sequence[Draw], machine: str | int | None, window: int, *, smoothing: float = SMOOTHING
+) -> np.ndarray:
+    """Row ``t - 1`` (t = 1..len(history)) = ``number_model(history[max(0, t - window):t], machine).probabilities()``:
+    what the frequency model said before each draw t ≥ 1 (the last row is the forecast after the last draw)."""
+    number = None if machine is None else parse_machine(machine)
+    hits = np.zeros((len(history) + 1, NUMBER_MAX))
+    hits[1:] = multi_hot(history)
+    cumulative = np.cumsum(hits, axis=0)
+    ends = np.arange(1, len(history) + 1)
+    counts = cumulative[ends] - cumulative[np.maximum(0, ends - window)]
+    weights = strategy_weights(counts, counts, number, smoothing=smoothing)
+    probabilities: np.ndarray = weights / weights.sum(axis=1, keepdims=True) * NUMBERS_PER_DRAW
+    return probabilities
 
 
 @dataclass(frozen=True)
@@ -178,29 +220,18 @@ def number_model(
 
     ``apply_strategy=False`` (or ``machine=None``) gives the plain smoothed-frequency weights.
     """
-    if smoothing <= 0:
-        raise ValueError("smoothing must be > 0")
     counts = frequency_counts(window, half_life=half_life)
-    mean = float(counts.mean())
-    weights = (counts + smoothing) / (mean + smoothing)
     plain_counts = frequency_counts(window)
-    hot = hot_numbers(plain_counts)
     number = None if machine is None else parse_machine(machine)
-    balance_boost = 1.0
     applied = apply_strategy and number is not None
-    if applied and number == 1:
-        for n in hot:
-            weights[n - 1] *= HOT_BOOST
-    elif applied and number == 2:
-        balance_boost = BALANCE_BOOST
-    elif applied and number == 3:
-        weights[0::2] *= ODD_BOOST  # index 0 = number 1: odd numbers are the even indices
+    weights = strategy_weights(counts, plain_counts, number, smoothing=smoothing, apply_strategy=applied)
+    balance_boost = BALANCE_BOOST if applied and number == 2 else 1.0
     return NumberModel(
         weights=weights,
         counts=plain_counts,
         draws_analysed=len(window),
         machine=number,
         strategy_applied=applied,
-        hot=hot,
+        hot=hot_numbers(plain_counts),
         balance_boost=balance_boost,
     )

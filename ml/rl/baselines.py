@@ -5,19 +5,26 @@
   resulting placement would get on the *noise-free expected* load of the next time slot (the daily profile an
   operator knows) and takes the best; ties go to the lower action index, so "no-op" wins ties.
 * :func:`best_static_placement`: exhaustive search over every placement within the per-node caps
-  (180 for the default scenario), each held for the whole episode, scored on the same seeded load days as the
-  evaluation. A static placement starts in place (no moves needed), which a policy starting from a random
-  placement cannot do, so this is a reference, not a bound.
+  (180 for the default scenario), each held for the whole episode, on the days it is given (the validation
+  days by default; :mod:`ml.rl.evaluation` then scores the winner on the held-out days with
+  :func:`static_placement_rewards`). A static placement starts in place (no moves needed), which a policy
+  starting from a random placement cannot do, so this is a reference, not a bound.
 * :func:`oracle_upper_bound`: for every time slot the best placement for that slot's *actual* (noisy) load,
   ignoring that a policy can move only one replica per step and cannot see the load before it acts. The reward
   depends only on (placement, load) plus a non-negative invalid-action penalty, so no policy can beat it.
 
-:func:`evaluate_policy` runs any ``observation -> action`` callable over seeded episodes.
+:func:`evaluate_policy` runs any ``observation -> action`` callable over seeded episodes (:func:`play_days` gives
+the per-day figures).
+
+Days. A day is what ``EdgePlacementEnv.reset(seed=s)`` draws: the whole load trajectory and the start placement.
+The defaults here are the **validation days** ``VALIDATION_SEED .. VALIDATION_SEED + VALIDATION_DAYS - 1``: the
+days hyperparameters, thresholds and the best static placement were chosen on. They are not for reporting;
+every reported figure is measured on the held-out days of :mod:`ml.rl.evaluation`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,8 +33,9 @@ from numpy.typing import NDArray
 
 from ml.rl.env import EdgePlacementEnv, Scenario, default_scenario
 
-EVAL_SEED = 10_000
-"""First seed of evaluation episodes (episode i uses ``seed + i``); training uses other seeds."""
+VALIDATION_SEED = 10_000
+"""First validation day (day i uses ``seed + i``): tuning, model selection, the unit tests' thresholds."""
+VALIDATION_DAYS = 20
 
 Policy = Callable[[NDArray[np.float32]], int]
 
@@ -85,20 +93,28 @@ def _as_env(env_or_scenario: EdgePlacementEnv | Scenario | None) -> EdgePlacemen
     return EdgePlacementEnv(scenario=env_or_scenario)
 
 
-def evaluate_policy(
-    policy: Policy,
-    env_or_scenario: EdgePlacementEnv | Scenario | None = None,
-    *,
-    episodes: int = 20,
-    seed: int = EVAL_SEED,
-) -> EvaluationResult:
-    """Run ``policy`` for ``episodes`` episodes seeded ``seed, seed + 1, ...``; mean/std reward and means."""
-    if episodes < 1:
+@dataclass(frozen=True, slots=True)
+class DayFigures:
+    """Per-day figures of one policy, in the order of ``seeds``: episode reward, steps and the step means."""
+
+    seeds: tuple[int, ...]
+    rewards: NDArray[np.float64]
+    steps: NDArray[np.int64]
+    latency_ms: NDArray[np.float64]
+    cost: NDArray[np.float64]
+    overload: NDArray[np.float64]
+
+
+def play_days(
+    policy: Policy, env_or_scenario: EdgePlacementEnv | Scenario | None = None, *, seeds: Sequence[int]
+) -> DayFigures:
+    """Play ``policy`` for one episode on each day ``reset(seed=s)``, ``s`` in ``seeds``."""
+    if len(seeds) < 1:
         raise ValueError("episodes must be >= 1")
     env = _as_env(env_or_scenario)
     rewards, steps, latencies, costs, overloads = [], [], [], [], []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
+    for s in seeds:
+        obs, _ = env.reset(seed=int(s))
         total, n, lat, cost, over = 0.0, 0, 0.0, 0.0, 0.0
         done = False
         while not done:
@@ -114,28 +130,49 @@ def evaluate_policy(
         latencies.append(lat / n)
         costs.append(cost / n)
         overloads.append(over / n)
-    return EvaluationResult(
-        episodes=episodes,
-        mean_reward=float(np.mean(rewards)),
-        std_reward=float(np.std(rewards)),
-        mean_steps=float(np.mean(steps)),
-        mean_latency_ms=float(np.mean(latencies)),
-        mean_cost=float(np.mean(costs)),
-        mean_overload=float(np.mean(overloads)),
+    return DayFigures(
+        seeds=tuple(int(s) for s in seeds),
+        rewards=np.array(rewards),
+        steps=np.array(steps, dtype=np.int64),
+        latency_ms=np.array(latencies),
+        cost=np.array(costs),
+        overload=np.array(overloads),
     )
 
 
-def _episode_loads(env: EdgePlacementEnv, episodes: int, seed: int) -> NDArray[np.float64]:
-    """Load of every slot after the first of each seeded episode: shape (episodes, T, G)."""
+def evaluate_policy(
+    policy: Policy,
+    env_or_scenario: EdgePlacementEnv | Scenario | None = None,
+    *,
+    episodes: int = VALIDATION_DAYS,
+    seed: int = VALIDATION_SEED,
+) -> EvaluationResult:
+    """Run ``policy`` for ``episodes`` episodes seeded ``seed, seed + 1, ...``; mean/std reward and means."""
+    if episodes < 1:
+        raise ValueError("episodes must be >= 1")
+    days = play_days(policy, env_or_scenario, seeds=range(seed, seed + episodes))
+    return EvaluationResult(
+        episodes=episodes,
+        mean_reward=float(np.mean(days.rewards)),
+        std_reward=float(np.std(days.rewards)),
+        mean_steps=float(np.mean(days.steps)),
+        mean_latency_ms=float(np.mean(days.latency_ms)),
+        mean_cost=float(np.mean(days.cost)),
+        mean_overload=float(np.mean(days.overload)),
+    )
+
+
+def _day_loads(env: EdgePlacementEnv, seeds: Sequence[int]) -> NDArray[np.float64]:
+    """Load of every slot after the first of each seeded day: shape (days, T, G)."""
     days = []
-    for i in range(episodes):
-        env.reset(seed=seed + i)
+    for s in seeds:
+        env.reset(seed=int(s))
         days.append(env.loads[1:].copy())
     return np.stack(days)
 
 
-def _placement_rewards(env: EdgePlacementEnv, episodes: int, seed: int) -> tuple[NDArray[np.int64], NDArray[Any]]:
-    loads = _episode_loads(env, episodes, seed)  # (E, T, G)
+def _placement_rewards(env: EdgePlacementEnv, seeds: Sequence[int]) -> tuple[NDArray[np.int64], NDArray[Any]]:
+    loads = _day_loads(env, seeds)  # (E, T, G)
     placements = env.model.all_placements()  # (P, N)
     result = env.model.serve(placements[:, None, None, :], loads[None])
     return placements, result.reward(env.scenario.weights)  # (P, E, T)
@@ -149,11 +186,12 @@ class StaticPlacement:
 
 
 def best_static_placement(
-    scenario: Scenario | None = None, *, episodes: int = 20, seed: int = EVAL_SEED
+    scenario: Scenario | None = None, *, episodes: int = VALIDATION_DAYS, seed: int = VALIDATION_SEED
 ) -> StaticPlacement:
-    """Exhaustive search over static placements on the evaluation days (see module doc)."""
+    """Exhaustive search over static placements on days ``seed .. seed + episodes - 1`` (see module doc);
+    ``mean_reward`` is measured on those same days, so it is the search's own (optimistic) figure."""
     env = EdgePlacementEnv(scenario=scenario)
-    placements, rewards = _placement_rewards(env, episodes, seed)
+    placements, rewards = _placement_rewards(env, range(seed, seed + episodes))
     per_placement = rewards.sum(axis=2).mean(axis=1)
     best = int(np.argmax(per_placement))
     return StaticPlacement(
@@ -163,11 +201,30 @@ def best_static_placement(
     )
 
 
-def oracle_upper_bound(scenario: Scenario | None = None, *, episodes: int = 20, seed: int = EVAL_SEED) -> float:
-    """Mean over the evaluation days of sum_t max_placement reward(placement, load_t): no policy exceeds it."""
+def static_placement_rewards(
+    placement: Sequence[int], scenario: Scenario | None = None, *, seeds: Sequence[int]
+) -> NDArray[np.float64]:
+    """Episode reward of holding ``placement`` all day (from the first step) on each day in ``seeds``."""
     env = EdgePlacementEnv(scenario=scenario)
-    _, rewards = _placement_rewards(env, episodes, seed)
-    return float(rewards.max(axis=0).sum(axis=1).mean())
+    loads = _day_loads(env, seeds)
+    held = np.asarray(placement, dtype=np.int64)[None, None, :]
+    rewards: NDArray[np.float64] = env.model.serve(held, loads).reward(env.scenario.weights).sum(axis=1)
+    return rewards
+
+
+def oracle_day_rewards(scenario: Scenario | None = None, *, seeds: Sequence[int]) -> NDArray[np.float64]:
+    """Per day, sum_t max_placement reward(placement, load_t): no policy exceeds it on that day."""
+    env = EdgePlacementEnv(scenario=scenario)
+    _, rewards = _placement_rewards(env, seeds)
+    day_rewards: NDArray[np.float64] = rewards.max(axis=0).sum(axis=1)
+    return day_rewards
+
+
+def oracle_upper_bound(
+    scenario: Scenario | None = None, *, episodes: int = VALIDATION_DAYS, seed: int = VALIDATION_SEED
+) -> float:
+    """Mean over the days of sum_t max_placement reward(placement, load_t): no policy exceeds it."""
+    return float(oracle_day_rewards(scenario, seeds=range(seed, seed + episodes)).mean())
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +243,9 @@ class BaselineReport:
         }
 
 
-def baseline_report(scenario: Scenario | None = None, *, episodes: int = 20, seed: int = EVAL_SEED) -> BaselineReport:
+def baseline_report(
+    scenario: Scenario | None = None, *, episodes: int = VALIDATION_DAYS, seed: int = VALIDATION_SEED
+) -> BaselineReport:
     """Random, greedy, best static placement and the oracle bound on the same seeded days."""
     scenario = scenario or default_scenario()
     env = EdgePlacementEnv(scenario=scenario)

@@ -7,15 +7,19 @@ Figures written:
 
 * ``env``: steps per second of ``EdgePlacementEnv`` with uniformly random actions, bare and through
   ``gymnasium.make`` (with its checker and order-enforcing wrappers); the greedy policy's decisions per second.
-* ``baselines``: random and greedy mean reward on the evaluation days, and the two targets derived from them.
+* ``baselines``: random and greedy mean reward on the validation days (the learning curve's anchors) and on the
+  held-out days (the reported scores' anchors), and the two targets derived from the validation anchors.
 * ``runs``: one per (budget, algorithm, implementation). Each trains on the default scenario, seed 0, one torch
   thread, for a fixed episode budget: ``short`` = the unit tests' budgets (DQN 150 episodes, PPO 200), ``long`` =
-  DQN 400, PPO 600 (schedules such as epsilon decay and learning-rate annealing stretch with the budget, so the
-  two are different runs, not one run observed longer). Every ``EVAL_EVERY``
-  episodes the clock stops and the greedy (deterministic) policy is evaluated on the same ``EVAL_EPISODES`` days
-  as the baselines. A run records the *training* wall time (evaluations excluded) and episodes at which its
-  score first reached each target, where ``score = (reward - random) / (greedy - random)``:
-  ``0.9`` (90 % of greedy's improvement over random) and ``1.0`` (the greedy baseline's reward itself).
+  DQN 1000, PPO 600 (schedules such as epsilon decay and learning-rate annealing stretch with the budget, so the
+  two are different runs, not one run observed longer). Every ``EVAL_EVERY`` episodes the clock stops and the
+  greedy (deterministic) policy is evaluated on ``CURVE_DAYS`` **validation** days: the learning curve. A run
+  records the *training* wall time (evaluations excluded) and episodes at which its validation score first
+  reached each target, where ``score = (reward - random) / (greedy - random)``: ``0.9`` (90 % of greedy's
+  improvement over random) and ``1.0`` (the greedy baseline's reward itself). Because the curve is a selection on
+  the validation days, no score is reported from it: when a target is first reached, and at the end of the run,
+  the agent is evaluated on the 30 **held-out** days (``ml.rl.evaluation``: score with its bootstrap interval,
+  mean difference to greedy with its t-interval, days won), and those are the reported figures.
   A run stops when both targets are reached, when the budget is spent, or after ``TIME_CAP_S`` seconds of
   training; a target not reached is reported as ``null`` with ``"reached": false``.
   Implementations: ``modelbus`` (ours, default params); ``sb3-matched`` (Stable-Baselines3 with our
@@ -49,18 +53,28 @@ import torch
 from ml.base import TrainingCancelled
 from ml.rl import ENV_ID
 from ml.rl.agent import EpisodeStats
-from ml.rl.baselines import EVAL_SEED, GreedyPolicy, RandomPolicy, evaluate_policy
+from ml.rl.baselines import VALIDATION_SEED, GreedyPolicy, Policy, play_days
 from ml.rl.dqn import DQNAgent, DQNParams
 from ml.rl.env import EdgePlacementEnv
+from ml.rl.evaluation import (
+    HELD_OUT_DAYS,
+    HELD_OUT_FIRST_SEED,
+    RANDOM_ROLLOUTS_PER_DAY,
+    HeldOutBaselines,
+    anchors,
+    evaluate_held_out,
+    held_out_baselines,
+)
 from ml.rl.ppo import PPOAgent, PPOParams
 
 DEFAULT_OUT = Path("bench-results/rl.json")
-EVAL_EPISODES = 10
+CURVE_DAYS = 10
 EVAL_EVERY = 10
 TIME_CAP_S = 180.0
 TARGETS = (0.9, 1.0)
-BUDGETS = {"short": {"dqn": 150, "ppo": 200}, "long": {"dqn": 400, "ppo": 600}}
+BUDGETS = {"short": {"dqn": 150, "ppo": 200}, "long": {"dqn": 1000, "ppo": 600}}
 SEED = 0
+CURVE_SEEDS = range(VALIDATION_SEED, VALIDATION_SEED + CURVE_DAYS)
 
 
 # -- environment speed ---------------------------------------------------------------------------------------
@@ -94,11 +108,29 @@ def bench_env(steps: int) -> dict[str, Any]:
 # -- time to target ------------------------------------------------------------------------------------------
 
 
+def held_out_figures(policy: Policy, baselines: HeldOutBaselines) -> dict[str, Any]:
+    """The reported figures of a policy: the held-out days' score and comparison with greedy."""
+    m = evaluate_held_out(policy, baselines=baselines).as_metrics()
+    keys = (
+        "mean_reward",
+        "normalised_score",
+        "normalised_score_ci95_low",
+        "normalised_score_ci95_high",
+        "vs_greedy_wins",
+        "vs_greedy_mean_difference",
+        "vs_greedy_mean_difference_ci95_low",
+        "vs_greedy_mean_difference_ci95_high",
+        "beats_greedy",
+    )
+    return {k: m[k] for k in keys}
+
+
 @dataclass
 class Tracker:
-    """Training clock that stops during evaluations, and the evaluation curve."""
+    """Training clock that stops during evaluations, the validation curve, and held-out figures at the targets."""
 
     evaluate: Callable[[], float]
+    held_out: Callable[[], dict[str, Any]]
     random_reward: float
     greedy_reward: float
     budget_episodes: int
@@ -124,7 +156,7 @@ class Tracker:
             self.curve.append({**point, "score": round(score, 3)})
             for t in TARGETS:
                 if self.reached[str(t)] is None and score >= t:
-                    self.reached[str(t)] = point
+                    self.reached[str(t)] = {**point, "validation_score": round(score, 3), "held_out": self.held_out()}
             if all(v is not None for v in self.reached.values()):
                 self.stop_reason, keep_going = "all targets reached", False
         if keep_going and self.train_s > TIME_CAP_S:
@@ -138,8 +170,8 @@ class Tracker:
             "episodes": self.episodes,
             "train_s": round(self.train_s, 2),
             "stop_reason": self.stop_reason,
-            "best_score": max(scores) if scores else None,
-            "final_score": scores[-1] if scores else None,
+            "final_validation_score": scores[-1] if scores else None,
+            "held_out": self.held_out(),
             "targets": {
                 t: ({"reached": True, **p} if p is not None else {"reached": False}) for t, p in self.reached.items()
             },
@@ -151,11 +183,16 @@ class _Stop(TrainingCancelled):
     pass
 
 
-def run_ours(algo: str, base: tuple[float, float], budget: int) -> dict[str, Any]:
+def _curve_reward(policy: Policy, env: EdgePlacementEnv) -> float:
+    return float(play_days(policy, env, seeds=CURVE_SEEDS).rewards.mean())
+
+
+def run_ours(algo: str, base: tuple[float, float], budget: int, held: HeldOutBaselines) -> dict[str, Any]:
     agent: DQNAgent | PPOAgent = DQNAgent(seed=SEED) if algo == "dqn" else PPOAgent(seed=SEED)
     eval_env = EdgePlacementEnv()
     tracker = Tracker(
-        evaluate=lambda: evaluate_policy(agent.act, eval_env, episodes=EVAL_EPISODES).mean_reward,
+        evaluate=lambda: _curve_reward(agent.act, eval_env),
+        held_out=lambda: held_out_figures(agent.act, held),
         random_reward=base[0],
         greedy_reward=base[1],
         budget_episodes=budget,
@@ -173,7 +210,9 @@ def run_ours(algo: str, base: tuple[float, float], budget: int) -> dict[str, Any
     return {"implementation": "modelbus", "algorithm": algo, "params": agent.params.model_dump(), **tracker.result()}
 
 
-def run_sb3(algo: str, base: tuple[float, float], budget: int, *, matched: bool) -> dict[str, Any]:
+def run_sb3(
+    algo: str, base: tuple[float, float], budget: int, held: HeldOutBaselines, *, matched: bool
+) -> dict[str, Any]:
     try:
         import stable_baselines3 as sb3
         from stable_baselines3.common.callbacks import BaseCallback
@@ -237,7 +276,8 @@ def run_sb3(algo: str, base: tuple[float, float], budget: int, *, matched: bool)
             return int(action)
 
         tracker = Tracker(
-            evaluate=lambda: evaluate_policy(act, eval_env, episodes=EVAL_EPISODES).mean_reward,
+            evaluate=lambda: _curve_reward(act, eval_env),
+            held_out=lambda: held_out_figures(act, held),
             random_reward=base[0],
             greedy_reward=base[1],
             budget_episodes=budget,
@@ -330,8 +370,9 @@ def main(out_path: str | Path = DEFAULT_OUT, *, quick: bool = False) -> dict[str
         "protocol": {
             "scenario": "default_scenario()",
             "seed": SEED,
-            "eval_episodes": EVAL_EPISODES,
-            "eval_seed": EVAL_SEED,
+            "curve": {"days": "validation", "first_seed": VALIDATION_SEED, "count": CURVE_DAYS},
+            "reported": {"days": "held-out", "first_seed": HELD_OUT_FIRST_SEED, "count": HELD_OUT_DAYS},
+            "random_rollouts_per_day": RANDOM_ROLLOUTS_PER_DAY,
             "eval_every_episodes": EVAL_EVERY,
             "time_cap_s": TIME_CAP_S,
             "targets": {"0.9": "90 % of greedy's improvement over random", "1.0": "greedy's reward"},
@@ -347,13 +388,13 @@ def main(out_path: str | Path = DEFAULT_OUT, *, quick: bool = False) -> dict[str
         result["stable_baselines3"] = None
 
     result["env"] = bench_env(5_000 if quick else 50_000)
-    eval_env = EdgePlacementEnv()
-    random = evaluate_policy(RandomPolicy(9, seed=SEED), eval_env, episodes=EVAL_EPISODES).mean_reward
-    greedy = evaluate_policy(GreedyPolicy(eval_env), eval_env, episodes=EVAL_EPISODES).mean_reward
+    random_days, greedy_days = anchors(CURVE_SEEDS)
+    random, greedy = float(random_days.mean()), float(greedy_days.rewards.mean())
+    held = held_out_baselines()
     result["baselines"] = {
-        "random_reward": round(random, 2),
-        "greedy_reward": round(greedy, 2),
-        "target_rewards": {str(t): round(random + t * (greedy - random), 2) for t in TARGETS},
+        "validation": {"random_reward": round(random, 2), "greedy_reward": round(greedy, 2)},
+        "held_out": held.as_dict(),
+        "target_rewards_validation": {str(t): round(random + t * (greedy - random), 2) for t in TARGETS},
     }
     base = (random, greedy)
     runs: list[dict[str, Any]] = []
@@ -366,11 +407,11 @@ def main(out_path: str | Path = DEFAULT_OUT, *, quick: bool = False) -> dict[str
         for algo in ("dqn", "ppo"):
             budget = budgets[algo] // (5 if quick else 1)
             label = {"budget": budget_name}
-            ours = label | _repeat(lambda: run_ours(algo, base, budget), repeats)  # noqa: B023 (called right here)
-            matched = label | _repeat(lambda: run_sb3(algo, base, budget, matched=True), repeats)  # noqa: B023
+            ours = label | _repeat(lambda: run_ours(algo, base, budget, held), repeats)  # noqa: B023 (called here)
+            matched = label | _repeat(lambda: run_sb3(algo, base, budget, held, matched=True), repeats)  # noqa: B023
             runs += [ours, matched]
             if not quick and budget_name == "long":
-                runs.append(label | _repeat(lambda: run_sb3(algo, base, budget, matched=False), 1))  # noqa: B023
+                runs.append(label | _repeat(lambda: run_sb3(algo, base, budget, held, matched=False), 1))  # noqa: B023
             if not matched.get("skipped"):
                 ratios.setdefault(budget_name, {})[algo] = {t: _ratio(ours, matched, t) for t in map(str, TARGETS)}
     result["runs"] = runs
@@ -390,10 +431,12 @@ def _summary(result: dict[str, Any]) -> str:
             lines.append(f"{run['budget']:>5} {run['implementation']:>13} {run['algorithm']}: skipped")
             continue
         reached = {t: (v["train_s"] if v["reached"] else "not reached") for t, v in run["targets"].items()}
+        h = run["held_out"]
         lines.append(
             f"{run['budget']:>5} {run['implementation']:>13} {run['algorithm']}: {run['episodes']} episodes, "
-            f"{run['train_s']} s, "
-            f"best score {run['best_score']}, time to target {reached}"
+            f"{run['train_s']} s, time to validation target {reached}; held-out score {h['normalised_score']} "
+            f"[{h['normalised_score_ci95_low']}, {h['normalised_score_ci95_high']}], vs greedy "
+            f"{h['vs_greedy_mean_difference']:+.2f}/day, better on {h['vs_greedy_wins']} of {HELD_OUT_DAYS} days"
         )
     lines.append(f"ratios: {result['ratios_modelbus_over_sb3_matched']}")
     return "\n".join(lines)

@@ -293,6 +293,8 @@ def test_backtest_reproduces_random_baseline(api: httpx.Client) -> None:
     assert low <= 0.8 <= high and high - low < 0.2
     assert bt["hit_rate_3plus_ci95"][0] <= BASELINE_3PLUS <= bt["hit_rate_3plus_ci95"][1]
     assert bt["baseline_within_ci"] is True and sum(bt["match_histogram"].values()) == 1000
+    test = bt["baseline_test"]  # one test at a stated level: the verdict above is its outcome
+    assert test["level"] == 0.05 and test["p_value"] >= 0.05 and test["rejects_baseline"] is False
     assert math.isclose(sum(bt["match_histogram_random_baseline"].values()), 1.0, abs_tol=1e-5)
     enhanced = api.get("/api/statistics/backtest", params={"machine_type": "2", "rounds": 50}).json()
     assert enhanced["algorithm"] == "enhanced" and enhanced["rounds_evaluated"] == 50
@@ -326,6 +328,9 @@ def test_generation_sets_are_valid_distinct_and_follow_the_strategy(api: httpx.C
                 assert used == {expected[machine]} and body["metadata"]["draws_analysed"] == 30
             else:
                 assert used == {expected[machine] + "_pattern_filtered"}
+            # the demo draws are uniform: the frequency model shows no held-out gain, so every score is 0.5
+            evidence = body["metadata"]["confidence_evidence"]
+            assert evidence["weight"] == 0.0 and {p["confidence_score"] for p in body["predictions"]} == {0.5}
     # 3호기: the explanation states the set's odd count; 2호기: its balance
     three = api.post("/api/predictions/generate", json={"machine_type": "3호기", "sets_count": 20}).json()
     for p in three["predictions"]:
@@ -421,6 +426,8 @@ def test_ensemble_needs_trained_members(api: httpx.Client, db: Any) -> None:
         assert job["metrics"]["holdout_log_loss_random_baseline"] == pytest.approx(0.392674, abs=1e-6)
         assert job["metrics"]["holdout_mean_hits_top6_random_baseline"] == 0.8
         assert job["baseline"]["mean_hits_top6"] == 0.8 and job["holdout"]["draws"] > 0
+        evidence = job["confidence_evidence"]  # what weights this member's confidence_score
+        assert evidence["held_out_draws"] == job["holdout"]["draws"] and 0.0 <= evidence["weight"] <= 1.0
     registry = api.get("/api/models", params={"machine_type": "2호기"}).json()["models"]
     assert {m["model_type"] for m in registry} == {r["model_type"] for r in requests}
     transformer = next(m for m in registry if m["model_type"] == "pytorch_transformer")
@@ -441,6 +448,10 @@ def test_ensemble_needs_trained_members(api: httpx.Client, db: Any) -> None:
     assert meta["model_ids"]["sklearn_ensemble"] == "lotto_sklearn_ensemble_m2_v1.1.0"
     assert all(0 <= p["confidence_score"] <= 1 for p in body["predictions"])
     assert meta["threshold_met"] == all(p["confidence_score"] >= 0.7 for p in body["predictions"])
+    # chance-level members: a 0.7 bar cannot be reached, and the answer says so instead of hunting for extremes
+    if meta["confidence_evidence"]["weight"] == 0.0:
+        assert meta["threshold_reachable"] is False and meta["max_confidence_score"] == 0.5
+        assert all(p["below_threshold"] and p["confidence_score"] == 0.5 for p in body["predictions"])
     for method in ("stacking", "blending"):
         request = {"machine_type": "2호기", "sets_count": 3, "ensemble_method": method, "confidence_threshold": 0.0}
         resp = api.post("/api/ensemble/predictions", json=request)
@@ -496,3 +507,16 @@ def test_monitoring_metrics_are_measured(api: httpx.Client, anon: httpx.Client) 
         assert component["status"] == "healthy" and component["response_time_ms"] > 0, (name, component)
     assert health["components"]["cache"]["http_response_cache"] == "not_configured"
     assert health["performance"]["requests_per_minute"] > 0
+
+
+def test_openapi_states_what_confidence_score_means(anon: httpx.Client) -> None:
+    spec = anon.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    for name in ("PredictionSet", "EnsembleSet"):
+        description = schemas[name]["properties"]["confidence_score"]["description"]
+        assert "0.5 = no different from a uniform random set" in description
+        assert "NOT a chance of winning" in description
+    threshold = schemas["EnsemblePredictionRequest"]["properties"]["confidence_threshold"]
+    assert threshold["default"] == 0.7 and "same scale" in threshold["description"]
+    generate = spec["paths"]["/api/predictions/generate"]["post"]["responses"]["200"]
+    assert generate["content"]["application/json"]["schema"]["$ref"].endswith("/PredictionResponse")

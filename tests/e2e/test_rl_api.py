@@ -196,6 +196,14 @@ def test_seed_python_example_trains_and_deploys(
     evaluation = final["evaluation"]
     assert evaluation["random_mean_reward"] < evaluation["greedy_mean_reward"]
     assert evaluation["training_episodes"] == SEED_EPISODES
+    # every figure is on the 30 held-out days, with intervals over days, against greedy day by day
+    assert evaluation["evaluation_first_seed"] == 2_000_000_000 and evaluation["evaluation_days"] == 30
+    assert evaluation["normalised_score_ci95_low"] <= evaluation["normalised_score"]
+    assert evaluation["normalised_score"] <= evaluation["normalised_score_ci95_high"]
+    low, high = evaluation["vs_greedy_mean_difference_ci95_low"], evaluation["vs_greedy_mean_difference_ci95_high"]
+    assert low <= evaluation["vs_greedy_mean_difference"] <= high and 0 <= evaluation["vs_greedy_win_rate"] <= 1
+    assert evaluation["beats_greedy"] == (low > 0)
+    assert ("beats greedy" if evaluation["beats_greedy"] else "does NOT beat greedy") in evaluation["verdict"]
     # the per-episode stream: one rl.episodes event per episode, in the archive too
     wait_for(
         lambda: (

@@ -45,7 +45,9 @@ def test_unreachable_threshold_returns_best_sets_flagged(fitted_models: Mapping[
     assert len(result.predictions) == 5
     assert all(p.below_threshold for p in result.predictions)
     assert not result.metadata.threshold_met and result.metadata.sets_below_threshold == 5
-    assert result.metadata.candidates_evaluated == 2048
+    # no set can reach 1.0, so no search is made: one batch is drawn and its sets are returned flagged
+    assert not result.metadata.threshold_reachable and result.metadata.max_confidence_score < 1.0
+    assert result.metadata.candidates_evaluated == 512
     scores = [p.confidence_score for p in result.predictions]
     assert scores == sorted(scores, reverse=True)
     assert all("기준" in p.explanation[-2] for p in result.predictions)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from ml.lotto.confidence import ConfidenceEvidence, confidence_scores, no_evidence
 from ml.lotto.draws import Draw, InvalidMachineType
 from ml.lotto.generators import GenerateRequest, generate, generate_sets
-from ml.lotto.sampling import confidence_scores, sample_distinct_sets
+from ml.lotto.sampling import sample_distinct_sets
 from ml.lotto.statistics import EmptyHistoryError
 from ml.lotto.strategies import number_model
 
@@ -139,8 +140,12 @@ def test_confidence_score_orders_sets_by_model_weight(history: list[Draw]) -> No
     order = np.argsort(-model.weights)
     best = np.sort(order[:6] + 1)
     worst = np.sort(order[-6:] + 1)
-    scores = confidence_scores(np.array([best, worst]), model.weights)
-    assert scores[0] > 0.99 and scores[1] < 0.01
+    full = ConfidenceEvidence(source="test: full weight", held_out_draws=100, weight=1.0)
+    scores = confidence_scores(np.array([best, worst]), model.probabilities(), full)
+    assert scores[0] > 0.5 > scores[1]
+    # without held-out evidence the same preference is not a score: both are exactly 0.5
+    none = confidence_scores(np.array([best, worst]), model.probabilities(), no_evidence("test"))
+    assert none.tolist() == [0.5, 0.5]
 
 
 # -- the strategies are measurable --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ml.rl.baselines import (
-    EVAL_SEED,
+    VALIDATION_SEED,
     BaselineReport,
     GreedyPolicy,
     RandomPolicy,
@@ -38,7 +38,7 @@ def test_evaluate_policy_is_deterministic_and_reports_means() -> None:
 
 
 def test_greedy_beats_random_by_far_and_the_oracle_bounds_everything(report: BaselineReport) -> None:
-    # Measured on the default scenario (10 days from EVAL_SEED): random -313, greedy -173, static -191.
+    # Measured on the default scenario (10 days from VALIDATION_SEED): random -313, greedy -173, static -191.
     assert report.greedy.mean_reward > report.random.mean_reward + 100.0
     assert report.greedy.mean_overload < 0.02 < report.random.mean_overload
     assert report.oracle_upper_bound >= report.greedy.mean_reward
@@ -56,7 +56,7 @@ def test_best_static_placement_is_the_argmax_over_all_placements() -> None:
     def hold(placement: tuple[int, ...]) -> float:
         total = 0.0
         for i in range(2):
-            env.reset(seed=EVAL_SEED + i, options={"initial_replicas": list(placement)})
+            env.reset(seed=VALIDATION_SEED + i, options={"initial_replicas": list(placement)})
             done = False
             while not done:
                 _, r, term, trunc, _ = env.step(noop)
@@ -72,8 +72,8 @@ def test_best_static_placement_is_the_argmax_over_all_placements() -> None:
 def test_oracle_bound_is_not_beaten_by_greedy_on_any_single_day() -> None:
     env = EdgePlacementEnv()
     for i in range(3):
-        greedy = evaluate_policy(GreedyPolicy(env), env, episodes=1, seed=EVAL_SEED + i).mean_reward
-        assert oracle_upper_bound(episodes=1, seed=EVAL_SEED + i) >= greedy
+        greedy = evaluate_policy(GreedyPolicy(env), env, episodes=1, seed=VALIDATION_SEED + i).mean_reward
+        assert oracle_upper_bound(episodes=1, seed=VALIDATION_SEED + i) >= greedy
 
 
 def test_greedy_policy_picks_the_best_one_step_action() -> None:
