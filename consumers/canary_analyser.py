@@ -53,7 +53,8 @@ SHADOW_WORDS = {"proceed": "promote_to_canary", "rollback": "reject", "hold": "h
 IDLE_AFTER_ENDED_S = 300.0
 """an ended canary or shadow is forgotten from memory after this long without a new label (and reloaded from
 its stored strata when one comes)"""
-RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0)
+"""back-off while MongoDB is unreachable or a dead writer's transaction holds records (its lifetime: 60 s)"""
 HORIZON_RECHECK_S = 10.0
 
 
@@ -202,6 +203,7 @@ class CanaryAnalyser:
                     del self.analyses[analysis_id]
 
     async def start(self) -> None:
+        await self.writer.start()
         await self.refresh(everything=True)  # the running canaries and shadows, with their stored evidence
         self._task = asyncio.create_task(self._tick_forever(), name="canary-windows")
 
@@ -210,6 +212,7 @@ class CanaryAnalyser:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        await self.writer.stop()
 
     async def _tick_forever(self) -> None:
         while True:

@@ -49,7 +49,7 @@ from ml.canary.evidence import (
     strata_docs,
 )
 from schemas import deploy
-from schemas.common import parse_utc
+from schemas.common import parse_utc, utcnow
 from schemas.envelope import Envelope
 
 log = logging.getLogger("modelbus.canary_records")
@@ -57,6 +57,8 @@ log = logging.getLogger("modelbus.canary_records")
 RECORD_TYPES = frozenset({deploy.PREDICTION_SERVED, deploy.PREDICTION_FEEDBACK})
 DEFAULT_HORIZON_DAYS = 30.0
 TRANSACTION_ATTEMPTS = 8
+WRITER_LEASE = "canary-records-writer"
+"""the ``leases`` document holding the session id of the running record writer"""
 
 
 def reduce_prediction(doc: Doc | None, env: Envelope) -> Doc | None:
@@ -142,6 +144,29 @@ class RecordWriter:
     def __init__(self, db: AsyncDatabase) -> None:
         self.db = db
         self.transactions = True
+        self.session: Any = None
+
+    async def start(self) -> None:
+        """Ends the session of a predecessor that was killed (``kill -9``) inside a transaction: MongoDB keeps
+        such a transaction, and the locks on its records, until its lifetime (60 s by default) runs out, and
+        every batch touching those records would meet a write conflict until then. Then opens this writer's
+        own session and records its id for the next one."""
+        leases = self.db[mongo.LEASES]
+        previous = await leases.find_one({"_id": WRITER_LEASE})
+        if previous and previous.get("lsid"):
+            try:
+                await self.db.client.admin.command({"killSessions": [previous["lsid"]]})
+            except OperationFailure as exc:  # not allowed or not supported: conflicts resolve by waiting
+                log.warning("could not end the previous writer's session", extra={"error": str(exc)})
+        self.session = self.db.client.start_session()
+        await leases.replace_one(
+            {"_id": WRITER_LEASE}, {"lsid": self.session.session_id, "started_at": utcnow()}, upsert=True
+        )
+
+    async def stop(self) -> None:
+        if self.session is not None:
+            await self.session.end_session()
+            self.session = None
 
     async def apply(self, events: Iterable[Envelope], horizon: Resolver) -> dict[str, Counts]:
         """Applies the batch exactly once; returns the strata deltas it made (stratum id -> counters)."""
@@ -151,12 +176,11 @@ class RecordWriter:
                 grouped[env.subject].append(env)
         if not grouped:
             return {}
+        conflict: OperationFailure | None = None
         for attempt in range(TRANSACTION_ATTEMPTS):
             try:
                 if self.transactions:
-                    async with self.db.client.start_session() as session:
-                        async with await session.start_transaction():
-                            return await self._apply(grouped, horizon, session)
+                    return await self._in_transaction(grouped, horizon)
                 return await self._apply(grouped, horizon, None)
             except OperationFailure as exc:
                 if self.transactions and (exc.code == 20 or "Transaction numbers" in str(exc)):
@@ -166,10 +190,21 @@ class RecordWriter:
                     continue
                 if not (exc.has_error_label("TransientTransactionError") or exc.code == 112):  # WriteConflict
                     raise
+                conflict = exc
             except (LostRace, DuplicateKeyError, BulkWriteError):
                 pass
             log.info("prediction records changed during the batch, applying it again", extra={"attempt": attempt})
+        if conflict is not None:
+            raise conflict  # the caller retries with back-off (a dead writer's transaction may hold the records)
         raise RuntimeError(f"prediction records: gave up after {TRANSACTION_ATTEMPTS} attempts")
+
+    async def _in_transaction(self, grouped: dict[str, list[Envelope]], horizon: Resolver) -> dict[str, Counts]:
+        if self.session is not None:
+            async with await self.session.start_transaction():
+                return await self._apply(grouped, horizon, self.session)
+        async with self.db.client.start_session() as session:
+            async with await session.start_transaction():
+                return await self._apply(grouped, horizon, session)
 
     async def _apply(self, grouped: dict[str, list[Envelope]], resolve: Resolver, session: Any) -> dict[str, Counts]:
         records = self.db[mongo.PREDICTIONS]

@@ -1,279 +1,324 @@
-"""Canary benchmark: aggregator throughput, window-close-to-verdict latency, and the verdict's error rates.
+"""Canary benchmark (issue 13): the verdict's calibration and power by simulation, and the durable analyser
+on the embedded stack (throughput, window close → verdict, recovery after ``kill -9``).
 
 Run: ``python -m tests.benchmarks.bench_canary [out_path] [--quick]`` (default ``bench-results/canary.json``).
 
 Figures written:
 
-* ``throughput``: served events per second through :class:`CanaryAggregator` (30 % of predictions
-  labelled, so ~1.3 events per served prediction), in process, events pre-built;
-* ``memory``: bytes of join state per tracked prediction (tracemalloc);
-* ``close_to_verdict_ms``: ``close_window`` + ``totals`` + ``decide`` after each window of a
-  100 requests/s canary (and ``decide`` alone);
-* ``simulation_levels``: time per simulated window, events through the aggregator vs counts;
-* ``false_rollbacks_equal``: equal models, the full sequential procedure (verdict after every
-  window, traffic steps followed, stop at the first rollback), 200 canaries, through the
-  aggregator (event level) and as counts;
-* ``boundary``: a canary exactly at the accuracy tolerance (1 pt worse), 10 % traffic, 60 looks:
-  rollbacks with the confidence sequence vs a fixed-sample 95 % interval peeked at every window;
-* ``power``: labelled predictions needed to detect +/-5 pts at the default settings, analytic
-  and simulated.
+* ``calibration``: :func:`ml.canary.calibration.scenarios`, 10,000 simulated canaries each, looked at after
+  every window (60 windows of 60 s, 20 requests/s, 30 % labelled, label delay median 2 min): A/A stationary
+  and drifting (false rollback, false proceed = "proceed" for equal models is *not* an error: the tolerance
+  allows it; the error for A/A is a rollback), a canary exactly at the accuracy tolerance (false proceed), and
+  the issue's drift scenario (shared accuracy falls 8 points while the canary goes 10 → 50 %); each rate with
+  its 95 % Wilson interval;
+* ``contrasts``: the same settings with the strata pooled (what modelbus did before) and with a fixed-sample
+  95 % interval peeked at every window instead of the confidence sequence;
+* ``power``: labels needed for ``rollback`` at 1, 2, 5 and 10 points worse and for ``proceed`` at 2 and 5
+  points better, at 10 % and 50 % canary traffic (median and p90 over simulated canaries);
+* ``fold_in_process``: prediction records folded and their stratum deltas computed per second, pure Python;
+* ``stack``: the analyser as ``modelbus worker --roles analyser`` beside an embedded stack: served events/s
+  folded into MongoDB (records and strata in one transaction per batch), window end → ``canary.metrics`` on
+  Kafka (p50/p95), and recovery after ``kill -9`` with 100,000 predictions in the canary's evidence.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import math
 import os
 import platform
-import statistics
+import random
 import sys
+import tempfile
 import time
-import tracemalloc
-from concurrent.futures import ProcessPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ml.canary.aggregator import CanaryAggregator, FeedbackEvent, ServedEvent
-from ml.canary.analysis import CanaryPolicy, decide
-from ml.canary.simulation import CanarySimParams, CanarySimulator, run_canary, scenario
-from ml.canary.stats import mixture_radius
+import httpx
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from consumers.runtime import ALL_ROLES
+from infra.settings import Settings
+from infra.stack import StackThread
+from ml.canary.calibration import CalibrationScenario, labels_needed, scenarios, simulate
+from ml.canary.evidence import delta, fold_feedback, fold_served
+from ml.canary.routing import choose_arm
+from schemas import deploy
+from schemas.envelope import Envelope
+from tests.analyser_process import AnalyserProcess, strata_totals
 
 DEFAULT_OUT = Path("bench-results/canary.json")
+KEY = "mb_bench-canary-0123456789abcdefghijklmnopq"
+TRAIN = {
+    "model_type": "lightgbm",
+    "data_period": {"start_date": "2025-10-01", "end_date": "2025-11-15"},
+    "hyperparameters": {"n_estimators": 30, "max_depth": 4},
+}
 
 
-def _events(served_target: int, seed: int = 1) -> list[ServedEvent | FeedbackEvent]:
-    """At least ``served_target`` served predictions (200 requests/s, 25 % canary), 30 % of them labelled.
-
-    Labels come 10 s (median) after their prediction so that nearly all of them are in the stream.
-    """
-    params = scenario("equal", requests_per_s=200.0, label_fraction=0.3, label_delay_median_s=10.0)
-    sim = CanarySimulator(params, seed=seed, canary_percentage=25)
-    events: list[ServedEvent | FeedbackEvent] = []
-    served = 0
-    while served < served_target:
-        batch = sim.advance(60)
-        events.extend(batch)
-        served += sum(isinstance(event, ServedEvent) for event in batch)
-    return events
+def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, round(time.perf_counter() - t0, 1)
 
 
-def bench_throughput(served_target: int = 200_000, repeats: int = 3) -> dict[str, Any]:
-    events = _events(served_target)
-    n_served = sum(isinstance(e, ServedEvent) for e in events)
-    rates = []
-    for _ in range(repeats):
-        aggregator = CanaryAggregator()
-        start = time.perf_counter()
-        for event in events:
-            aggregator.add(event)
-        rates.append(time.perf_counter() - start)
-    best = min(rates)
-    return {
-        "served_events": n_served,
-        "feedback_events": len(events) - n_served,
-        "labelled_share": round((len(events) - n_served) / n_served, 3),
-        "served_per_s": round(n_served / best),
-        "events_per_s": round(len(events) / best),
-        "us_per_event": round(best / len(events) * 1e6, 2),
-        "seconds_best_of": repeats,
-    }
-
-
-def bench_memory(served_target: int = 50_000) -> dict[str, Any]:
-    events = _events(served_target, seed=2)
-    tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    aggregator = CanaryAggregator()
-    aggregator.add_many(events)
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
-    tracked = aggregator.pending()["tracked_predictions"]
-    return {
-        "tracked_predictions": tracked,
-        "bytes_total": grown,
-        "bytes_per_tracked_prediction": round(grown / tracked),
-        "default_cap": aggregator.config.max_tracked_predictions,
-        "estimated_mb_at_cap": round(grown / tracked * aggregator.config.max_tracked_predictions / 2**20),
-    }
-
-
-def bench_close_to_verdict(windows: int = 30, rps: float = 100.0) -> dict[str, Any]:
-    params = scenario("better", requests_per_s=rps)
-    sim = CanarySimulator(params, seed=3, canary_percentage=25)
-    aggregator = CanaryAggregator()
-    policy = CanaryPolicy()
-    timings, decide_only = [], []
-    for _ in range(windows):
-        aggregator.add_many(sim.advance(60))
-        start = time.perf_counter()
-        aggregator.close_window(sim.now)
-        totals = aggregator.totals()
-        middle = time.perf_counter()
-        decide(totals["baseline"], totals["canary"], policy, current_percentage=25)
-        end = time.perf_counter()
-        timings.append((end - start) * 1e3)
-        decide_only.append((end - middle) * 1e3)
-    timings.sort()
-    return {
-        "requests_per_s": rps,
-        "window_s": 60,
-        "windows": windows,
-        "served_in_state": aggregator.counters["served"],
-        "p50_ms": round(statistics.median(timings), 3),
-        "p95_ms": round(timings[math.ceil(0.95 * len(timings)) - 1], 3),
-        "max_ms": round(timings[-1], 3),
-        "decide_only_p50_ms": round(statistics.median(decide_only), 3),
-    }
-
-
-def bench_simulation_levels(windows: int = 20) -> dict[str, Any]:
-    """Time per simulated 60 s window (20 requests/s): events through the aggregator vs counts."""
-    sim = CanarySimulator(scenario("equal"), seed=4)
-    aggregator = CanaryAggregator()
-    start = time.perf_counter()
-    for _ in range(windows):
-        aggregator.add_many(sim.advance(60))
-        aggregator.close_window(sim.now)
-        aggregator.totals()
-    events_ms = (time.perf_counter() - start) / windows * 1e3
-    sim = CanarySimulator(scenario("equal"), seed=4)
-    start = time.perf_counter()
-    for _ in range(windows):
-        sim.advance_totals(60)
-    counts_ms = (time.perf_counter() - start) / windows * 1e3
-    return {"events_ms_per_window": round(events_ms, 2), "counts_ms_per_window": round(counts_ms, 3),
-            "speedup": round(events_ms / counts_ms, 1)}
-
-
-def _outcome(args: tuple[CanarySimParams, int, int, str]) -> tuple[str, int, int]:
-    params, seed, windows, level = args
-    run = run_canary(params, seed=seed, max_windows=windows, level=level)  # type: ignore[arg-type]
-    return run.outcome, run.windows, run.labelled[1]
-
-
-def bench_false_rollbacks(canaries: int = 200, quick: bool = False) -> dict[str, Any]:
+def bench_calibration(canaries: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    levels = [("counts", 60)] if quick else [("counts", 60), ("events", 30)]
-    for level, windows in levels:
-        jobs = [(scenario("equal"), seed, windows, level) for seed in range(canaries)]
-        start = time.perf_counter()
-        with ProcessPoolExecutor(max_workers=2) as pool:
-            results = list(pool.map(_outcome, jobs, chunksize=10))
-        outcomes = [r[0] for r in results]
-        out[level] = {
-            "canaries": canaries,
-            "max_windows": windows,
-            "requests_per_s": 20.0,
-            "rollbacks": outcomes.count("rollback"),
-            "rate": outcomes.count("rollback") / canaries,
-            "promoted": outcomes.count("proceed"),
-            "still_holding": outcomes.count("hold"),
-            "verdicts_checked": sum(r[1] for r in results),
-            "seconds": round(time.perf_counter() - start, 1),
-        }
+    for i, (name, sc) in enumerate(scenarios(canaries).items()):
+        res, seconds = _timed(simulate, sc, seed=100 + i)
+        out[name] = res.summary() | {"seconds": seconds}
     return out
 
 
-def bench_boundary(canaries: int = 500, windows: int = 60) -> dict[str, Any]:
-    """Canary 1 pt less accurate (the tolerance exactly), 10 % traffic: rollbacks, CS vs naive peeking."""
-    policy = CanaryPolicy()
-    ours = naive = 0
-    for seed in range(canaries):
-        sim = CanarySimulator(scenario("equal", canary_accuracy=0.89), seed=10_000 + seed, canary_percentage=10)
-        ours_hit = naive_hit = False
-        for _ in range(windows):
-            arms = sim.advance_totals(60)
-            b, c = arms["baseline"], arms["canary"]
-            ours_hit = ours_hit or decide(b, c, policy).recommendation == "rollback"
-            if min(b.labelled, c.labelled) >= policy.min_labelled and not naive_hit:
-                pb, pc = b.correct / b.labelled, c.correct / c.labelled
-                se = math.sqrt(pb * (1 - pb) / b.labelled + pc * (1 - pc) / c.labelled)
-                naive_hit = pc - pb + 1.96 * se < -policy.accuracy_tolerance
-        ours += ours_hit
-        naive += naive_hit
-    return {
-        "canaries": canaries,
-        "windows": windows,
-        "canary_accuracy": 0.89,
-        "baseline_accuracy": 0.90,
-        "confidence_sequence_rollbacks": ours,
-        "confidence_sequence_rate": ours / canaries,
-        "naive_peeking_rollbacks": naive,
-        "naive_peeking_rate": naive / canaries,
-    }
+def bench_contrasts(canaries: int) -> dict[str, Any]:
+    settings = scenarios(canaries)
+    out: dict[str, Any] = {}
+    for name, sc, kwargs in (
+        ("issue_drift_pooled", settings["issue_drift_10_to_50"], {"pooled": True}),
+        ("aa_drifting_pooled", settings["aa_drifting"], {"pooled": True}),
+        ("aa_stationary_naive_peeking", settings["aa_stationary"], {"naive": True}),
+        ("at_tolerance_stationary_naive_peeking", settings["at_tolerance_stationary"], {"naive": True}),
+    ):
+        res, seconds = _timed(simulate, sc, seed=200, **kwargs)
+        out[name] = res.summary() | {"seconds": seconds}
+    return out
 
 
-def labels_needed(p0: float, p1: float, canary_share: float, policy: CanaryPolicy, verdict: str) -> tuple[int, int]:
-    """``(canary, total)`` labelled predictions at which the accuracy CS, centred on the true difference,
-    first gives ``verdict`` (the typical case: half of the canaries get there sooner, half later)."""
-    tol, alpha = policy.accuracy_tolerance, policy.alpha_per_metric
-    diff = p1 - p0
-    for n1 in range(policy.min_labelled, 5_000_000, 10):
-        n0 = max(policy.min_labelled, round(n1 * (1 - canary_share) / canary_share))
-        radius = mixture_radius(p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0, policy.tau_accuracy, alpha)
-        if (verdict == "rollback" and diff + radius < -tol) or (verdict == "proceed" and diff - radius > -tol):
-            return n1, n1 + n0
-    return -1, -1
+def bench_power(canaries: int) -> list[dict[str, Any]]:
+    rows = []
+    for difference in (-0.01, -0.02, -0.05, -0.10, 0.02, 0.05):
+        for share in (10.0, 50.0):
+            rows.append(labels_needed(difference, share, canaries=canaries, seed=300))
+    return rows
 
 
-def bench_power(canaries: int = 200) -> dict[str, Any]:
-    analytic = []
-    for p0, p1, verdict in ((0.90, 0.85, "rollback"), (0.90, 0.95, "proceed"), (0.90, 0.90, "proceed"),
-                            (0.98, 0.93, "rollback"), (0.98, 0.98, "proceed")):
-        for tolerance in (0.01, 0.02):
-            for share in (0.10, 0.50):
-                policy = CanaryPolicy(accuracy_tolerance=tolerance)
-                canary_labels, total_labels = labels_needed(p0, p1, share, policy, verdict)
-                analytic.append({
-                    "baseline_accuracy": p0, "canary_accuracy": p1, "tolerance": tolerance, "canary_share": share,
-                    "verdict": verdict, "canary_labels": canary_labels, "total_labels": total_labels,
-                })
-    simulated: dict[str, Any] = {}
-    for name, expected in (("worse", "rollback"), ("better", "proceed")):
-        jobs = [(scenario(name), seed, 120, "counts") for seed in range(canaries)]
-        with ProcessPoolExecutor(max_workers=2) as pool:
-            results = list(pool.map(_outcome, jobs, chunksize=10))
-        hits = [r for r in results if r[0] == expected]
-        labels = sorted(r[2] for r in hits)
-        minutes = sorted(r[1] for r in hits)
-        simulated[name] = {
-            "canaries": canaries,
-            "found": len(hits),
-            "wrong_direction": sum(r[0] not in (expected, "hold") for r in results),
-            "canary_labelled_median": labels[len(labels) // 2] if labels else None,
-            "canary_labelled_p90": labels[math.ceil(0.9 * len(labels)) - 1] if labels else None,
-            "minutes_median": minutes[len(minutes) // 2] if minutes else None,
-            "minutes_p90": minutes[math.ceil(0.9 * len(minutes)) - 1] if minutes else None,
+def bench_fold(predictions: int = 100_000) -> dict[str, Any]:
+    """Records folded (served, then a label for a third) with their stratum deltas, in process."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    served = [
+        {"prediction_id": f"p{i}", "model_id": "m", "arm": "canary" if i % 2 else "baseline", "canary_id": "c1",
+         "percentage": 50.0, "score": 0.3, "label": i % 2, "latency_ms": 2.5, "served_at": now + timedelta(seconds=i)}
+        for i in range(predictions)
+    ]
+    horizon = {"c1": None}
+    t0 = time.perf_counter()
+    records: dict[str, dict[str, Any]] = {}
+    for event in served:
+        new = fold_served(records.get(event["prediction_id"]), event, event["served_at"])
+        if new is not None:
+            delta(records.get(event["prediction_id"]), new, horizon.get)
+            records[event["prediction_id"]] = new
+    for i in range(0, predictions, 3):
+        pid = f"p{i}"
+        new = fold_feedback(records[pid], i % 2, now)
+        if new is not None:
+            delta(records[pid], new, horizon.get)
+            records[pid] = new
+    seconds = time.perf_counter() - t0
+    events = predictions + (predictions + 2) // 3
+    return {"served": predictions, "events": events, "events_per_s": round(events / seconds),
+            "us_per_event": round(seconds / events * 1e6, 2)}
+
+
+# --- the analyser on the embedded stack ------------------------------------------------------------
+def _served_envelopes(canary_id: str, old: str, new: str, n: int, offset: int, seed: int) -> list[tuple[str, bytes]]:
+    """(topic short name, envelope bytes): n served predictions at 50 %, a third of them labelled."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(offset, offset + n):
+        pid = f"bench-{i}"
+        arm = choose_arm(pid, 50, salt=canary_id)
+        now = datetime.now(UTC)
+        served = deploy.PredictionServed(
+            prediction_id=pid, model_id=new if arm == "canary" else old, arm=arm, canary_id=canary_id,
+            percentage=50.0, score=0.5, label=rng.randrange(2), latency_ms=rng.lognormvariate(1.0, 0.3),
+            served_at=now,
+        )
+        out.append(("predict.served", Envelope.wrap(deploy.PREDICTION_SERVED, pid, served, source="bench").to_bytes()))
+        if i % 3 == 0:
+            fb = deploy.PredictionFeedback(prediction_id=pid, label=rng.randrange(2), canary_id=canary_id,
+                                           received_at=now)
+            out.append(("predict.feedback",
+                        Envelope.wrap(deploy.PREDICTION_FEEDBACK, pid, fb, source="bench").to_bytes()))
+    return out
+
+
+async def _produce(settings: Settings, messages: list[tuple[str, bytes]]) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, acks="all")
+    await producer.start()
+    t0 = time.perf_counter()
+    try:
+        futures = [await producer.send(settings.topic(topic), raw) for topic, raw in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - t0
+
+
+class MetricsWatch:
+    """Reads ``canary.metrics`` from its end: window end → publication lag, and the first event counting all."""
+
+    def __init__(self, settings: Settings, canary_id: str) -> None:
+        self.settings, self.canary_id = settings, canary_id
+        self.lags_ms: list[float] = []
+        self.last_requests = 0
+        self.seen_at: list[tuple[float, int]] = []  # (perf_counter, requests counted)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.consumer = AIOKafkaConsumer(self.settings.topic("canary.metrics"),
+                                         bootstrap_servers=self.settings.kafka_bootstrap, auto_offset_reset="latest",
+                                         fetch_max_wait_ms=50)
+        await self.consumer.start()
+        await self.consumer.seek_to_end()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async for message in self.consumer:
+            env = Envelope.from_bytes(message.value)
+            if env.subject != self.canary_id:
+                continue
+            data = deploy.CanaryMetrics.model_validate(env.data)
+            self.lags_ms.append((env.time - data.window_end).total_seconds() * 1000)
+            counted = data.metrics["new_model"]["requests"] + data.metrics["old_model"]["requests"]
+            self.seen_at.append((time.perf_counter(), counted))
+
+    def first_counting(self, n: int, after: float) -> float | None:
+        return next((t for t, c in self.seen_at if t >= after and c >= n), None)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self.consumer.stop()
+
+
+def _pct(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    arr = np.asarray(values)
+    return {"p50_ms": round(float(np.percentile(arr, 50)), 1), "p95_ms": round(float(np.percentile(arr, 95)), 1),
+            "n": len(values)}
+
+
+def bench_stack(predictions: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(_env_file=None, data_dir=Path(tmp), port=0, api_key=KEY, demo_records_per_day=120,
+                            train_processes=1, worker_layout="inline", rate_limits_enabled=False,
+                            log_level="WARNING")
+        thread = StackThread(settings, demo=True, roles=tuple(r for r in ALL_ROLES if r != "analyser"))
+        thread.start(timeout=180)
+        analyser = AnalyserProcess(thread.stack.settings, Path(tmp) / "analyser.log")
+        try:
+            analyser.start()
+            return asyncio.run(_stack_run(thread, analyser, predictions))
+        finally:
+            analyser.stop()
+            thread.stop()
+
+
+async def _stack_run(thread: StackThread, analyser: AnalyserProcess, predictions: int) -> dict[str, Any]:
+    settings = thread.stack.settings
+    async with httpx.AsyncClient(base_url=thread.stack.info["api_url"], headers={"X-API-Key": KEY},
+                                 timeout=60) as api:
+        models = []
+        for seed in (1, 2):
+            job = (await api.post("/v1/ml/train", json=TRAIN | {"hyperparameters": TRAIN["hyperparameters"]
+                                                                  | {"seed": seed}})).json()["job_id"]
+            while (status := (await api.get(f"/v1/ml/train/status/{job}")).json())["status"] not in (
+                    "completed", "failed", "cancelled"):
+                await asyncio.sleep(0.2)
+            assert status["status"] == "completed", status
+            models.append(status["model_id"])
+        old, new = models
+        for step, model in (("staging", old), ("production", old), ("staging", new)):
+            assert (await api.post(f"/v1/ml/deploy/{step}", json={"model_id": model})).status_code == 200
+        resp = await api.post("/v1/ml/deploy/canary/start", json={
+            "model_id": new, "initial_traffic_percentage": 50,
+            "policy": {"window_seconds": 1, "min_requests": 10**9, "min_labelled": 10**9}})
+        assert resp.status_code == 202, resp.text
+        canary_id = resp.json()["canary_id"]
+        watch = MetricsWatch(settings, canary_id)
+        await watch.start()
+        messages = _served_envelopes(canary_id, old, new, predictions, 0, seed=1)
+        t0 = time.perf_counter()
+        produce_s = await _produce(settings, messages)
+        want_labelled = (predictions + 2) // 3
+        deadline = time.perf_counter() + 600
+        counted = (0, 0)
+        while counted[0] < predictions and time.perf_counter() < deadline:
+            counted = strata_totals(settings, canary_id)
+            await asyncio.sleep(0.1)
+        fold_s = time.perf_counter() - t0
+        while counted[1] < want_labelled and time.perf_counter() < deadline:
+            counted = strata_totals(settings, canary_id)
+            await asyncio.sleep(0.1)
+        all_s = time.perf_counter() - t0
+        await asyncio.sleep(3)
+        lags = list(watch.lags_ms)
+
+        # recovery: kill -9, restart, time to ready and to the first verdict counting every prediction
+        analyser.kill9()
+        restart = time.perf_counter()
+        await asyncio.to_thread(analyser.start)
+        ready_s = time.perf_counter() - restart
+        status = (await api.get(f"/v1/ml/deploy/canary/{canary_id}/status")).json()
+        status_counts = status["metrics"]["new_model"]["requests"] + status["metrics"]["old_model"]["requests"]
+        deadline = time.perf_counter() + 120
+        while watch.first_counting(predictions, restart) is None and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+        first = watch.first_counting(predictions, restart)
+        await watch.stop()
+        return {
+            "predictions": predictions,
+            "feedback": want_labelled,
+            "served_events_produced_s": round(produce_s, 2),
+            "served_counted": counted[0],
+            "labelled_counted": counted[1],
+            "served_events_per_s": round(predictions / fold_s),
+            "all_events_per_s": round((predictions + want_labelled) / all_s),
+            "window_seconds": 1,
+            "window_end_to_canary_metrics": _pct(lags),
+            "recovery": {
+                "kill": "SIGKILL of `modelbus worker --roles analyser`",
+                "restart_to_ready_s": round(ready_s, 2),
+                "status_counts_right_after_restart": status_counts,
+                "restart_to_first_verdict_counting_everything_s": round(first - restart, 2) if first else None,
+            },
+            "note": "one process per role group: the analyser alone in its process; Tansu, SecantusDB, the API "
+                    "and the other consumers (in this process's stack thread) on the same 2 cores",
         }
-    return {
-        "setting": "baseline accuracy 0.90, 20 requests/s, 30 % labelled, label delay median 2 min, steps 10/25/50",
-        "analytic_labels_needed": analytic,
-        "simulated": simulated,
-    }
 
 
 def main(out_path: str | Path = DEFAULT_OUT, *, quick: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
+    canaries = 1000 if quick else 10_000
     result: dict[str, Any] = {
         "benchmark": "canary",
         "when": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "quick": quick,
-        "throughput": bench_throughput(50_000 if quick else 200_000),
-        "memory": bench_memory(),
-        "close_to_verdict_ms": bench_close_to_verdict(),
-        "simulation_levels": bench_simulation_levels(),
-        "false_rollbacks_equal": bench_false_rollbacks(quick=quick),
-        "boundary": bench_boundary(100 if quick else 500),
-        "power": bench_power(50 if quick else 200),
+        "setting": CalibrationScenario(name="defaults").model_dump(exclude={"name", "schedule"}),
     }
-    result["seconds"] = round(time.perf_counter() - started, 1)
     path = Path(out_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    def save() -> None:
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    result["calibration"] = bench_calibration(canaries)
+    save()
+    result["contrasts"] = bench_contrasts(canaries // 5)
+    save()
+    result["power"] = bench_power(500 if quick else 2000)
+    save()
+    result["fold_in_process"] = bench_fold(20_000 if quick else 100_000)
+    save()
+    result["stack"] = bench_stack(20_000 if quick else 100_000)
+    save()
     return result
 
 
