@@ -187,20 +187,25 @@ class CanaryAnalyser:
             query = {"$or": [query, {"status": "monitoring"}]}
         db = self.deps.db
         docs = [d for name in (mongo.CANARIES, mongo.SHADOWS) async for d in db[name].find(query)]
-        async with self.lock:
-            for doc in docs:
-                analysis = self.analyses.get(doc["_id"])
-                if analysis is None:
-                    self.analyses[doc["_id"]] = await self._load(doc)
-                else:
-                    analysis.doc = doc
-                self.horizons[doc["_id"]] = (horizon_end(doc), time.monotonic())
-            self.unknown.clear()
-            now = time.monotonic()
-            for analysis_id, analysis in list(self.analyses.items()):
-                quiet = now - analysis.touched > IDLE_AFTER_ENDED_S
-                if not analysis.running and quiet and analysis.published_version == analysis.evidence.version:
-                    del self.analyses[analysis_id]
+        now = time.monotonic()
+        new = []
+        for doc in docs:
+            self.horizons[doc["_id"]] = (horizon_end(doc), now)
+            analysis = self.analyses.get(doc["_id"])
+            if analysis is None:
+                new.append(doc)
+            else:
+                analysis.doc = doc
+        if new:  # loading evidence must not interleave with a batch's deltas: under the lock
+            async with self.lock:
+                for doc in new:
+                    if doc["_id"] not in self.analyses:
+                        self.analyses[doc["_id"]] = await self._load(doc)
+        self.unknown -= set(ids)
+        for analysis_id, analysis in list(self.analyses.items()):
+            quiet = now - analysis.touched > IDLE_AFTER_ENDED_S
+            if not analysis.running and quiet and analysis.published_version == analysis.evidence.version:
+                del self.analyses[analysis_id]
 
     async def start(self) -> None:
         await self.writer.start()

@@ -37,11 +37,14 @@ from typing import Any
 
 import httpx
 import numpy as np
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+import psutil
+from aiokafka import AIOKafkaProducer
 
 from consumers.runtime import ALL_ROLES
+from infra import mongo
 from infra.settings import Settings
 from infra.stack import StackThread
+from ml.canary.analysis import CanaryPolicy
 from ml.canary.calibration import CalibrationScenario, labels_needed, scenarios, simulate
 from ml.canary.evidence import delta, fold_feedback, fold_served
 from ml.canary.routing import choose_arm
@@ -87,10 +90,15 @@ def bench_contrasts(canaries: int) -> dict[str, Any]:
 
 
 def bench_power(canaries: int) -> list[dict[str, Any]]:
+    """200 requests/s (so that even 1-point differences are found within the 4-hour horizon; labels needed
+    hardly depend on the rate). A canary 1 point worse is exactly at the default 1-point tolerance, which by
+    definition is not harm: its rows use ``accuracy_tolerance=0`` (any drop is harm)."""
     rows = []
     for difference in (-0.01, -0.02, -0.05, -0.10, 0.02, 0.05):
+        policy = CanaryPolicy(accuracy_tolerance=0.0) if difference == -0.01 else CanaryPolicy()
         for share in (10.0, 50.0):
-            rows.append(labels_needed(difference, share, canaries=canaries, seed=300))
+            row = labels_needed(difference, share, policy=policy, canaries=canaries, requests_per_s=200.0, seed=300)
+            rows.append(row | {"accuracy_tolerance_pts": policy.accuracy_tolerance * 100, "requests_per_s": 200.0})
     return rows
 
 
@@ -157,41 +165,41 @@ async def _produce(settings: Settings, messages: list[tuple[str, bytes]]) -> flo
     return time.perf_counter() - t0
 
 
-class MetricsWatch:
-    """Reads ``canary.metrics`` from its end: window end → publication lag, and the first event counting all."""
+async def _metrics_events(settings: Settings, canary_id: str) -> list[tuple[datetime, deploy.CanaryMetrics]]:
+    """Every ``canary.metrics`` event of the canary in the archive: (publication time, payload)."""
+    client = mongo.client(settings, archive=True)
+    try:
+        out = []
+        cursor = client[settings.mongodb_db][mongo.ARCHIVE].find({"topic": "canary.metrics", "subject": canary_id})
+        async for doc in cursor:
+            env = Envelope.from_bytes(doc["raw"])
+            out.append((env.time, deploy.CanaryMetrics.model_validate(env.data)))
+        return out
+    finally:
+        await client.close()
 
-    def __init__(self, settings: Settings, canary_id: str) -> None:
-        self.settings, self.canary_id = settings, canary_id
-        self.lags_ms: list[float] = []
-        self.last_requests = 0
-        self.seen_at: list[tuple[float, int]] = []  # (perf_counter, requests counted)
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self.consumer = AIOKafkaConsumer(self.settings.topic("canary.metrics"),
-                                         bootstrap_servers=self.settings.kafka_bootstrap, auto_offset_reset="latest",
-                                         fetch_max_wait_ms=50)
-        await self.consumer.start()
-        await self.consumer.seek_to_end()
-        self._task = asyncio.create_task(self._run())
+def _requests(metrics: deploy.CanaryMetrics) -> int:
+    return int(metrics.totals["canary"]["requests"] + metrics.totals["baseline"]["requests"])
 
-    async def _run(self) -> None:
-        async for message in self.consumer:
-            env = Envelope.from_bytes(message.value)
-            if env.subject != self.canary_id:
-                continue
-            data = deploy.CanaryMetrics.model_validate(env.data)
-            self.lags_ms.append((env.time - data.window_end).total_seconds() * 1000)
-            counted = data.metrics["new_model"]["requests"] + data.metrics["old_model"]["requests"]
-            self.seen_at.append((time.perf_counter(), counted))
 
-    def first_counting(self, n: int, after: float) -> float | None:
-        return next((t for t, c in self.seen_at if t >= after and c >= n), None)
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-        await self.consumer.stop()
+def _cpu_by_process() -> dict[str, float]:
+    """CPU seconds of this process and every descendant, by a short name."""
+    out: dict[str, float] = {}
+    me = psutil.Process()
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            cmd = proc.cmdline()
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        text = " ".join(cmd)
+        name = ("bench (stack thread: API, serving, projector, archive, training; producer)" if proc.pid == me.pid
+                else "analyser" if "--roles" in text else "tansu" if "tansu" in text
+                else "secantusdb archive" if "archive" in text else "secantusdb" if "secantus" in text.lower()
+                else proc.name())
+        out[name] = out.get(name, 0.0) + times.user + times.system
+    return out
 
 
 def _pct(values: list[float]) -> dict[str, float] | None:
@@ -239,9 +247,11 @@ async def _stack_run(thread: StackThread, analyser: AnalyserProcess, predictions
             "policy": {"window_seconds": 1, "min_requests": 10**9, "min_labelled": 10**9}})
         assert resp.status_code == 202, resp.text
         canary_id = resp.json()["canary_id"]
-        watch = MetricsWatch(settings, canary_id)
-        await watch.start()
         messages = _served_envelopes(canary_id, old, new, predictions, 0, seed=1)
+        assert analyser.proc is not None
+        proc = psutil.Process(analyser.proc.pid)
+        cpu0 = sum(proc.cpu_times()[:2])
+        everyone0 = _cpu_by_process()
         t0 = time.perf_counter()
         produce_s = await _produce(settings, messages)
         want_labelled = (predictions + 2) // 3
@@ -255,21 +265,25 @@ async def _stack_run(thread: StackThread, analyser: AnalyserProcess, predictions
             counted = strata_totals(settings, canary_id)
             await asyncio.sleep(0.1)
         all_s = time.perf_counter() - t0
-        await asyncio.sleep(3)
-        lags = list(watch.lags_ms)
+        analyser_cpu = sum(proc.cpu_times()[:2]) - cpu0
+        everyone = {k: round((v - everyone0.get(k, 0.0)) / all_s, 2) for k, v in _cpu_by_process().items()}
+        await asyncio.sleep(3)  # the last windows close and are archived
+        lags = [(at - m.window_end).total_seconds() * 1000 for at, m in await _metrics_events(settings, canary_id)]
 
-        # recovery: kill -9, restart, time to ready and to the first verdict counting every prediction
+        # recovery: kill -9, restart; then one more prediction: time until a verdict counts all of them
         analyser.kill9()
         restart = time.perf_counter()
         await asyncio.to_thread(analyser.start)
         ready_s = time.perf_counter() - restart
         status = (await api.get(f"/v1/ml/deploy/canary/{canary_id}/status")).json()
         status_counts = status["metrics"]["new_model"]["requests"] + status["metrics"]["old_model"]["requests"]
+        await _produce(settings, _served_envelopes(canary_id, old, new, 1, predictions, seed=2)[:1])
+        first = None
         deadline = time.perf_counter() + 120
-        while watch.first_counting(predictions, restart) is None and time.perf_counter() < deadline:
-            await asyncio.sleep(0.05)
-        first = watch.first_counting(predictions, restart)
-        await watch.stop()
+        while first is None and time.perf_counter() < deadline:
+            if any(_requests(m) == predictions + 1 for _, m in await _metrics_events(settings, canary_id)):
+                first = time.perf_counter()
+            await asyncio.sleep(0.1)
         return {
             "predictions": predictions,
             "feedback": want_labelled,
@@ -278,13 +292,18 @@ async def _stack_run(thread: StackThread, analyser: AnalyserProcess, predictions
             "labelled_counted": counted[1],
             "served_events_per_s": round(predictions / fold_s),
             "all_events_per_s": round((predictions + want_labelled) / all_s),
+            "analyser_cpu_share_of_one_core": round(analyser_cpu / all_s, 2),
+            "analyser_cpu_us_per_event": round(analyser_cpu / (predictions + want_labelled) * 1e6),
+            "cpu_share_of_one_core_by_process": everyone,
             "window_seconds": 1,
             "window_end_to_canary_metrics": _pct(lags),
             "recovery": {
                 "kill": "SIGKILL of `modelbus worker --roles analyser`",
                 "restart_to_ready_s": round(ready_s, 2),
                 "status_counts_right_after_restart": status_counts,
-                "restart_to_first_verdict_counting_everything_s": round(first - restart, 2) if first else None,
+                "restart_to_verdict_counting_all_and_one_more_s": round(first - restart, 2) if first else None,
+                "why_ready_takes_long": "the new consumer's JoinGroup waits for the killed member's session to "
+                                        "expire (Kafka semantics; Tansu holds the JoinGroup)",
             },
             "note": "one process per role group: the analyser alone in its process; Tansu, SecantusDB, the API "
                     "and the other consumers (in this process's stack thread) on the same 2 cores",

@@ -1,6 +1,7 @@
 """Issue 4 benchmark: POST /v1/ml/predict latency (p50/p99) through the API (HTTP → Kafka request/reply →
-prediction worker → predict.served + predictions store → reply) at 100 and 500 requests/s, open loop,
-against calling the same LightGBM model in process; canary analyser throughput (served + feedback events
+prediction worker → predict.served → reply) at 100 and 500 requests/s, open loop,
+against calling the same LightGBM model in process; 100 requests/s without and with a shadow model scoring
+every request; canary analyser throughput (served + feedback events
 through Kafka) and window-close-to-verdict time. Writes bench-results/predict.json."""
 
 from __future__ import annotations
@@ -158,8 +159,29 @@ async def run(info: dict[str, Any], settings: Settings, out_path: Path) -> dict[
         result["api_batch_1000"] = _pct(times)
         _write(out_path, result)
 
-        # the analyser: a canary with 1 s windows fed by synthetic served/feedback events through Kafka
+        # a shadow at 100 %: the same load without and with it, side by side (the shadow model scores every
+        # request after the reply is sent)
         new = await _train_and_deploy(client, period, 50)
+        without = await _load(100.0, 10.0, info["api_url"], rows)
+        resp = await client.post("/v1/ml/deploy/shadow/start", json={"model_id": new, "sample_percentage": 100})
+        assert resp.status_code == 202, resp.text
+        shadow_id = resp.json()["shadow_id"]
+        await asyncio.sleep(2)  # the workers load the shadow model
+        with_shadow = await _load(100.0, 10.0, info["api_url"], rows)
+        assert (await client.post(f"/v1/ml/deploy/shadow/{shadow_id}/stop")).status_code == 200
+        result["shadow_100"] = {
+            "without_shadow": without,
+            "with_shadow": with_shadow,
+            "added_p50_ms": round(
+                with_shadow["http_round_trip"]["p50_ms"] - without["http_round_trip"]["p50_ms"], 3
+            ),
+            "added_p99_ms": round(
+                with_shadow["http_round_trip"]["p99_ms"] - without["http_round_trip"]["p99_ms"], 3
+            ),
+        }
+        _write(out_path, result)
+
+        # the analyser: a canary with 1 s windows fed by synthetic served/feedback events through Kafka
         resp = await client.post(
             "/v1/ml/deploy/canary/start",
             json={
