@@ -134,12 +134,6 @@ def _named(doc: Mapping[str, Any] | None, events: Iterable[Envelope]) -> set[str
     return names
 
 
-def _surely_new(events: list[Envelope]) -> bool:
-    """Only served events of the caller's arm: the record is new unless the batch is redelivered or a label
-    (or the shadow's answer) came first, which the insert then reports."""
-    return all(env.type == deploy.PREDICTION_SERVED and env.data.get("arm") != "shadow" for env in events)
-
-
 class LostRace(Exception):
     """A record changed between the read and the write: the batch is applied again."""
 
@@ -185,10 +179,14 @@ class RecordWriter:
         conflict: OperationFailure | None = None
         for attempt in range(TRANSACTION_ATTEMPTS):
             try:
-                guess = attempt == 0 and self.transactions  # first try: a prediction seen only as served is new
                 if self.transactions:
-                    return await self._in_transaction(grouped, horizon, guess)
-                return await self._apply(grouped, horizon, None, guess)
+                    return await self._in_transaction(grouped, horizon)
+                return await self._apply(grouped, horizon, None)
+            except (LostRace, DuplicateKeyError):
+                pass  # a record changed or appeared since it was read: read them all again
+            except BulkWriteError as exc:  # (an OperationFailure: caught first)
+                if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+                    conflict = exc
             except OperationFailure as exc:
                 if self.transactions and (exc.code == 20 or "Transaction numbers" in str(exc)):
                     log.warning("MongoDB has no transactions (not a replica set): records and strata are written "
@@ -198,40 +196,30 @@ class RecordWriter:
                 if not (exc.has_error_label("TransientTransactionError") or exc.code == 112):  # WriteConflict
                     raise
                 conflict = exc
-            except (LostRace, DuplicateKeyError, BulkWriteError):
-                pass
             log.info("prediction records changed during the batch, applying it again", extra={"attempt": attempt})
         if conflict is not None:
             raise conflict  # the caller retries with back-off (a dead writer's transaction may hold the records)
         raise RuntimeError(f"prediction records: gave up after {TRANSACTION_ATTEMPTS} attempts")
 
-    async def _in_transaction(
-        self, grouped: dict[str, list[Envelope]], horizon: Resolver, guess: bool
-    ) -> dict[str, Counts]:
+    async def _in_transaction(self, grouped: dict[str, list[Envelope]], horizon: Resolver) -> dict[str, Counts]:
         if self.session is not None:
             async with await self.session.start_transaction():
-                return await self._apply(grouped, horizon, self.session, guess)
+                return await self._apply(grouped, horizon, self.session)
         async with self.db.client.start_session() as session:
             async with await session.start_transaction():
-                return await self._apply(grouped, horizon, session, guess)
+                return await self._apply(grouped, horizon, session)
 
-    async def _apply(
-        self, grouped: dict[str, list[Envelope]], resolve: Resolver, session: Any, guess: bool = False
-    ) -> dict[str, Counts]:
-        """Reads the batch's records, folds the events in, writes records and strata deltas. With ``guess``, the
-        records of predictions seen only as served (baseline/canary arm) in this batch are not read but
-        inserted: nearly always right, and when one exists already (a redelivered batch, a label that came
-        first) the insert fails and the batch is applied again reading every record."""
+    async def _apply(self, grouped: dict[str, list[Envelope]], resolve: Resolver, session: Any) -> dict[str, Counts]:
+        """Reads the batch's records, folds its events into them, writes the records and the strata deltas."""
         records = self.db[mongo.PREDICTIONS]
-        wanted = [pid for pid, evs in grouped.items() if not guess or not _surely_new(evs)]
-        current = await mongo.find_by_ids(records, wanted, session=session) if wanted else {}
+        total: dict[str, Counts] = {}
+        current = await mongo.find_by_ids(records, grouped, session=session)
         names: set[str] = set()
         for pid, evs in grouped.items():
             names |= _named(current.get(pid), evs)
         horizon = await resolve(names)
         ops: list[InsertOne | ReplaceOne] = []
         replaced = 0
-        total: dict[str, Counts] = {}
         for pid, evs in grouped.items():
             old = current.get(pid)
             new = fold(old, evs, reduce_prediction)
