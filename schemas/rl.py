@@ -342,3 +342,280 @@ def status_changed(
         deployment=deployment,
     )
     return Envelope.wrap(MODEL_STATUS_CHANGED, model_id, payload, source=source, sequence=version, cause=cause)
+
+
+# -- API responses ------------------------------------------------------------------------------------------
+# Times are ``schemas.common.iso`` strings ("2026-12-06T19:30:03.564Z"), typed ``str`` so the wire keeps them.
+
+TaskStatus = Literal["created", "pending", "running", "cancelling", "completed", "failed", "cancelled"]
+DeploymentStatus = Literal["deploying", "undeploying", "deployed", "failed", "undeployed"]
+DeployTarget = Literal["kubernetes", "local"]
+
+
+class RLTaskCreated(BaseModel):
+    """``POST /api/v1/training``: the accepted training task."""
+
+    task_id: str
+    status: Literal["created"]
+    created_at: str
+    estimated_duration_minutes: float = Field(
+        description="episodes × minutes per episode, learnt from the last 20 completed tasks of this model type"
+    )
+
+
+class EpisodeMetrics(BaseModel):
+    """Per-episode series of a training task, one entry per finished episode in order."""
+
+    episode_rewards: list[float] = Field(description="total reward of each episode (4 decimals)")
+    episode_steps: list[int] = Field(description="steps of each episode")
+    episode_latencies: list[float] = Field(description="mean user latency of each episode, seconds")
+
+
+class RLTrainingTask(BaseModel):
+    """``GET /api/v1/training/{task_id}``: a training task with its per-episode metrics."""
+
+    task_id: str
+    name: str | None = Field(description="task name; also the name of the trained model")
+    model_type: str
+    status: TaskStatus = Field(
+        description="created (waiting for a worker), pending (waiting again after a worker was lost), running, "
+        "cancelling (cancel requested, the worker has not stopped yet), completed, failed, cancelled"
+    )
+    progress: float = Field(description="fraction of the episodes done (0..1); 1.0 once completed")
+    current_episode: int = Field(description="episodes finished so far")
+    total_episodes: int
+    metrics: EpisodeMetrics
+    model_id: str | None = Field(description="the registered model once completed, else null")
+    created_at: str | None
+    updated_at: str | None = Field(description="last change of the task or its latest episode")
+    evaluation: dict[str, Any] | None = Field(
+        None,
+        description="completed tasks: the held-out evaluation figures (ml.rl.evaluation) and their verdict; "
+        "null otherwise",
+    )
+    error: str | None = Field(None, description="failed or cancelled tasks: why; null otherwise")
+
+
+class RLTaskCancel(BaseModel):
+    """``POST /api/v1/training/{task_id}/cancel``: cancelled (200) or still cancelling (202)."""
+
+    task_id: str
+    status: Literal["cancelled", "cancelling"]
+    updated_at: str | None
+
+
+class RLModelSummary(BaseModel):
+    """An RL model in the model list."""
+
+    model_id: str
+    name: str = Field(description="the training task's name")
+    type: str = Field(description="model type: q_learning, dqn or ppo")
+    status: RLModelStatus
+    version: str
+    metrics: dict[str, Any] = Field(
+        description="held-out evaluation summary: mean_reward, normalised_score (0 = random, 1 = greedy) and its "
+        "95% interval, latency (seconds), latency_ms, cost, overload, the baselines and the comparison with greedy"
+    )
+    task_id: str | None = Field(description="the training task that produced the model")
+    created_at: str | None = Field(description="when the model was trained")
+    deployed_at: str | None = Field(description="when it was last deployed, else null")
+
+
+class DeploymentResources(BaseModel):
+    """Per-replica CPU and memory of a deployment (Kubernetes quantities)."""
+
+    cpu: str
+    memory: str
+
+
+class RLDeployment(BaseModel):
+    """The current deployment of an RL model."""
+
+    name: str = Field(description="Kubernetes Deployment name")
+    namespace: str
+    replicas: int
+    resources: DeploymentResources
+    strategy: DeployStrategy
+    target: DeployTarget = Field(description="kubernetes with MODELBUS_KUBECONFIG, else the local serving workers")
+    status: DeploymentStatus
+    requested_at: str | None
+    deployed_at: str | None
+    error: str | None = Field(description="why the deployment failed, else null")
+    detail: dict[str, Any] = Field(description="what the deploy worker reported (target-specific)")
+
+
+class RLModelDetail(RLModelSummary):
+    """``GET /api/v1/models/{model_id}``: one RL model with its lineage, history and deployment."""
+
+    metrics: dict[str, Any] = Field(description="every held-out evaluation figure of the model")
+    lineage: dict[str, Any] = Field(description="task, hyperparameters, library versions, W&B run, ...")
+    artifact_sha256: str | None
+    status_version: int | None = Field(description="compare-and-set version of the status (one per change)")
+    history: list[dict[str, Any]] = Field(
+        description="status changes, oldest first: status, from, status_version, at, actor, reason"
+    )
+    deployment: RLDeployment | None = Field(description="null if the model was never deployed")
+
+
+class RLModelList(BaseModel):
+    """``GET /api/v1/models``: one page of RL models, newest first."""
+
+    models: list[RLModelSummary]
+    total: int = Field(description="models matching the filter, over all pages")
+    page: int
+    per_page: int
+
+
+class RLDeploymentRequested(BaseModel):
+    """What a deploy request asked for."""
+
+    name: str = Field(description="Kubernetes Deployment name")
+    namespace: str
+    replicas: int
+    resources: DeploymentResources
+    strategy: DeployStrategy
+    target: DeployTarget = Field(description="kubernetes with MODELBUS_KUBECONFIG, else the local serving workers")
+
+
+class RLDeployAccepted(BaseModel):
+    """``POST /api/v1/models/{model_id}/deploy``: the deployment is under way."""
+
+    model_id: str
+    status: Literal["deploying"]
+    deployment: RLDeploymentRequested
+    created_at: str
+
+
+class RLUndeployAccepted(BaseModel):
+    """``POST /api/v1/models/{model_id}/undeploy``: the model is archived."""
+
+    model_id: str
+    status: Literal["archived"]
+    updated_at: str
+
+
+class ManifestList(BaseModel):
+    """A Kubernetes v1 List of the generated objects (Deployment and Service)."""
+
+    apiVersion: str = Field(description="v1 (the Kubernetes field name)")
+    kind: str
+    items: list[dict[str, Any]]
+
+
+class RLManifest(BaseModel):
+    """``GET /api/v1/models/{model_id}/manifest`` (format=json): the deployment and its manifests."""
+
+    model_id: str
+    deployment: RLDeployment
+    manifest: ManifestList
+
+
+class RLPlacement(BaseModel):
+    """What an action means in the default scenario, and the placement after it if the request gave one."""
+
+    operation: Literal["none", "add_replica", "remove_replica"]
+    node: str | None = Field(description="the node changed, null for none")
+    node_index: int | None
+    replicas_before: list[int] | None = Field(None, description="current_replicas of the request, else null")
+    replicas: list[int] | None = Field(None, description="replicas per node after the action, else null")
+    valid: bool | None = Field(None, description="whether the action could be applied, else null")
+    nodes: list[str] = Field(description="node names, in the order of the replica lists")
+
+
+class RLActDecision(BaseModel):
+    """``POST /api/v1/models/{model_id}/act``: the placement decision of a deployed agent."""
+
+    model_id: str
+    model_type: str
+    action: int = Field(description="0 no-op, 1..N add a replica on node a-1, N+1..2N remove one from node a-N-1")
+    placement: RLPlacement
+    worker_id: str = Field(description="the serving worker that answered")
+    latency_ms: float = Field(description="time the worker spent on the request, milliseconds")
+
+
+class Series(BaseModel):
+    """A time series: one value per interval with data, and the interval starts."""
+
+    values: list[float | None]
+    timestamps: list[str]
+
+
+class ResourceSeries(BaseModel):
+    """CPU and memory series, fractions (0..1) of the machine."""
+
+    cpu: Series
+    memory: Series
+
+
+class ModelMetricSeries(BaseModel):
+    """Latency, throughput and resource series of a deployed model."""
+
+    latency: Series = Field(description="mean seconds per request")
+    throughput: Series = Field(description="requests per second over each interval")
+    resource_usage: ResourceSeries = Field(description="mean fraction used by the workers holding the model")
+
+
+class RLModelMetrics(BaseModel):
+    """``GET /api/v1/models/{model_id}/metrics``: served-request and resource series of a model."""
+
+    model_id: str
+    metrics: ModelMetricSeries
+    requests: int = Field(description="requests served in the window")
+    errors: int = Field(description="requests that failed in the window")
+    interval: Literal["1m", "5m", "1h"]
+    start_time: str
+    end_time: str
+
+
+class SystemSeries(BaseModel):
+    """Mean machine CPU and memory (fractions) reported by the workers."""
+
+    cpu_usage: Series
+    memory_usage: Series
+
+
+class ClusterUsage(BaseModel):
+    """CPU and memory share (0..1): the hosts' mean use, or the pods' requested share of the cluster."""
+
+    cpu: float | None
+    memory: float | None
+
+
+class ClusterView(BaseModel):
+    """The Kubernetes cluster with MODELBUS_KUBECONFIG, else the live local workers (pods = worker processes)."""
+
+    node_count: int
+    pod_count: int
+    resource_usage: ClusterUsage
+    source: str = Field(description="where the figures come from")
+    kubernetes_error: str | None = Field(
+        None, description="the error class when the cluster could not be read (local figures then), else null"
+    )
+
+
+class WorkersView(BaseModel):
+    """The live workers and the models they serve."""
+
+    alive: int
+    serving_models: list[str]
+
+
+class TrainingFigures(BaseModel):
+    """RL training tasks: how many are active or completed, and how long one takes."""
+
+    active_tasks: int
+    completed_tasks: int
+    average_training_time: str | None = Field(description='mean duration of completed tasks, e.g. "2h05m", "3m07s"')
+    average_training_seconds: float | None
+
+
+class RLSystemMetrics(BaseModel):
+    """``GET /api/v1/metrics``: system CPU/memory series, workers (pods) and training figures."""
+
+    system: SystemSeries
+    kubernetes: ClusterView
+    workers: WorkersView
+    training: TrainingFigures
+    interval: Literal["1m", "5m", "1h"]
+    start_time: str
+    end_time: str

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 from pydantic import ValidationError
@@ -109,7 +110,7 @@ async def estimate_minutes(db: AsyncDatabase, model_type: str, episodes: int) ->
     return max(0.1, math.ceil(rate * episodes * 10) / 10)
 
 
-async def task_body(db: AsyncDatabase, doc: dict[str, Any]) -> dict[str, Any]:
+async def task_body(db: AsyncDatabase, doc: dict[str, Any]) -> rl.RLTrainingTask:
     spec = doc.get("spec", {})
     total = int(spec.get("total_episodes") or 0)
     rewards: list[float] = []
@@ -135,25 +136,25 @@ async def task_body(db: AsyncDatabase, doc: dict[str, Any]) -> dict[str, Any]:
     updated = doc.get("updated_at")
     if last_time is not None and (updated is None or last_time > updated):
         updated = last_time
-    body: dict[str, Any] = {
-        "task_id": doc["job_id"],
-        "name": spec.get("name"),
-        "model_type": doc["model_type"],
-        "status": status,
-        "progress": progress,
-        "current_episode": current,
-        "total_episodes": total,
-        "metrics": {"episode_rewards": rewards, "episode_steps": steps, "episode_latencies": latencies},
-        "model_id": doc.get("model_id"),
-        "created_at": _time(doc.get("submitted_at")),
-        "updated_at": _time(updated),
-    }
+    evaluation = None
     if status == "completed" and doc.get("metrics"):
         verdict = (doc.get("result") or {}).get("verdict")
-        body["evaluation"] = doc["metrics"] | ({"verdict": verdict} if verdict else {})
-    if status in ("failed", "cancelled") and doc.get("error"):
-        body["error"] = doc["error"]
-    return body
+        evaluation = doc["metrics"] | ({"verdict": verdict} if verdict else {})
+    return rl.RLTrainingTask(
+        task_id=doc["job_id"],
+        name=spec.get("name"),
+        model_type=doc["model_type"],
+        status=status,
+        progress=progress,
+        current_episode=current,
+        total_episodes=total,
+        metrics=rl.EpisodeMetrics(episode_rewards=rewards, episode_steps=steps, episode_latencies=latencies),
+        model_id=doc.get("model_id"),
+        created_at=_time(doc.get("submitted_at")),
+        updated_at=_time(updated),
+        evaluation=evaluation,
+        error=doc.get("error") if status in ("failed", "cancelled") and doc.get("error") else None,
+    )
 
 
 # -- models -----------------------------------------------------------------------------------------------------
@@ -180,6 +181,7 @@ SUMMARY_METRICS = (
 
 
 def model_summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """The fields of :class:`schemas.rl.RLModelSummary` (``RLModelDetail`` extends them)."""
     metrics = doc.get("metrics") or {}
     return {
         "model_id": doc["model_id"],
@@ -201,20 +203,20 @@ async def rl_model(db: AsyncDatabase, model_id: str) -> dict[str, Any]:
     return doc
 
 
-def deployment_view(dep: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": dep["name"],
-        "namespace": dep["namespace"],
-        "replicas": dep["replicas"],
-        "resources": dep["resources"],
-        "strategy": dep["strategy"],
-        "target": dep["target"],
-        "status": dep["status"],
-        "requested_at": _time(dep.get("requested_at")),
-        "deployed_at": _time(dep.get("deployed_at")),
-        "error": dep.get("error"),
-        "detail": dep.get("detail") or {},
-    }
+def deployment_view(dep: dict[str, Any]) -> rl.RLDeployment:
+    return rl.RLDeployment(
+        name=dep["name"],
+        namespace=dep["namespace"],
+        replicas=dep["replicas"],
+        resources=rl.DeploymentResources.model_validate(dep["resources"]),
+        strategy=dep["strategy"],
+        target=dep["target"],
+        status=dep["status"],
+        requested_at=_time(dep.get("requested_at")),
+        deployed_at=_time(dep.get("deployed_at")),
+        error=dep.get("error"),
+        detail=dep.get("detail") or {},
+    )
 
 
 async def claim(db: AsyncDatabase, model_id: str, version: int, status: str, by: str) -> None:
@@ -276,11 +278,11 @@ def bucket(interval: str) -> dict[str, Any]:
     return {"$dateTrunc": {"date": "$time", "unit": unit, "binSize": size}}
 
 
-def series(rows: list[dict[str, Any]], key: str, digits: int = 6) -> dict[str, list[Any]]:
-    return {
-        "values": [round(float(r[key]), digits) if r.get(key) is not None else None for r in rows],
-        "timestamps": [iso(r["_id"]) for r in rows],
-    }
+def series(rows: list[dict[str, Any]], key: str, digits: int = 6) -> rl.Series:
+    return rl.Series(
+        values=[round(float(r[key]), digits) if r.get(key) is not None else None for r in rows],
+        timestamps=[iso(r["_id"]) for r in rows],
+    )
 
 
 async def sample_series(db: AsyncDatabase, match: dict[str, Any], interval: str, fields: dict[str, str]) -> list[Any]:
@@ -322,7 +324,7 @@ class RLController(Controller):
     @post("/training", status_code=HTTP_202_ACCEPTED, summary="Create a training task (q_learning, dqn, ppo)")
     async def create_task(
         self, request: Request[Any, Any, Any], data: rl.TrainingRequest, db: AsyncDatabase, publisher: EventPublisher
-    ) -> dict[str, Any]:
+    ) -> rl.RLTaskCreated:
         try:
             params = data.params()
         except ValidationError as exc:
@@ -347,19 +349,19 @@ class RLController(Controller):
             submitted_at=now,
         )
         await submit_training(publisher, db, command)  # on Kafka (acks=all) before we answer
-        return {
-            "task_id": task_id,
-            "status": "created",
-            "created_at": iso(now),
-            "estimated_duration_minutes": command.estimated_duration_minutes,
-        }
+        return rl.RLTaskCreated(
+            task_id=task_id,
+            status="created",
+            created_at=iso(now),
+            estimated_duration_minutes=command.estimated_duration_minutes,
+        )
 
     @get(
         "/training/{task_id:str}",
         summary="Training task status with per-episode metrics",
         description="progress is a fraction (0..1); episode_latencies are seconds; model_id once completed.",
     )
-    async def get_task(self, task_id: str, db: AsyncDatabase) -> dict[str, Any]:
+    async def get_task(self, task_id: str, db: AsyncDatabase) -> rl.RLTrainingTask:
         doc = await db[mongo.JOBS].find_one({"_id": task_id, "domain": "rl"})
         if doc is None:
             raise ApiError(404, "TASK_NOT_FOUND", f"no training task {task_id!r}", field="task_id")
@@ -371,15 +373,16 @@ class RLController(Controller):
         summary="Cancel a training task",
         description="Waits up to 10 s for the worker to stop (200, cancelled); 202 with status cancelling if it "
         "has not stopped by then; 409 if the task had already finished.",
+        responses={202: ResponseSpec(rl.RLTaskCancel, description="the worker has not stopped yet (cancelling)")},
     )
     async def cancel_task(
         self, request: Request[Any, Any, Any], task_id: str, db: AsyncDatabase, publisher: EventPublisher
-    ) -> Response[dict[str, Any]]:
+    ) -> Response[rl.RLTaskCancel]:
         doc = await db[mongo.JOBS].find_one({"_id": task_id, "domain": "rl"})
         if doc is None:
             raise ApiError(404, "TASK_NOT_FOUND", f"no training task {task_id!r}", field="task_id")
         if doc["status"] == "cancelled":
-            body = {"task_id": task_id, "status": "cancelled", "updated_at": _time(doc.get("updated_at"))}
+            body = rl.RLTaskCancel(task_id=task_id, status="cancelled", updated_at=_time(doc.get("updated_at")))
             return Response(body, status_code=200)
         if doc["status"] in jobs.TERMINAL:
             raise ApiError(409, "TASK_FINISHED", f"task {task_id} is already {doc['status']}", field="task_id")
@@ -393,14 +396,16 @@ class RLController(Controller):
             await asyncio.sleep(0.1)
         if doc["status"] == "cancelled":
             return Response(
-                {"task_id": task_id, "status": "cancelled", "updated_at": _time(doc.get("updated_at"))}, status_code=200
+                rl.RLTaskCancel(task_id=task_id, status="cancelled", updated_at=_time(doc.get("updated_at"))),
+                status_code=200,
             )
         if doc["status"] in jobs.TERMINAL:
             raise ApiError(
                 409, "TASK_FINISHED", f"task {task_id} {doc['status']} before the cancel took effect", field="task_id"
             )
         return Response(
-            {"task_id": task_id, "status": "cancelling", "updated_at": iso(env.time)}, status_code=HTTP_202_ACCEPTED
+            rl.RLTaskCancel(task_id=task_id, status="cancelling", updated_at=iso(env.time)),
+            status_code=HTTP_202_ACCEPTED,
         )
 
     # models ----------------------------------------------------------------------------------------------------
@@ -411,28 +416,30 @@ class RLController(Controller):
         page: Annotated[int, Parameter(ge=1, le=100_000)] = 1,
         per_page: Annotated[int, Parameter(ge=1, le=100)] = 10,
         status: ModelStatusFilter | None = None,
-    ) -> dict[str, Any]:
+    ) -> rl.RLModelList:
         query: dict[str, Any] = {"domain": "rl"}
         if status:
             query["status"] = status
         total = await db[mongo.MODELS].count_documents(query)
         cursor = db[mongo.MODELS].find(query).sort([("trained_at", -1), ("_id", -1)]).skip((page - 1) * per_page)
-        models = [model_summary(doc) async for doc in cursor.limit(per_page)]
-        return {"models": models, "total": total, "page": page, "per_page": per_page}
+        models = [rl.RLModelSummary(**model_summary(doc)) async for doc in cursor.limit(per_page)]
+        return rl.RLModelList(models=models, total=total, page=page, per_page=per_page)
 
     @get("/models/{model_id:str}", summary="One RL model with its lineage, history and deployment")
-    async def get_model(self, model_id: str, db: AsyncDatabase) -> dict[str, Any]:
+    async def get_model(self, model_id: str, db: AsyncDatabase) -> rl.RLModelDetail:
         doc = await rl_model(db, model_id)
         dep = await db[mongo.RL_DEPLOYMENTS].find_one({"_id": model_id})
-        return {
-            **model_summary(doc),
-            "metrics": doc.get("metrics") or {},
-            "lineage": doc.get("lineage") or {},
-            "artifact_sha256": doc.get("artifact_sha256"),
-            "status_version": doc.get("status_version"),
-            "history": [{**h, "at": _time(h.get("at"))} for h in doc.get("history", [])],
-            "deployment": deployment_view(dep) if dep else None,
-        }
+        return rl.RLModelDetail(
+            **{
+                **model_summary(doc),
+                "metrics": doc.get("metrics") or {},
+                "lineage": doc.get("lineage") or {},
+                "artifact_sha256": doc.get("artifact_sha256"),
+                "status_version": doc.get("status_version"),
+                "history": [{**h, "at": _time(h.get("at"))} for h in doc.get("history", [])],
+                "deployment": deployment_view(dep) if dep else None,
+            }
+        )
 
     @post(
         "/models/{model_id:str}/deploy",
@@ -446,7 +453,7 @@ class RLController(Controller):
         data: rl.DeployRequest,
         db: AsyncDatabase,
         publisher: EventPublisher,
-    ) -> dict[str, Any]:
+    ) -> rl.RLDeployAccepted:
         settings = _settings(request)
         doc = await rl_model(db, model_id)
         if doc["status"] == "deploying":
@@ -515,24 +522,24 @@ class RLController(Controller):
         # the command is durable; if this publish fails the deploy worker publishes the same change
         await publisher.publish("model.events", changed, key=model_id)
         await apply_events(db, [command, changed])
-        return {
-            "model_id": model_id,
-            "status": "deploying",
-            "deployment": {
-                "name": spec.name,
-                "namespace": namespace,
-                "replicas": data.replicas,
-                "resources": data.resources.model_dump(),
-                "strategy": data.strategy,
-                "target": target,
-            },
-            "created_at": iso(now),
-        }
+        return rl.RLDeployAccepted(
+            model_id=model_id,
+            status="deploying",
+            deployment=rl.RLDeploymentRequested(
+                name=spec.name,
+                namespace=namespace,
+                replicas=data.replicas,
+                resources=rl.DeploymentResources(**data.resources.model_dump()),
+                strategy=data.strategy,
+                target=target,
+            ),
+            created_at=iso(now),
+        )
 
     @post("/models/{model_id:str}/undeploy", status_code=HTTP_202_ACCEPTED, summary="Undeploy (archive) a model")
     async def undeploy(
         self, request: Request[Any, Any, Any], model_id: str, db: AsyncDatabase, publisher: EventPublisher
-    ) -> dict[str, Any]:
+    ) -> rl.RLUndeployAccepted:
         doc = await rl_model(db, model_id)
         if doc["status"] != "deployed":
             raise ApiError(409, "MODEL_NOT_DEPLOYED", f"model {model_id} is {doc['status']}", field="model_id")
@@ -563,7 +570,7 @@ class RLController(Controller):
         changed.causationid = command.id
         await publisher.publish("model.events", changed, key=model_id)
         await apply_events(db, [command, changed])
-        return {"model_id": model_id, "status": "archived", "updated_at": iso(changed.time)}
+        return rl.RLUndeployAccepted(model_id=model_id, status="archived", updated_at=iso(changed.time))
 
     @get(
         "/models/{model_id:str}/manifest",
@@ -572,7 +579,7 @@ class RLController(Controller):
     )
     async def manifest(
         self, model_id: str, db: AsyncDatabase, format: Literal["json", "yaml"] = "json"
-    ) -> Response[Any]:
+    ) -> Response[rl.RLManifest]:  # format=yaml answers the manifests as text (application/yaml)
         await rl_model(db, model_id)
         dep = await db[mongo.RL_DEPLOYMENTS].find_one({"_id": model_id})
         if dep is None:
@@ -582,21 +589,22 @@ class RLController(Controller):
 
             return Response(yaml.safe_dump_all(dep["manifests"], sort_keys=False), media_type="application/yaml")
         return Response(
-            {
-                "model_id": model_id,
-                "deployment": deployment_view(dep),
-                "manifest": {"apiVersion": "v1", "kind": "List", "items": dep["manifests"]},
-            }
+            rl.RLManifest(
+                model_id=model_id,
+                deployment=deployment_view(dep),
+                manifest=rl.ManifestList(apiVersion="v1", kind="List", items=dep["manifests"]),
+            )
         )
 
     @post("/models/{model_id:str}/act", status_code=200, summary="Placement decision of a deployed agent")
-    async def act(self, model_id: str, data: rl.ActRequest, db: AsyncDatabase, rpc: RpcClient) -> dict[str, Any]:
+    async def act(self, model_id: str, data: rl.ActRequest, db: AsyncDatabase, rpc: RpcClient) -> rl.RLActDecision:
         doc = await rl_model(db, model_id)
         if doc["status"] != "deployed":
             raise ApiError(
                 409, "MODEL_NOT_DEPLOYED", f"model {model_id} is {doc['status']}, not deployed", field="model_id"
             )
-        return await call_worker(rpc, "rl.act", {"model_id": model_id, **data.model_dump()}, key=model_id)
+        result = await call_worker(rpc, "rl.act", {"model_id": model_id, **data.model_dump()}, key=model_id)
+        return rl.RLActDecision.model_validate(result)
 
     @get(
         "/models/{model_id:str}/metrics",
@@ -612,7 +620,7 @@ class RLController(Controller):
         start_time: str | None = None,
         end_time: str | None = None,
         interval: Interval = "1m",
-    ) -> dict[str, Any]:
+    ) -> rl.RLModelMetrics:
         await rl_model(db, model_id)
         start, end = time_window(start_time, end_time, interval)
         seconds = INTERVALS[interval][2]
@@ -635,19 +643,19 @@ class RLController(Controller):
         samples = await sample_series(
             db, {"models": model_id, "time": {"$gte": start, "$lt": end}}, interval, {"cpu": "cpu", "memory": "memory"}
         )
-        return {
-            "model_id": model_id,
-            "metrics": {
-                "latency": series(served, "latency"),
-                "throughput": series(served, "throughput"),
-                "resource_usage": {"cpu": series(samples, "cpu", 4), "memory": series(samples, "memory", 4)},
-            },
-            "requests": sum(r["requests"] for r in served),
-            "errors": sum(r["errors"] for r in served),
-            "interval": interval,
-            "start_time": iso(start),
-            "end_time": iso(end),
-        }
+        return rl.RLModelMetrics(
+            model_id=model_id,
+            metrics=rl.ModelMetricSeries(
+                latency=series(served, "latency"),
+                throughput=series(served, "throughput"),
+                resource_usage=rl.ResourceSeries(cpu=series(samples, "cpu", 4), memory=series(samples, "memory", 4)),
+            ),
+            requests=sum(r["requests"] for r in served),
+            errors=sum(r["errors"] for r in served),
+            interval=interval,
+            start_time=iso(start),
+            end_time=iso(end),
+        )
 
     # system -----------------------------------------------------------------------------------------------------
     @get(
@@ -664,7 +672,7 @@ class RLController(Controller):
         start_time: str | None = None,
         end_time: str | None = None,
         interval: Interval = "1m",
-    ) -> dict[str, Any]:
+    ) -> rl.RLSystemMetrics:
         settings = _settings(request)
         start, end = time_window(start_time, end_time, interval)
         samples = await sample_series(
@@ -703,20 +711,20 @@ class RLController(Controller):
             )
         ]
         average_s = rows[0]["minutes"] * 60 if rows and rows[0]["minutes"] is not None else None
-        return {
-            "system": {"cpu_usage": series(samples, "cpu", 4), "memory_usage": series(samples, "memory", 4)},
-            "kubernetes": cluster,
-            "workers": {
-                "alive": len(workers),
-                "serving_models": sorted({m for w in workers for m in (w.get("models") or [])}),
-            },
-            "training": {
-                "active_tasks": active,
-                "completed_tasks": completed,
-                "average_training_time": _duration(average_s),
-                "average_training_seconds": round(average_s, 2) if average_s is not None else None,
-            },
-            "interval": interval,
-            "start_time": iso(start),
-            "end_time": iso(end),
-        }
+        return rl.RLSystemMetrics(
+            system=rl.SystemSeries(cpu_usage=series(samples, "cpu", 4), memory_usage=series(samples, "memory", 4)),
+            kubernetes=rl.ClusterView.model_validate(cluster),
+            workers=rl.WorkersView(
+                alive=len(workers),
+                serving_models=sorted({m for w in workers for m in (w.get("models") or [])}),
+            ),
+            training=rl.TrainingFigures(
+                active_tasks=active,
+                completed_tasks=completed,
+                average_training_time=_duration(average_s),
+                average_training_seconds=round(average_s, 2) if average_s is not None else None,
+            ),
+            interval=interval,
+            start_time=iso(start),
+            end_time=iso(end),
+        )
