@@ -23,7 +23,7 @@ from api.middleware import RequestIdMiddleware
 from api.monitoring import MonitoringController, RequestLogMiddleware, monitoring_lifespan
 from api.ratelimit import RateLimiter
 from api.routes.auth import AuthController
-from api.routes.docs import DocsController
+from api.routes.docs import DocsController, static_router
 from api.routes.health import VERSION, HealthController
 from api.routes.lotto import LottoController
 from api.routes.ml_data import DataController
@@ -106,6 +106,7 @@ def create_app(settings: Settings) -> Litestar:
             RLController,
             HealthController,
             DocsController,
+            static_router(),
             metrics,
         ],
         lifespan=[lifespan, monitoring_lifespan],

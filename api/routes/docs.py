@@ -1,23 +1,37 @@
 """Documentation: ``/docs`` (Swagger UI), ``/redoc``, ``/openapi.json``, ``/asyncapi`` (HTML)
-and ``/asyncapi.json``. Small explicit handlers (OpenAPIConfig(path="/") would swallow 404s)."""
+and ``/asyncapi.json``. Small explicit handlers (OpenAPIConfig(path="/") would swallow 404s).
+
+Swagger UI and ReDoc are served from ``api/static/vendor`` (``/static/vendor/...``, with their licences):
+the pages load nothing from another host, so they work without internet access."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from litestar import Controller, MediaType, Request, Response, get
+from litestar import Controller, MediaType, Request, Response, Router, get
+from litestar.static_files import create_static_files_router
 
 from infra.asyncapi import asyncapi_html, asyncapi_json
 
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+def static_router() -> Router:
+    """``/static``: the vendored Swagger UI and ReDoc (cached for a day by browsers)."""
+    return create_static_files_router(
+        path="/static", directories=[STATIC_DIR], include_in_schema=False, cache_control=None
+    )
+
 _SWAGGER = """<!doctype html><html><head><title>modelbus API</title><meta charset="utf-8"/>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
-<body><div id="ui"></div><script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+<link rel="stylesheet" href="/static/vendor/swagger-ui/swagger-ui.css"></head>
+<body><div id="ui"></div><script src="/static/vendor/swagger-ui/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui", validatorUrl: null});</script>
 <noscript>The OpenAPI document is at <a href="/openapi.json">/openapi.json</a>.</noscript></body></html>"""
 
 _REDOC = """<!doctype html><html><head><title>modelbus API</title><meta charset="utf-8"/></head>
 <body><redoc spec-url="/openapi.json"></redoc>
-<script src="https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"></script>
+<script src="/static/vendor/redoc/redoc.standalone.js"></script>
 <noscript>The OpenAPI document is at <a href="/openapi.json">/openapi.json</a>.</noscript></body></html>"""
 
 
