@@ -131,6 +131,7 @@ def create_app(settings: Settings) -> Litestar:
             description="Event-driven ML platform: fraud models, lotto, RL placement.",
         ),
         cors_config=CORSConfig(allow_origins=settings.cors_origins),
+        logging_config=None,  # the process's own logging (infra.telemetry.setup_logging), not Litestar's default
         response_cache_config=RESPONSE_CACHE,
         state=State({"settings": settings}),
         debug=False,

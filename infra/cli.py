@@ -49,11 +49,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     from infra.stack import Stack
 
     settings = _settings(args)
-    setup_logging(settings.log_level, settings.log_json)
+    log_file = setup_logging(settings.log_level, settings.log_json, log_dir=settings.data_dir / "logs")
     setup_tracing()
+    if log_file is not None:
+        print(f"modelbus: the full JSON log is in {log_file}; warnings and errors show here", flush=True)
 
     async def main() -> None:
-        stack = Stack(settings, demo=args.demo)
+        stack = Stack(settings, demo=args.demo, progress=lambda line: print(f"  {line}", flush=True))
         waiter = asyncio.create_task(_until_signal())
         try:
             info = await stack.start()
@@ -65,6 +67,9 @@ def cmd_up(args: argparse.Namespace) -> int:
                 f"docs {info['api_url']}/docs)",
                 flush=True,
             )
+            if stack.demo_key:
+                print(f"  API key (demo admin, every scope, enterprise tier): {stack.demo_key}", flush=True)
+                print(f"  export KEY={stack.demo_key}", flush=True)
             await waiter
         finally:
             waiter.cancel()
@@ -79,7 +84,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from consumers.runtime import ALL_ROLES, Consumers
 
     settings = _settings(args).with_stack_file()
-    setup_logging(settings.log_level, settings.log_json)
+    setup_logging(settings.log_level, settings.log_json, log_dir=settings.data_dir / "logs")
     setup_tracing()
 
     roles = tuple(args.roles) if args.roles else ALL_ROLES
@@ -158,13 +163,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from producers.canary_sim import simulate
 
     settings = _settings(args)
-    url = args.url
-    if url is None:
-        stack = json.loads(settings.stack_file.read_text()) if settings.stack_file.exists() else {}
-        url = stack.get("api_url") or settings.api_url
-    api_key = args.api_key or settings.api_key
+    stack = json.loads(settings.stack_file.read_text()) if settings.stack_file.exists() else {}
+    url = args.url or stack.get("api_url") or settings.api_url
+    api_key = args.api_key or settings.api_key or stack.get("demo_api_key")
     if not api_key:
-        print("give --api-key (or set MODELBUS_API_KEY)", file=sys.stderr)
+        print("give --api-key (or set MODELBUS_API_KEY; `make run` stacks are found by themselves)", file=sys.stderr)
         return 2
     try:
         result = asyncio.run(

@@ -88,7 +88,11 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=lambda: ["*"], description="allowed CORS origins (JSON list)")
     metrics_public: bool = Field(True, description="serve /metrics without credentials")
     log_level: str = Field("INFO", description="log level")
-    log_json: bool = Field(True, description="structured JSON log lines")
+    log_json: bool | None = Field(
+        None,
+        description="JSON log lines on stderr (true), short lines (false); unset: JSON unless stderr is a terminal, "
+        "where only warnings and errors show and the full JSON log goes to <data_dir>/logs/modelbus.jsonl",
+    )
     event_loop: Literal["uvloop", "asyncio"] = Field(
         "uvloop", description="event loop of `modelbus up` and `modelbus worker` (uvloop: less CPU per message)"
     )

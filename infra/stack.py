@@ -27,6 +27,19 @@ DEMO_KEYS = ("test-key", "your-api-key", "your-token")
 Registered only by ``modelbus up --demo`` (what ``make run`` does), never otherwise."""
 
 
+def demo_admin_key(settings: Settings) -> str:
+    """The admin key of a ``--demo`` stack: generated once, kept in the data directory (``demo-admin-key``,
+    mode 600) so that every start prints the same working key; only its hash goes to the database."""
+    path = settings.data_dir / "demo-admin-key"
+    if path.exists():
+        return path.read_text().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = generate_key()
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key
+
+
 @dataclass
 class Stack:
     settings: Settings
@@ -35,7 +48,10 @@ class Stack:
     with_consumers: bool = True
     roles: tuple[str, ...] | None = None
     announce: bool = True
+    progress: Any = None
+    """called with one short line per start-up stage (``modelbus up`` prints them on a terminal)"""
     generated_key: str | None = None
+    demo_key: str | None = None
     servers: EmbeddedServers | None = None
     _server: uvicorn.Server | None = None
     _server_task: asyncio.Task[None] | None = None
@@ -49,6 +65,7 @@ class Stack:
             archive = not (settings.mongodb_url or settings.archive_mongodb_url)
             self.servers = EmbeddedServers(settings.data_dir, archive=archive)
             self.servers.start()  # in this thread: PR_SET_PDEATHSIG ties the children to the thread that forks
+            self._stage(f"embedded servers started (kafka {self.servers.kafka_bootstrap})")
             settings = settings.model_copy(
                 update={
                     "kafka_bootstrap": settings.kafka_bootstrap or self.servers.kafka_bootstrap,
@@ -67,6 +84,7 @@ class Stack:
     async def _start_parts(self) -> None:
         settings = self.settings
         await ensure_topics(settings)
+        self._stage("topics ready")
         client = mongo.client(settings)
         try:
             db = client[settings.mongodb_db]
@@ -76,6 +94,7 @@ class Stack:
                 from infra.demo import load_demo
 
                 await load_demo(db, settings)
+                self._stage("demo data loaded")
         finally:
             await client.close()
         if self.with_consumers and self.roles is None and settings.worker_layout == "processes":
@@ -83,6 +102,7 @@ class Stack:
 
             self._consumers = WorkerProcesses(settings)
             await self._consumers.start()
+            self._stage("workers started (serving; training, projector, archive, ingest, analyser)")
         elif self.with_consumers:
             from consumers.runtime import ALL_ROLES, Consumers
 
@@ -117,11 +137,20 @@ class Stack:
             "embedded": self.servers is not None,
             "topic_prefix": settings.topic_prefix,
         }
+        if self.demo_key:
+            self.info["demo_api_key"] = self.demo_key  # the data directory holds it anyway (demo-admin-key)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.stack_file.write_text(json.dumps(self.info, indent=2))
 
+    def _stage(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress(line)
+
     async def _bootstrap_key(self, db: Any) -> None:
-        if self.demo:  # the seed documents' literal example keys and login, so their examples run as written
+        if self.demo:
+            self.demo_key = demo_admin_key(self.settings)
+            await store_key(db, self.demo_key, name="demo admin key (--demo)", tier="enterprise", scopes=ALL_SCOPES)
+            # the seed documents' literal example keys and login, so their examples run as written
             for key in DEMO_KEYS:
                 await store_key(
                     db,

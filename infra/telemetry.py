@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
@@ -50,17 +51,39 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-def setup_logging(level: str = "INFO", as_json: bool = True) -> None:
+LOG_FILE = "modelbus.jsonl"
+
+
+def setup_logging(level: str = "INFO", as_json: bool | None = None, log_dir: Path | None = None) -> Path | None:
+    """Logs for people on a terminal, JSON lines for machines.
+
+    ``as_json`` None (the default, ``MODELBUS_LOG_JSON`` unset) decides by stderr: not a terminal (a pipe, a
+    container, a service manager) → every record as JSON on stderr; a terminal → only warnings and errors on
+    stderr, one short line each, and, with ``log_dir``, the full JSON log in ``log_dir/modelbus.jsonl``
+    (returned). ``True`` / ``False`` force JSON / the short lines on stderr."""
+    console = as_json is None and sys.stderr.isatty()
     handler = logging.StreamHandler(sys.stderr)
-    if as_json:
-        handler.setFormatter(JsonFormatter())
-    else:
+    handlers: list[logging.Handler] = [handler]
+    log_file: Path | None = None
+    if console:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        handler.setLevel(logging.WARNING)
+    elif as_json is False:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    else:
+        handler.setFormatter(JsonFormatter())
+    if console and log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = log_dir / LOG_FILE
+        to_file = logging.FileHandler(log_file, encoding="utf-8")  # appends: the workers share it
+        to_file.setFormatter(JsonFormatter())
+        handlers.append(to_file)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = handlers
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "pymongo", "httpx", "uvicorn.access", "faststream"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    return log_file
 
 
 class WhenExported(Sampler):
