@@ -39,6 +39,18 @@ from api.security import api_key_guard
 from infra import mongo
 from producers.rpc import RpcClient
 from schemas.common import iso, utcnow
+from schemas.lotto import (
+    MonitoringCacheComponent,
+    MonitoringDefinitions,
+    MonitoringMetrics,
+    MonitoringMlMetrics,
+    MonitoringModelsComponent,
+    MonitoringPerformance,
+    MonitoringPeriod,
+    MonitoringRequestMetrics,
+    MonitoringResourceUsage,
+    MonitoringRouteMetrics,
+)
 
 log = logging.getLogger("modelbus.monitoring")
 
@@ -180,7 +192,7 @@ def _percentile(ordered: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))]
 
 
-async def request_figures(db: AsyncDatabase, start: datetime, end: datetime) -> dict[str, Any]:
+async def request_figures(db: AsyncDatabase, start: datetime, end: datetime) -> MonitoringRequestMetrics:
     """Totals, failures and latency percentiles of the requests recorded in [start, end]."""
     match = {"$match": {"ts": {"$gte": start, "$lte": end}}}
     group = {
@@ -241,32 +253,34 @@ async def request_figures(db: AsyncDatabase, start: datetime, end: datetime) -> 
     def ms(value: Any) -> float | None:
         return None if value is None else round(float(value), 2)
 
-    return {
-        "total_requests": total,
-        "successful_requests": total - failed,
-        "failed_requests": failed,
-        "client_errors": int(row["client_errors"]),
-        "server_errors": int(row["server_errors"]),
-        "error_rate": round(failed / total, 4) if total else None,
-        "requests_per_minute": round(total / minutes, 2),
-        "avg_response_time_ms": ms(row["avg"]),
-        "50th_percentile_ms": ms(pct[0]),
-        "95th_percentile_ms": ms(pct[1]),
-        "99th_percentile_ms": ms(pct[2]),
-        "by_route": [
-            {
-                "method": r["_id"]["method"],
-                "path": r["_id"]["path"],
-                "requests": r["requests"],
-                "failed": r["failed"],
-                "avg_response_time_ms": ms(r["avg"]),
-            }
-            for r in by_route
-        ],
-    }
+    return MonitoringRequestMetrics.model_validate(
+        {
+            "total_requests": total,
+            "successful_requests": total - failed,
+            "failed_requests": failed,
+            "client_errors": int(row["client_errors"]),
+            "server_errors": int(row["server_errors"]),
+            "error_rate": round(failed / total, 4) if total else None,
+            "requests_per_minute": round(total / minutes, 2),
+            "avg_response_time_ms": ms(row["avg"]),
+            "50th_percentile_ms": ms(pct[0]),
+            "95th_percentile_ms": ms(pct[1]),
+            "99th_percentile_ms": ms(pct[2]),
+            "by_route": [
+                MonitoringRouteMetrics(
+                    method=r["_id"]["method"],
+                    path=r["_id"]["path"],
+                    requests=r["requests"],
+                    failed=r["failed"],
+                    avg_response_time_ms=ms(r["avg"]),
+                )
+                for r in by_route
+            ],
+        }
+    )
 
 
-async def ml_figures(db: AsyncDatabase, start: datetime, end: datetime) -> dict[str, Any]:
+async def ml_figures(db: AsyncDatabase, start: datetime, end: datetime) -> MonitoringMlMetrics:
     """What the serving workers recorded in [start, end] (``lotto_generations``)."""
     rows = await (
         await db[mongo.LOTTO_GENERATIONS].aggregate(
@@ -295,26 +309,24 @@ async def ml_figures(db: AsyncDatabase, start: datetime, end: datetime) -> dict[
     hits = sum(int(r["cache_hits"]) for r in rows)
     backtests = sum(int(r["backtests"]) for r in rows)
     accuracy = sum(float(r["accuracy_sum"]) for r in rows)
-    return {
-        "predictions_generated": sets,
-        "generation_requests": int(kinds.get("generate", {}).get("requests", 0)),
-        "ensemble_requests": int(kinds.get("ensemble", {}).get("requests", 0)),
-        "statistics_requests": int(kinds.get("statistics", {}).get("requests", 0)),
-        "backtest_requests": int(kinds.get("backtest", {}).get("requests", 0)),
-        "avg_confidence_score": round(confidence / sets, 4) if sets else None,
-        "confidence_score_note": "a model score (share of random sets the model scores lower), not a chance of winning",
-        "model_accuracy": round(accuracy / backtests, 4) if backtests else None,
-        "model_accuracy_random_baseline": round(6 / 45, 4),
-        "model_accuracy_definition": (
+    return MonitoringMlMetrics(
+        predictions_generated=sets,
+        generation_requests=int(kinds.get("generate", {}).get("requests", 0)),
+        ensemble_requests=int(kinds.get("ensemble", {}).get("requests", 0)),
+        statistics_requests=int(kinds.get("statistics", {}).get("requests", 0)),
+        backtest_requests=int(kinds.get("backtest", {}).get("requests", 0)),
+        avg_confidence_score=round(confidence / sets, 4) if sets else None,
+        confidence_score_note="a model score (share of random sets the model scores lower), not a chance of winning",
+        model_accuracy=round(accuracy / backtests, 4) if backtests else None,
+        model_accuracy_random_baseline=round(6 / 45, 4),
+        model_accuracy_definition=(
             "mean share of generated numbers that were drawn, over the backtests run in the period "
             "(null when none ran); uniform draws make 6/45 the expected value for every generator"
         ),
-        "cache_hit_rate": round(hits / lookups, 4) if lookups else None,
-        "cache_lookups": lookups,
-        "avg_worker_time_ms": {
-            k: round(float(r["handled_ms"]), 2) for k, r in sorted(kinds.items()) if r["handled_ms"]
-        },
-    }
+        cache_hit_rate=round(hits / lookups, 4) if lookups else None,
+        cache_lookups=lookups,
+        avg_worker_time_ms={k: round(float(r["handled_ms"]), 2) for k, r in sorted(kinds.items()) if r["handled_ms"]},
+    )
 
 
 async def _database_size_mb(db: AsyncDatabase, state: State) -> float | None:
@@ -341,27 +353,29 @@ async def _database_size_mb(db: AsyncDatabase, state: State) -> float | None:
     return round(await asyncio.to_thread(du) / 2**20, 1)
 
 
-async def resource_figures(db: AsyncDatabase, state: State) -> dict[str, Any]:
+async def resource_figures(db: AsyncDatabase, state: State) -> MonitoringResourceUsage:
     process = psutil.Process(os.getpid())
     now, cpu = time.monotonic(), _cpu_seconds()
     then, cpu_then = state.get("cpu_sample") or (now - 1e-9, cpu)
     state.cpu_sample = (now, cpu)
     wall = max(now - then, 1e-9)
-    return {
-        "cpu_usage_percent": round(100.0 * (cpu - cpu_then) / wall, 1),
-        "cpu_usage_window_seconds": round(wall, 1),
-        "cpu_cores": psutil.cpu_count(),
-        "memory_usage_mb": round(process.memory_info().rss / 2**20, 1),
-        "disk_usage_mb": await _database_size_mb(db, state),
-        "gpu_usage_percent": None,
-        "gpu": "none (CPU-only build)",
-        "process": {"pid": os.getpid(), "threads": process.num_threads()},
-        "note": "this API process (with `modelbus up` the consumers run in it too); CPU is averaged since the "
+    return MonitoringResourceUsage(
+        cpu_usage_percent=round(100.0 * (cpu - cpu_then) / wall, 1),
+        cpu_usage_window_seconds=round(wall, 1),
+        cpu_cores=psutil.cpu_count(),
+        memory_usage_mb=round(process.memory_info().rss / 2**20, 1),
+        disk_usage_mb=await _database_size_mb(db, state),
+        gpu_usage_percent=None,
+        gpu="none (CPU-only build)",
+        process={"pid": os.getpid(), "threads": process.num_threads()},
+        note="this API process (with `modelbus up` the consumers run in it too); CPU is averaged since the "
         "previous metrics call; disk is the database size",
-    }
+    )
 
 
-async def worker_components(state: State, db: AsyncDatabase) -> dict[str, Any]:
+async def worker_components(
+    state: State, db: AsyncDatabase
+) -> tuple[MonitoringModelsComponent, MonitoringCacheComponent]:
     """``ml_models`` and ``cache`` of ``GET /api/monitoring/health``, asked of a serving worker."""
     rpc: RpcClient = state.rpc
     t0 = time.perf_counter()
@@ -374,36 +388,41 @@ async def worker_components(state: State, db: AsyncDatabase) -> dict[str, Any]:
     elapsed = round((time.perf_counter() - t0) * 1000, 2)
     checked = iso(utcnow())
     if not ok:
-        down = {"status": "unavailable", "response_time_ms": elapsed, "last_check": checked, "error": error}
-        return {"ml_models": down | {"models_registered": registered}, "cache": dict(down)}
+        down: dict[str, Any] = {
+            "status": "unavailable",
+            "response_time_ms": elapsed,
+            "last_check": checked,
+            "error": error,
+        }
+        return MonitoringModelsComponent(**down, models_registered=registered), MonitoringCacheComponent(**down)
     cache = result.get("cache", {})
-    return {
-        "ml_models": {
-            "status": "healthy",
-            "response_time_ms": elapsed,
-            "last_check": checked,
-            "models_loaded": result.get("models_loaded", []),
-            "models": result.get("models", []),
-            "models_registered": registered,
-            "memory_usage_mb": result.get("memory_usage_mb"),
-            "last_prediction": result.get("last_prediction"),
-            "worker_id": result.get("worker_id"),
-        },
-        "cache": {
-            "status": "healthy",
-            "response_time_ms": elapsed,
-            "last_check": checked,
-            "kind": "serving worker's in-memory result cache (statistics, backtests)",
-            "hit_rate": cache.get("hit_rate"),
-            "hits": cache.get("hits"),
-            "misses": cache.get("misses"),
-            "entries": cache.get("entries"),
-            "http_response_cache": "not_configured",
-        },
-    }
+    return (
+        MonitoringModelsComponent(
+            status="healthy",
+            response_time_ms=elapsed,
+            last_check=checked,
+            models_loaded=result.get("models_loaded", []),
+            models=result.get("models", []),
+            models_registered=registered,
+            memory_usage_mb=result.get("memory_usage_mb"),
+            last_prediction=result.get("last_prediction"),
+            worker_id=result.get("worker_id"),
+        ),
+        MonitoringCacheComponent(
+            status="healthy",
+            response_time_ms=elapsed,
+            last_check=checked,
+            kind="serving worker's in-memory result cache (statistics, backtests)",
+            hit_rate=cache.get("hit_rate"),
+            hits=cache.get("hits"),
+            misses=cache.get("misses"),
+            entries=cache.get("entries"),
+            http_response_cache="not_configured",
+        ),
+    )
 
 
-async def recent_performance(state: State, db: AsyncDatabase, minutes: int = 5) -> dict[str, Any]:
+async def recent_performance(state: State, db: AsyncDatabase, minutes: int = 5) -> MonitoringPerformance:
     """``performance`` of the health body: the last few minutes of the request log."""
     request_log: RequestLog | None = state.get("request_log")
     if request_log is not None:
@@ -412,13 +431,13 @@ async def recent_performance(state: State, db: AsyncDatabase, minutes: int = 5) 
     try:
         figures = await request_figures(db, end - timedelta(minutes=minutes), end)
     except PyMongoError as exc:
-        return {"error": exc.__class__.__name__}
-    return {
-        "window_minutes": minutes,
-        "avg_response_time_ms": figures["avg_response_time_ms"],
-        "requests_per_minute": figures["requests_per_minute"],
-        "error_rate": figures["error_rate"],
-    }
+        return MonitoringPerformance(error=exc.__class__.__name__)
+    return MonitoringPerformance(
+        window_minutes=minutes,
+        avg_response_time_ms=figures.avg_response_time_ms,
+        requests_per_minute=figures.requests_per_minute,
+        error_rate=figures.error_rate,
+    )
 
 
 class MonitoringController(Controller):
@@ -431,7 +450,7 @@ class MonitoringController(Controller):
         db: AsyncDatabase,
         state: State,
         period: Annotated[str, Parameter(description="e.g. 15m, 1h, 24h, 7d")] = "1h",
-    ) -> dict[str, Any]:
+    ) -> MonitoringMetrics:
         span = parse_period(period)
         request_log: RequestLog | None = state.get("request_log")
         if request_log is not None:
@@ -441,13 +460,15 @@ class MonitoringController(Controller):
         requests, ml, resources = await asyncio.gather(
             request_figures(db, start, end), ml_figures(db, start, end), resource_figures(db, state)
         )
-        return {
-            "period": {"start": iso(start), "end": iso(end), "duration_minutes": round(span.total_seconds() / 60, 2)},
-            "request_metrics": requests,
-            "ml_metrics": ml,
-            "resource_usage": resources,
-            "definitions": {
-                "failed_requests": "responses with status >= 400 (client_errors 4xx + server_errors 5xx)",
-                "percentiles": "server-side latency from the first middleware to the last byte, in ms",
-            },
-        }
+        return MonitoringMetrics(
+            period=MonitoringPeriod(
+                start=iso(start), end=iso(end), duration_minutes=round(span.total_seconds() / 60, 2)
+            ),
+            request_metrics=requests,
+            ml_metrics=ml,
+            resource_usage=resources,
+            definitions=MonitoringDefinitions(
+                failed_requests="responses with status >= 400 (client_errors 4xx + server_errors 5xx)",
+                percentiles="server-side latency from the first middleware to the last byte, in ms",
+            ),
+        )

@@ -6,7 +6,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, Field, PlainSerializer
 
 
 def utcnow() -> datetime:
@@ -37,3 +37,57 @@ def parse_utc(value: datetime | str | None) -> datetime | None:
         return None
     when = value if isinstance(value, datetime) else datetime.fromisoformat(value.replace("Z", "+00:00"))
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+class ComponentHealth(BaseModel):
+    """One dependency measured by a health check (database, broker): a real round trip on every call."""
+
+    status: str = Field(description="healthy or unhealthy")
+    response_time_ms: float = Field(description="duration of the check (ping) in ms")
+    last_check: str = Field(description="when the check ran, ISO 8601 UTC")
+    error: str | None = Field(description="why the check failed (exception class, 'no answer'); null if healthy")
+
+
+class KubernetesHealth(BaseModel):
+    """The Kubernetes API server, when ``MODELBUS_KUBECONFIG`` is set."""
+
+    status: str = Field(description="not_configured (no kubeconfig), healthy or unhealthy")
+    version: str | None = Field(None, description="the API server's git version when it answered")
+    error: str | None = Field(None, description="why the cluster did not answer")
+
+
+class WandbHealth(BaseModel):
+    """Weights & Biases (optional; its servers are not called by a health check)."""
+
+    status: str = Field(description="not_installed, not_configured (no WANDB_API_KEY: logged offline) or configured")
+    installed: str | None = Field(None, description="version of the installed wandb package")
+    mode: str | None = Field(None, description="online (key set) or offline")
+
+
+class HealthComponents(BaseModel):
+    """The status of each component of ``GET /api/v1/health``."""
+
+    api: str
+    database: str
+    kafka: str
+    kubernetes: str
+    wandb: str
+
+
+class HealthDetails(BaseModel):
+    """The measurement behind each component status."""
+
+    database: ComponentHealth
+    kafka: ComponentHealth
+    kubernetes: KubernetesHealth
+    wandb: WandbHealth
+
+
+class Health(BaseModel):
+    """``GET /api/v1/health`` (seed 004): 200 when the database and Kafka answer, 503 otherwise."""
+
+    status: str = Field(description="healthy when the database and Kafka answer, else unhealthy")
+    components: HealthComponents
+    version: str = Field(description="API version")
+    uptime: str = Field(description="time since the API started, e.g. 3h05m12s")
+    details: HealthDetails

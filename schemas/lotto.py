@@ -12,8 +12,9 @@ import re
 import urllib.parse
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from schemas.common import ComponentHealth
 from schemas.envelope import Payload
 
 MACHINES: Final[tuple[int, ...]] = (1, 2, 3)
@@ -177,3 +178,404 @@ class DrawRecorded(Payload):
     source: str = Field("api", description="api (POST /api/draws), demo, …")
     import_id: str | None = None
     imported_by: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# response bodies: draws
+
+
+class LottoDrawImport(BaseModel):
+    """``POST /api/draws``: what was imported (all rows, or nothing and a 422)."""
+
+    import_id: str = Field(description="correlation id of the lotto.draws events of this import")
+    imported: int = Field(description="draws recorded")
+    first_round: int = Field(description="round of the first draw in the request's order")
+    last_round: int = Field(description="round of the last draw in the request's order")
+    by_machine: dict[str, int] = Field(description="draws imported per machine (1호기, 2호기, 3호기)")
+    synthetic: bool = Field(description="always false: imported draws are real results")
+    recorded_at: str = Field(description="time of the events, ISO 8601 UTC")
+
+
+class LottoDraw(BaseModel):
+    """One recorded draw."""
+
+    round: int
+    date: str = Field(description="draw date, YYYY-MM-DD")
+    numbers: list[int] = Field(description="the six main numbers")
+    bonus: int
+    machine: int = Field(description="1, 2 or 3")
+    machine_type: str = Field(description="1호기, 2호기 or 3호기")
+    synthetic: bool = Field(description="true for generated demo draws (modelbus demo), not real results")
+
+
+class LottoDrawList(BaseModel):
+    """``GET /api/draws``: recorded draws, newest first."""
+
+    machine_type: str | None = Field(description="the machine filtered on; null for all machines")
+    draws: list[LottoDraw]
+    count: int = Field(description="draws in this answer (at most limit)")
+    total: int = Field(description="draws recorded (of the machine when filtered)")
+    synthetic_draws: int = Field(description="synthetic demo draws among total")
+    note: str | None = Field(description="a warning when synthetic demo draws are recorded; null otherwise")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# response bodies: statistics and backtests (the serving worker's ``ml.lotto`` results, as answered)
+
+
+class LottoAnalysisPeriod(BaseModel):
+    """The draws analysed."""
+
+    total_rounds: int = Field(description="draws analysed (fewer than requested when the machine has fewer)")
+    start_round: int = Field(description="round of the first draw analysed")
+    end_round: int = Field(description="round of the last draw analysed")
+
+
+class LottoNumberFrequency(BaseModel):
+    """How often each number was drawn in the window (ties: smaller number first)."""
+
+    most_frequent: list[int]
+    least_frequent: list[int]
+    frequency_distribution: dict[str, float] = Field(
+        description="per number 1–45: appearances / draws analysed (uniform expectation 6/45 = 0.1333)"
+    )
+
+
+class LottoPatternAnalysis(BaseModel):
+    """Averages of set patterns over the window (compare with ``random_baseline``)."""
+
+    avg_odd_count: float
+    avg_even_count: float
+    avg_high_count: float = Field(description="numbers >= 23")
+    avg_low_count: float
+    avg_ac_value: float = Field(description="arithmetic complexity: distinct differences - 5")
+    avg_last_digit_sum: float
+    avg_total_sum: float
+
+
+class LottoBaselineTest(BaseModel):
+    """The one test of a backtest against the random baseline."""
+
+    statistic: str
+    test: str
+    level: float = Field(description="significance level")
+    baseline: float = Field(description="expected mean matches of a uniformly random set (0.8)")
+    difference: float = Field(description="observed mean matches - baseline")
+    difference_ci95: tuple[float, float]
+    p_value: float | None = Field(description="null with fewer than two origins")
+    rejects_baseline: bool
+
+
+class LottoPerformanceMetrics(BaseModel):
+    """``performance_metrics`` of the machine analysis: a backtest of the generator beside the random baseline."""
+
+    algorithm: str
+    rounds_evaluated: int
+    sets_per_round: int
+    sets_evaluated: int
+    mean_matches: float = Field(description="mean matched main numbers per set")
+    mean_matches_ci95: tuple[float, float]
+    mean_matches_random_baseline: float
+    hit_rate_3plus: float = Field(description="share of sets with 3 or more matches")
+    hit_rate_3plus_ci95: tuple[float, float]
+    hit_rate_3plus_random_baseline: float
+    baseline_test: LottoBaselineTest
+    baseline_within_ci: bool = Field(description="the random baseline lies in mean_matches_ci95")
+    prediction_accuracy: float = Field(description="mean matches / 6: share of generated numbers that were drawn")
+    prediction_accuracy_random_baseline: float = Field(description="6/45")
+    confidence_correlation: float | None = Field(
+        description="Spearman correlation of confidence_score and matches; null when the scores are constant or "
+        "fewer than 20 sets were evaluated"
+    )
+    differentiation_score: float | None = Field(
+        description="mean Jensen-Shannon distance between this machine's number model and the other machines'"
+    )
+    note: str
+
+
+class LottoDataSource(BaseModel):
+    """Whether the analysed window holds synthetic demo draws."""
+
+    draws_analysed: int
+    synthetic_draws: int
+    real_draws: int
+    note: str
+
+
+class LottoMachineAnalysis(BaseModel):
+    """``GET /api/statistics/machine-analysis/{machine_type}`` (seed 003 3.1) as answered."""
+
+    machine_type: str | None
+    analysis_period: LottoAnalysisPeriod
+    number_frequency: LottoNumberFrequency
+    pattern_analysis: LottoPatternAnalysis
+    random_baseline: dict[str, float] = Field(description="exact expectations of the averages for uniform draws")
+    requested_rounds: int
+    performance_metrics: LottoPerformanceMetrics | None = Field(
+        description="null when the machine has fewer than two draws (nothing to backtest)"
+    )
+    data_source: LottoDataSource
+
+
+class LottoBacktest(BaseModel):
+    """``GET /api/statistics/backtest``: a rolling-origin backtest beside the exact random baseline."""
+
+    machine_type: str
+    algorithm: str
+    rounds_requested: int
+    rounds_evaluated: int
+    skipped_origins: int = Field(description="origins without enough earlier draws to generate from")
+    first_origin_round: int | None
+    last_origin_round: int | None
+    sets_per_round: int
+    sets_evaluated: int
+    mean_matches: float = Field(description="mean matched main numbers per set")
+    mean_matches_ci95: tuple[float, float]
+    mean_matches_random_baseline: float
+    hit_rate_3plus: float = Field(description="share of sets with 3 or more matches")
+    hit_rate_3plus_ci95: tuple[float, float]
+    hit_rate_3plus_random_baseline: float
+    match_histogram: dict[str, int] = Field(description="sets per number of matches 0–6")
+    match_histogram_random_baseline: dict[str, float] = Field(description="exact shares for a uniformly random set")
+    confidence_correlation: float | None = Field(
+        description="Spearman correlation of confidence_score and matches; null when undefined"
+    )
+    baseline_test: LottoBaselineTest
+    baseline_within_ci: bool = Field(description="the random baseline lies in mean_matches_ci95")
+    analysis_window: int
+    method: str
+    note: str
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# response bodies: training and registry
+
+
+class LottoTrainAccepted(BaseModel):
+    """``POST /api/models/train`` (202): the training command is on Kafka."""
+
+    job_id: str
+    status: str = Field(description="started")
+    model_type: str
+    machine_type: str
+    draws: int = Field(description="draws of the machine when the job was accepted")
+    parameters: dict[str, Any] = Field(description="the member's hyperparameters with defaults, as validated")
+    estimated_duration_minutes: float = Field(description="mean of the last 10 completed jobs of this member type")
+    started_at: str
+
+
+class LottoJobStatus(BaseModel):
+    """``GET /api/models/train/{job_id}``: a lotto training job from the job projection."""
+
+    job_id: str
+    status: str = Field(description="started, running, completed, failed or cancelled")
+    model_type: str
+    machine_type: str | None
+    model_id: str | None = Field(description="the registered model once completed")
+    progress: float = Field(description="percent, 0–100")
+    metrics: dict[str, Any] | None = Field(description="hold-out metrics beside the random baseline once completed")
+    holdout: dict[str, Any] | None = Field(description="the held-out draws and the member's figures on them")
+    baseline: dict[str, Any] | None = Field(description="the uniform predictor's figures on the same draws")
+    baseline_within_ci: bool | None
+    confidence_evidence: dict[str, Any] | None = Field(
+        description="the held-out record the member's confidence scores are weighted by"
+    )
+    draws: int | None = Field(description="draws trained on")
+    parameters: dict[str, Any] | None = Field(description="the hyperparameters requested (without machine)")
+    attempts: int | None
+    started_at: str
+    completed_at: str | None
+    duration_minutes: float | None
+    error: str | None = Field(description="why the job failed or was cancelled; null otherwise")
+
+
+class LottoModel(BaseModel):
+    """A registered lotto ensemble member."""
+
+    model_id: str
+    model_name: str
+    model_type: str
+    machine_type: str | None
+    version: str
+    status: str
+    metrics: dict[str, Any] = Field(description="hold-out metrics beside the random baseline")
+    lineage: dict[str, Any] = Field(description="job, machine, dataset, hyperparameters, library versions, hold-out")
+    artifact_sha256: str | None
+    artifact_bytes: int | None
+    trained_at: str | None
+
+
+class LottoModelList(BaseModel):
+    """``GET /api/models``: registered lotto members, newest first."""
+
+    models: list[LottoModel]
+    count: int
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# response bodies: monitoring (GET /api/monitoring/metrics and /api/monitoring/health)
+
+
+class MonitoringPeriod(BaseModel):
+    """The period the metrics cover."""
+
+    start: str
+    end: str
+    duration_minutes: float
+
+
+class MonitoringRouteMetrics(BaseModel):
+    """Requests of one route (method and path template) in the period."""
+
+    method: str
+    path: str = Field(description="route template, e.g. /api/models/train/{job_id}")
+    requests: int
+    failed: int = Field(description="responses with status >= 400")
+    avg_response_time_ms: float | None
+
+
+_PERCENTILE = "server-side latency percentile in ms; null when no request was recorded"
+
+MonitoringRequestMetrics = create_model(
+    "MonitoringRequestMetrics",
+    __doc__="Requests recorded in the period (every route the router matched).",
+    __module__=__name__,
+    total_requests=(int, ...),
+    successful_requests=(int, ...),
+    failed_requests=(int, Field(description="responses with status >= 400")),
+    client_errors=(int, Field(description="4xx responses")),
+    server_errors=(int, Field(description="5xx responses")),
+    error_rate=(float | None, Field(description="failed / total; null when no request")),
+    requests_per_minute=(float, ...),
+    avg_response_time_ms=(float | None, ...),
+    **{  # not identifiers: the seed's names
+        "50th_percentile_ms": (float | None, Field(description=_PERCENTILE)),
+        "95th_percentile_ms": (float | None, Field(description=_PERCENTILE)),
+        "99th_percentile_ms": (float | None, Field(description=_PERCENTILE)),
+    },
+    by_route=(list[MonitoringRouteMetrics], Field(description="the 15 busiest routes")),
+)
+
+
+class MonitoringMlMetrics(BaseModel):
+    """What the serving workers recorded in the period (generation, ensemble, statistics, backtests)."""
+
+    predictions_generated: int = Field(description="number sets generated (generation and ensemble)")
+    generation_requests: int
+    ensemble_requests: int
+    statistics_requests: int
+    backtest_requests: int
+    avg_confidence_score: float | None
+    confidence_score_note: str
+    model_accuracy: float | None = Field(description="see model_accuracy_definition")
+    model_accuracy_random_baseline: float
+    model_accuracy_definition: str
+    cache_hit_rate: float | None = Field(description="statistics and backtest result cache; null without lookups")
+    cache_lookups: int
+    avg_worker_time_ms: dict[str, float] = Field(description="mean handling time in the worker per request kind")
+
+
+class MonitoringProcess(BaseModel):
+    """The API process."""
+
+    pid: int
+    threads: int
+
+
+class MonitoringResourceUsage(BaseModel):
+    """Resources of this API process (with ``modelbus up`` the consumers run in it too)."""
+
+    cpu_usage_percent: float = Field(description="averaged since the previous metrics call")
+    cpu_usage_window_seconds: float
+    cpu_cores: int | None
+    memory_usage_mb: float = Field(description="resident set size")
+    disk_usage_mb: float | None = Field(description="the database size")
+    gpu_usage_percent: float | None = Field(description="null: CPU-only build")
+    gpu: str
+    process: MonitoringProcess
+    note: str
+
+
+class MonitoringDefinitions(BaseModel):
+    """What the request figures mean."""
+
+    failed_requests: str
+    percentiles: str
+
+
+class MonitoringMetrics(BaseModel):
+    """``GET /api/monitoring/metrics`` (seed 003 4.2): request, ML and resource metrics over a period."""
+
+    period: MonitoringPeriod
+    request_metrics: MonitoringRequestMetrics
+    ml_metrics: MonitoringMlMetrics
+    resource_usage: MonitoringResourceUsage
+    definitions: MonitoringDefinitions
+
+
+class MonitoringLoadedModel(BaseModel):
+    """A lotto member loaded in the serving worker's memory."""
+
+    machine_type: str
+    model_type: str
+    model_id: str
+    model_name: str
+    loaded_at: str
+
+
+class MonitoringModelsComponent(BaseModel):
+    """``ml_models`` of the monitoring health, asked of a serving worker (``lotto.status``)."""
+
+    status: str = Field(description="healthy, or unavailable when no serving worker answered")
+    response_time_ms: float
+    last_check: str
+    error: str | None = Field(None, description="why no worker answered; null when healthy")
+    models_loaded: list[str] | None = Field(None, description="machines with a member in memory; null when unavailable")
+    models: list[MonitoringLoadedModel] | None = Field(None, description="null when unavailable")
+    models_registered: int = Field(description="lotto members in the registry")
+    memory_usage_mb: float | None = Field(None, description="the worker's resident set size")
+    last_prediction: str | None = None
+    worker_id: str | None = None
+
+
+class MonitoringCacheComponent(BaseModel):
+    """``cache`` of the monitoring health: the serving worker's result cache."""
+
+    status: str = Field(description="healthy, or unavailable when no serving worker answered")
+    response_time_ms: float
+    last_check: str
+    error: str | None = Field(None, description="why no worker answered; null when healthy")
+    kind: str | None = None
+    hit_rate: float | None = None
+    hits: int | None = None
+    misses: int | None = None
+    entries: int | None = None
+    http_response_cache: str | None = Field(None, description="not_configured; null when unavailable")
+
+
+class MonitoringPerformance(BaseModel):
+    """``performance`` of the monitoring health: the last few minutes of the request log."""
+
+    window_minutes: int | None = None
+    avg_response_time_ms: float | None = None
+    requests_per_minute: float | None = None
+    error_rate: float | None = None
+    error: str | None = Field(None, description="why the request log could not be read; null otherwise")
+
+
+class MonitoringHealthComponents(BaseModel):
+    """The components of ``GET /api/monitoring/health``."""
+
+    database: ComponentHealth
+    broker: ComponentHealth
+    ml_models: MonitoringModelsComponent
+    cache: MonitoringCacheComponent
+
+
+class MonitoringHealth(BaseModel):
+    """``GET /api/monitoring/health`` (seed 003 4.1): 200 when the database and broker answer, 503 otherwise."""
+
+    status: str = Field(description="healthy, degraded (no serving worker answered) or unhealthy")
+    timestamp: str
+    components: MonitoringHealthComponents
+    performance: MonitoringPerformance

@@ -15,12 +15,22 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from api.monitoring import recent_performance, worker_components
 from producers.publisher import EventPublisher
-from schemas.common import iso, utcnow
+from schemas.common import (
+    ComponentHealth,
+    Health,
+    HealthComponents,
+    HealthDetails,
+    KubernetesHealth,
+    WandbHealth,
+    iso,
+    utcnow,
+)
+from schemas.lotto import MonitoringHealth, MonitoringHealthComponents
 
 VERSION = "1.0.0"
 
 
-async def check_database(db: AsyncDatabase) -> dict[str, Any]:
+async def check_database(db: AsyncDatabase) -> ComponentHealth:
     t0 = time.perf_counter()
     try:
         await asyncio.wait_for(db.command("ping"), timeout=2.0)
@@ -28,15 +38,15 @@ async def check_database(db: AsyncDatabase) -> dict[str, Any]:
         error = None
     except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
         status, error = "unhealthy", exc.__class__.__name__
-    return {
-        "status": status,
-        "response_time_ms": round((time.perf_counter() - t0) * 1000, 2),
-        "last_check": iso(utcnow()),
-        **({"error": error} if error else {}),
-    }
+    return ComponentHealth(
+        status=status,
+        response_time_ms=round((time.perf_counter() - t0) * 1000, 2),
+        last_check=iso(utcnow()),
+        error=error,
+    )
 
 
-async def check_broker(publisher: EventPublisher) -> dict[str, Any]:
+async def check_broker(publisher: EventPublisher) -> ComponentHealth:
     t0 = time.perf_counter()
     try:
         await publisher.connect()
@@ -44,37 +54,37 @@ async def check_broker(publisher: EventPublisher) -> dict[str, Any]:
         status, error = ("healthy", None) if ok else ("unhealthy", "no answer")
     except Exception as exc:  # noqa: BLE001
         status, error = "unhealthy", exc.__class__.__name__
-    return {
-        "status": status,
-        "response_time_ms": round((time.perf_counter() - t0) * 1000, 2),
-        "last_check": iso(utcnow()),
-        **({"error": error} if error else {}),
-    }
+    return ComponentHealth(
+        status=status,
+        response_time_ms=round((time.perf_counter() - t0) * 1000, 2),
+        last_check=iso(utcnow()),
+        error=error,
+    )
 
 
-async def check_kubernetes(kubeconfig: str | None) -> dict[str, Any]:
+async def check_kubernetes(kubeconfig: str | None) -> KubernetesHealth:
     """not_configured without MODELBUS_KUBECONFIG; otherwise whether the cluster's API server answers."""
     if not kubeconfig:
-        return {"status": "not_configured"}
+        return KubernetesHealth(status="not_configured")
     from infra.k8s import check_cluster
 
     try:
-        return await asyncio.wait_for(asyncio.to_thread(check_cluster, kubeconfig), timeout=5.0)
+        return KubernetesHealth(**await asyncio.wait_for(asyncio.to_thread(check_cluster, kubeconfig), timeout=5.0))
     except TimeoutError:
-        return {"status": "unhealthy", "error": "TimeoutError"}
+        return KubernetesHealth(status="unhealthy", error="TimeoutError")
 
 
-def wandb_state() -> dict[str, Any]:
+def wandb_state() -> WandbHealth:
     """W&B is optional: not_installed, not_configured (installed, no WANDB_API_KEY: runs are logged offline,
     ``wandb sync`` uploads them) or configured (key set; W&B's servers are not called by a health check)."""
     if importlib.util.find_spec("wandb") is None:
-        return {"status": "not_installed"}
+        return WandbHealth(status="not_installed")
     configured = bool(os.environ.get("WANDB_API_KEY"))
-    return {
-        "status": "configured" if configured else "not_configured",
-        "installed": importlib.metadata.version("wandb"),
-        "mode": "online" if configured else "offline",
-    }
+    return WandbHealth(
+        status="configured" if configured else "not_configured",
+        installed=importlib.metadata.version("wandb"),
+        mode="online" if configured else "offline",
+    )
 
 
 def _uptime(started: float) -> str:
@@ -89,43 +99,44 @@ class HealthController(Controller):
     @get("/api/v1/health", summary="System status (RL API family)")
     async def v1_health(
         self, request: Request[Any, Any, Any], db: AsyncDatabase, publisher: EventPublisher
-    ) -> Response[dict[str, Any]]:
+    ) -> Response[Health]:
         state = request.app.state
         database, kafka, kubernetes = await asyncio.gather(
             check_database(db), check_broker(publisher), check_kubernetes(state.settings.kubeconfig)
         )
         wandb = wandb_state()
-        components = {
-            "api": "healthy",
-            "database": database["status"],
-            "kafka": kafka["status"],
-            "kubernetes": kubernetes["status"],
-            "wandb": wandb["status"],
-        }
-        healthy = database["status"] == kafka["status"] == "healthy"
-        body = {
-            "status": "healthy" if healthy else "unhealthy",
-            "components": components,
-            "version": VERSION,
-            "uptime": _uptime(state.started_monotonic),
-            "details": {"database": database, "kafka": kafka, "kubernetes": kubernetes, "wandb": wandb},
-        }
+        components = HealthComponents(
+            api="healthy",
+            database=database.status,
+            kafka=kafka.status,
+            kubernetes=kubernetes.status,
+            wandb=wandb.status,
+        )
+        healthy = database.status == kafka.status == "healthy"
+        body = Health(
+            status="healthy" if healthy else "unhealthy",
+            components=components,
+            version=VERSION,
+            uptime=_uptime(state.started_monotonic),
+            details=HealthDetails(database=database, kafka=kafka, kubernetes=kubernetes, wandb=wandb),
+        )
         return Response(body, status_code=200 if healthy else 503)
 
     @get("/api/monitoring/health", summary="System status (lotto API family)")
     async def monitoring_health(
         self, request: Request[Any, Any, Any], db: AsyncDatabase, publisher: EventPublisher
-    ) -> Response[dict[str, Any]]:
+    ) -> Response[MonitoringHealth]:
         state = request.app.state
         database, broker = await asyncio.gather(check_database(db), check_broker(publisher))
         # then the workers and the request log, so their queries do not slow the database ping measured above
         workers, performance = await asyncio.gather(worker_components(state, db), recent_performance(state, db))
-        healthy = database["status"] == broker["status"] == "healthy"
-        degraded = healthy and workers["ml_models"]["status"] != "healthy"
-        body = {
-            "status": "degraded" if degraded else "healthy" if healthy else "unhealthy",
-            "timestamp": iso(utcnow()),
-            "components": {"database": database, "broker": broker, **workers},
-            "performance": performance,
-        }
+        ml_models, cache = workers
+        healthy = database.status == broker.status == "healthy"
+        degraded = healthy and ml_models.status != "healthy"
+        body = MonitoringHealth(
+            status="degraded" if degraded else "healthy" if healthy else "unhealthy",
+            timestamp=iso(utcnow()),
+            components=MonitoringHealthComponents(database=database, broker=broker, ml_models=ml_models, cache=cache),
+            performance=performance,
+        )
         return Response(body, status_code=200 if healthy else 503)

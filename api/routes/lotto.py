@@ -43,6 +43,15 @@ from schemas.lotto import (
     DrawRecorded,
     EnsemblePredictionRequest,
     EnsembleResponse,
+    LottoBacktest,
+    LottoDraw,
+    LottoDrawImport,
+    LottoDrawList,
+    LottoJobStatus,
+    LottoMachineAnalysis,
+    LottoModel,
+    LottoModelList,
+    LottoTrainAccepted,
     LottoTrainRequest,
     PredictionRequest,
     PredictionResponse,
@@ -116,47 +125,45 @@ async def _import_payload(request: Request[Any, Any, Any]) -> tuple[str, Any]:
     return fmt, data
 
 
-def _draw_out(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "round": doc["round"],
-        "date": doc["date"],
-        "numbers": doc["numbers"],
-        "bonus": doc["bonus"],
-        "machine": doc["machine"],
-        "machine_type": doc.get("machine_type") or machine_label(doc["machine"]),
-        "synthetic": bool(doc.get("synthetic", False)),
-    }
+def _draw_out(doc: dict[str, Any]) -> LottoDraw:
+    return LottoDraw(
+        round=doc["round"],
+        date=doc["date"],
+        numbers=doc["numbers"],
+        bonus=doc["bonus"],
+        machine=doc["machine"],
+        machine_type=doc.get("machine_type") or machine_label(doc["machine"]),
+        synthetic=bool(doc.get("synthetic", False)),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # training jobs
 
 
-def lotto_job_status(doc: dict[str, Any]) -> dict[str, Any]:
+def lotto_job_status(doc: dict[str, Any]) -> LottoJobStatus:
     spec = doc.get("spec") or {}
     result = doc.get("result") or {}
-    out: dict[str, Any] = {
-        "job_id": doc["job_id"],
-        "status": doc["status"],
-        "model_type": doc["model_type"],
-        "machine_type": machine_label(spec["machine"]) if spec.get("machine") in (1, 2, 3) else None,
-        "model_id": doc.get("model_id"),
-        "progress": doc.get("progress", 0.0),
-        "metrics": doc.get("metrics"),
-        "holdout": result.get("holdout"),
-        "baseline": result.get("baseline"),
-        "baseline_within_ci": result.get("baseline_within_ci"),
-        "confidence_evidence": result.get("confidence_evidence"),
-        "draws": result.get("draws", doc.get("record_count")),
-        "parameters": spec.get("parameters"),
-        "attempts": doc.get("attempts"),
-        "started_at": iso(doc["started_at"]),
-        "completed_at": iso(doc["completed_at"]) if doc.get("completed_at") else None,
-        "duration_minutes": doc.get("duration_minutes"),
-    }
-    if doc["status"] in ("failed", "cancelled"):
-        out["error"] = doc.get("error")
-    return out
+    return LottoJobStatus(
+        job_id=doc["job_id"],
+        status=doc["status"],
+        model_type=doc["model_type"],
+        machine_type=machine_label(spec["machine"]) if spec.get("machine") in (1, 2, 3) else None,
+        model_id=doc.get("model_id"),
+        progress=doc.get("progress", 0.0),
+        metrics=doc.get("metrics"),
+        holdout=result.get("holdout"),
+        baseline=result.get("baseline"),
+        baseline_within_ci=result.get("baseline_within_ci"),
+        confidence_evidence=result.get("confidence_evidence"),
+        draws=result.get("draws", doc.get("record_count")),
+        parameters=spec.get("parameters"),
+        attempts=doc.get("attempts"),
+        started_at=iso(doc["started_at"]),
+        completed_at=iso(doc["completed_at"]) if doc.get("completed_at") else None,
+        duration_minutes=doc.get("duration_minutes"),
+        error=doc.get("error") if doc["status"] in ("failed", "cancelled") else None,
+    )
 
 
 async def estimate_minutes(db: AsyncDatabase, model_type: str) -> float:
@@ -176,21 +183,21 @@ async def estimate_minutes(db: AsyncDatabase, model_type: str) -> float:
     return round(max(0.01, minutes), 2)
 
 
-def _model_out(doc: dict[str, Any]) -> dict[str, Any]:
+def _model_out(doc: dict[str, Any]) -> LottoModel:
     lineage = doc.get("lineage") or {}
-    return {
-        "model_id": doc["model_id"],
-        "model_name": doc["model_name"],
-        "model_type": doc["model_type"],
-        "machine_type": lineage.get("machine_type"),
-        "version": doc["version"],
-        "status": doc["status"],
-        "metrics": doc["metrics"],
-        "lineage": lineage,
-        "artifact_sha256": doc.get("artifact_sha256"),
-        "artifact_bytes": doc.get("artifact_bytes"),
-        "trained_at": iso(doc["trained_at"]) if doc.get("trained_at") else None,
-    }
+    return LottoModel(
+        model_id=doc["model_id"],
+        model_name=doc["model_name"],
+        model_type=doc["model_type"],
+        machine_type=lineage.get("machine_type"),
+        version=doc["version"],
+        status=doc["status"],
+        metrics=doc["metrics"],
+        lineage=lineage,
+        artifact_sha256=doc.get("artifact_sha256"),
+        artifact_bytes=doc.get("artifact_bytes"),
+        trained_at=iso(doc["trained_at"]) if doc.get("trained_at") else None,
+    )
 
 
 class LottoController(Controller):
@@ -218,7 +225,7 @@ class LottoController(Controller):
         machine_type: Annotated[
             str | None, Parameter(query="machine_type", description="default machine for rows without one")
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> LottoDrawImport:
         default_machine = machine_or_400(machine_type) if machine_type is not None else None
         fmt, data = await _import_payload(request)
         parsed = await call_worker(
@@ -287,15 +294,15 @@ class LottoController(Controller):
         by_machine = {label: 0 for label in MACHINE_LABELS}
         for d in draws:
             by_machine[machine_label(d["machine"])] += 1
-        return {
-            "import_id": import_id,
-            "imported": len(draws),
-            "first_round": draws[0]["round"],
-            "last_round": draws[-1]["round"],
-            "by_machine": by_machine,
-            "synthetic": False,
-            "recorded_at": iso(events[0].time),
-        }
+        return LottoDrawImport(
+            import_id=import_id,
+            imported=len(draws),
+            first_round=draws[0]["round"],
+            last_round=draws[-1]["round"],
+            by_machine=by_machine,
+            synthetic=False,
+            recorded_at=iso(events[0].time),
+        )
 
     @get("/api/draws", summary="Recorded draws, newest first")
     async def list_draws(
@@ -303,7 +310,7 @@ class LottoController(Controller):
         db: AsyncDatabase,
         machine_type: Annotated[str | None, Parameter(query="machine_type")] = None,
         limit: Annotated[int, Parameter(ge=1, le=5000)] = 100,
-    ) -> dict[str, Any]:
+    ) -> LottoDrawList:
         query: dict[str, Any] = {}
         if machine_type is not None:
             query["machine"] = machine_or_400(machine_type)
@@ -323,18 +330,16 @@ class LottoController(Controller):
             )
         ).to_list(None)
         total, synthetic = (counted[0]["total"], counted[0]["synthetic"]) if counted else (0, 0)
-        return {
-            "machine_type": machine_label(query["machine"]) if "machine" in query else None,
-            "draws": [_draw_out(d) for d in docs],
-            "count": len(docs),
-            "total": total,
-            "synthetic_draws": synthetic,
-            **(
-                {"note": "synthetic draws are uniform random demo data (modelbus demo), not real results"}
-                if synthetic
-                else {}
+        return LottoDrawList(
+            machine_type=machine_label(query["machine"]) if "machine" in query else None,
+            draws=[_draw_out(d) for d in docs],
+            count=len(docs),
+            total=total,
+            synthetic_draws=synthetic,
+            note=(
+                "synthetic draws are uniform random demo data (modelbus demo), not real results" if synthetic else None
             ),
-        }
+        )
 
     # -- statistics and backtests -------------------------------------------------------------------------------
     @get(
@@ -346,9 +351,10 @@ class LottoController(Controller):
         rpc: RpcClient,
         machine_type: str,
         rounds: Annotated[int, Parameter(ge=1, le=10000)] = 50,
-    ) -> dict[str, Any]:
+    ) -> LottoMachineAnalysis:
         machine = machine_or_400(machine_type)
-        return await call_worker(rpc, "lotto.statistics", {"machine": machine, "rounds": rounds}, key=f"m{machine}")
+        body = {"machine": machine, "rounds": rounds}
+        return LottoMachineAnalysis.model_validate(await call_worker(rpc, "lotto.statistics", body, key=f"m{machine}"))
 
     @get("/api/statistics/backtest", summary="Rolling-origin backtest beside the exact random baseline")
     async def backtest(
@@ -359,7 +365,7 @@ class LottoController(Controller):
         rounds: Annotated[int, Parameter(ge=1, le=500)] = 100,
         sets_per_round: Annotated[int, Parameter(ge=1, le=20)] = 5,
         analysis_window: Annotated[int, Parameter(ge=10, le=100)] = 50,
-    ) -> dict[str, Any]:
+    ) -> LottoBacktest:
         machine = machine_or_400(machine_type)
         if algorithm not in ALGORITHMS:
             raise ApiError(
@@ -376,7 +382,7 @@ class LottoController(Controller):
             "sets_per_round": sets_per_round,
             "analysis_window": analysis_window,
         }
-        return await call_worker(rpc, "lotto.backtest", body, key=f"m{machine}")
+        return LottoBacktest.model_validate(await call_worker(rpc, "lotto.backtest", body, key=f"m{machine}"))
 
     # -- generation ---------------------------------------------------------------------------------------------
     @post(
@@ -387,10 +393,11 @@ class LottoController(Controller):
     )
     async def generate(
         self, request: Request[Any, Any, Any], data: PredictionRequest, rpc: RpcClient
-    ) -> dict[str, Any]:
+    ) -> PredictionResponse:
         machine = machine_or_400(data.machine_type)
         body = data.model_dump() | {"machine": machine}
-        return _stamp(request, await call_worker(rpc, "lotto.generate", body, key=f"m{machine}"))
+        result = await call_worker(rpc, "lotto.generate", body, key=f"m{machine}")
+        return PredictionResponse.model_validate(_stamp(request, result))
 
     @post(
         ["/api/ensemble/predictions", "/api/ensemble/predictions/"],
@@ -400,10 +407,11 @@ class LottoController(Controller):
     )
     async def ensemble(
         self, request: Request[Any, Any, Any], data: EnsemblePredictionRequest, rpc: RpcClient
-    ) -> dict[str, Any]:
+    ) -> EnsembleResponse:
         machine = machine_or_400(data.machine_type)
         body = data.model_dump() | {"machine": machine}
-        return _stamp(request, await call_worker(rpc, "lotto.ensemble", body, key=f"m{machine}"))
+        result = await call_worker(rpc, "lotto.ensemble", body, key=f"m{machine}")
+        return EnsembleResponse.model_validate(_stamp(request, result))
 
     # -- training and registry ----------------------------------------------------------------------------------
     @post("/api/models/train", status_code=HTTP_202_ACCEPTED, summary="Train an ensemble member on a machine")
@@ -414,7 +422,7 @@ class LottoController(Controller):
         db: AsyncDatabase,
         publisher: EventPublisher,
         rpc: RpcClient,
-    ) -> dict[str, Any]:
+    ) -> LottoTrainAccepted:
         machine = machine_or_400(data.machine_type)
         checked = await call_worker(
             rpc,
@@ -448,19 +456,19 @@ class LottoController(Controller):
             submitted_at=now,
         )
         await submit_training(publisher, db, command)  # on Kafka (acks=all) before we answer
-        return {
-            "job_id": job_id,
-            "status": "started",
-            "model_type": data.model_type,
-            "machine_type": machine_label(machine),
-            "draws": draws,
-            "parameters": params,
-            "estimated_duration_minutes": command.estimated_duration_minutes,
-            "started_at": iso(now),
-        }
+        return LottoTrainAccepted(
+            job_id=job_id,
+            status="started",
+            model_type=data.model_type,
+            machine_type=machine_label(machine),
+            draws=draws,
+            parameters=params,
+            estimated_duration_minutes=command.estimated_duration_minutes,
+            started_at=iso(now),
+        )
 
     @get("/api/models/train/{job_id:str}", summary="Lotto training job status")
-    async def train_status(self, job_id: str, db: AsyncDatabase) -> dict[str, Any]:
+    async def train_status(self, job_id: str, db: AsyncDatabase) -> LottoJobStatus:
         doc = await db[mongo.JOBS].find_one({"_id": job_id, "domain": "lotto"})
         if doc is None:
             raise ApiError(404, "JOB_NOT_FOUND", f"no lotto training job {job_id!r}", field="job_id")
@@ -473,7 +481,7 @@ class LottoController(Controller):
         machine_type: Annotated[str | None, Parameter(query="machine_type")] = None,
         model_type: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-    ) -> dict[str, Any]:
+    ) -> LottoModelList:
         query: dict[str, Any] = {"domain": "lotto"}
         if machine_type is not None:
             query["lineage.machine"] = machine_or_400(machine_type)
@@ -484,4 +492,4 @@ class LottoController(Controller):
                 )
             query["model_type"] = model_type
         docs = await db[mongo.MODELS].find(query).sort("trained_at", -1).limit(limit).to_list(None)
-        return {"models": [_model_out(d) for d in docs], "count": len(docs)}
+        return LottoModelList(models=[_model_out(d) for d in docs], count=len(docs))
