@@ -84,7 +84,7 @@ class Stack:
     async def _start_parts(self) -> None:
         settings = self.settings
         await ensure_topics(settings)
-        self._stage("topics ready")
+        self._stage("topics in place")
         client = mongo.client(settings)
         try:
             db = client[settings.mongodb_db]
