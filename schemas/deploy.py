@@ -1,4 +1,4 @@
-"""Tabular model deployments (``/v1/ml/deploy``), serving and canary analysis: API bodies and events.
+"""Tabular model deployments (``/v1/ml/deploy``), serving and canary analysis: API bodies, responses and events.
 
 * ``deploy.events``: :class:`DeploymentStep`, one per deployment change (staging, canary start, traffic
   increase, production, rollbacks, canary end). It carries the family's whole deployment state *after*
@@ -159,14 +159,18 @@ class FeedbackRequest(Strict):
 
 
 class CanaryState(BaseModel):
+    """The active canary of a family: the model it routes a share of production's traffic to."""
+
     canary_id: str
     model_id: str
     baseline_model_id: str
-    percentage: float
+    percentage: float = Field(description="the canary's share of production's traffic, in percent")
     auto: bool = False
 
 
 class ShadowState(BaseModel):
+    """The active shadow of a family: the model that also scores a sample of production's requests."""
+
     shadow_id: str
     model_id: str
     baseline_model_id: str
@@ -186,6 +190,8 @@ class DeploymentState(BaseModel):
 
 
 class ModelChange(BaseModel):
+    """A model's status change made by a deployment step."""
+
     model_id: str
     from_status: str
     to_status: str
@@ -264,3 +270,279 @@ class CanaryRecommendation(Payload):
     reason_ko: str
     numbers: dict[str, Any]
     window_end: UtcDatetime
+
+
+# -- API responses ------------------------------------------------------------------------------------------
+
+
+class StagingDeployment(BaseModel):
+    """``POST /v1/ml/deploy/staging``: the model is staged."""
+
+    model_id: str
+    environment: str = Field(description="always 'staging'")
+    deployed_at: str = Field(description="ISO 8601 UTC")
+    status: str = Field(description="always 'active'")
+
+
+class CanaryStarted(BaseModel):
+    """``POST /v1/ml/deploy/canary/start`` (202): the canary serves its share of traffic and is monitored."""
+
+    canary_id: str
+    model_id: str
+    current_traffic_percentage: float | int = Field(
+        description="initial_traffic_percentage as requested (the integer 10 when it was not given)"
+    )
+    status: str = Field(description="always 'monitoring'")
+    started_at: str = Field(description="ISO 8601 UTC")
+    baseline_model_id: str = Field(description="the production model the canary is compared with")
+    monitoring_duration_minutes: float | int = Field(description="as requested (the integer 30 when it was not given)")
+    auto: bool = Field(description="the verdicts are followed: 10 → 25 → 50 → 100 on proceed, rollback on rollback")
+
+
+class ArmMetrics(BaseModel):
+    """One arm's figures (canary or shadow: ``new_model``; production: ``old_model``), pooled over the analysis.
+
+    Descriptive only: the verdict uses the anytime-valid ``comparison``, never these figures or intervals."""
+
+    accuracy: float | None = Field(description="the seed's figure: share of labelled predictions that were right")
+    avg_response_time_ms: float | None = Field(description="the seed's figure: mean latency")
+    model_id: str | None
+    requests: int = Field(description="predictions served")
+    labelled: int = Field(description="predictions whose true label arrived in time")
+    waiting_for_label: int = Field(description="predictions still waiting for their label")
+    labels_too_late: int = Field(description="labels that arrived after the label horizon (not counted)")
+    errors: int = Field(description="predictions that failed")
+    error_rate: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    latency_p99_ms: float | None
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    accuracy_ci: list[float] | None = Field(description="fixed-sample 95% Wilson interval [low, high]")
+    precision_ci: list[float] | None = Field(description="fixed-sample 95% Wilson interval [low, high]")
+    recall_ci: list[float] | None = Field(description="fixed-sample 95% Wilson interval [low, high]")
+    descriptive: bool = Field(True, description="always true: these figures never decide the verdict")
+
+
+class ArmsMetrics(BaseModel):
+    """Both arms' descriptive figures: ``new_model`` is the canary or shadow model, ``old_model`` production."""
+
+    new_model: ArmMetrics
+    old_model: ArmMetrics
+
+
+class ArmCounts(BaseModel):
+    """A count per arm."""
+
+    new_model: int
+    old_model: int
+
+
+class AnalysisEvidence(BaseModel):
+    """How much evidence the analysis has: labels per arm, labels without a prediction, strata."""
+
+    labelled: ArmCounts
+    waiting_for_label: ArmCounts
+    labels_too_late: ArmCounts
+    labels_without_prediction: int = Field(
+        description="labels received for prediction ids never seen (yet): kept and joined if the prediction comes"
+    )
+    strata: int = Field(description="traffic step x 10-minute block strata the comparison is stratified by")
+    label_horizon_days: float | None = Field(description="labels are joined until this long after the end")
+
+
+class AnalysisStatus(BaseModel):
+    """The analysis of a canary or a shadow against production: evidence, intervals and verdict."""
+
+    model_id: str
+    status: str = Field(
+        description="canary: monitoring, promoted or rolled_back; shadow: monitoring, stopped or promoted_to_canary"
+    )
+    metrics: ArmsMetrics = Field(
+        description="descriptive figures per arm: new_model is the canary or shadow model, old_model production"
+    )
+    metrics_note: str = Field(description="what the per-arm metrics are (descriptive) and are not")
+    comparison: list[dict[str, Any]] = Field(
+        description="each compared metric: the difference (new minus production) and its anytime-valid interval"
+    )
+    comparison_note: str = Field(description="how the comparison's intervals are made")
+    evidence: AnalysisEvidence
+    recommendation: str = Field(
+        description="canary: proceed, hold or rollback; shadow: promote_to_canary, hold or reject; hold until "
+        "a window has closed"
+    )
+    reason: str = Field(description="the verdict's reason, in reason_language")
+    reason_language: str = Field(description="ko (default) or en, from Accept-Language")
+    numbers: dict[str, Any] | None = Field(description="the figures behind the verdict; null before the first one")
+    baseline_model_id: str | None = Field(description="the production model compared with")
+    started_at: str = Field(description="ISO 8601 UTC")
+    ended_at: str | None = Field(description="ISO 8601 UTC; null while monitoring")
+    window_end: str | None = Field(description="end of the last analysis window (ISO 8601 UTC)")
+    verdict_at: str | None = Field(description="when the current verdict was reached (ISO 8601 UTC)")
+    policy: dict[str, Any] = Field(description="the complete verdict policy: settings' defaults and overrides")
+
+
+class TrafficStep(BaseModel):
+    """A step of a canary's traffic share."""
+
+    percentage: float | None
+    at: str = Field(description="ISO 8601 UTC")
+    actor: str | None = Field(description="the API key id that made the step")
+
+
+class _CanaryHead(BaseModel):
+    """The canary's own fields, first in its status (a base class: pydantic puts base fields first)."""
+
+    canary_id: str
+    current_traffic_percentage: float
+
+
+class CanaryStatusReport(AnalysisStatus, _CanaryHead):
+    """``GET /v1/ml/deploy/canary/{canary_id}/status``: the seed's fields, the evidence, each compared metric's
+    anytime-valid interval, the verdict with its reason and numbers."""
+
+    monitoring_duration_minutes: float | None
+    auto: bool = Field(description="the verdicts are followed automatically")
+    steps: list[TrafficStep] = Field(description="the traffic shares, oldest first")
+
+
+class CanaryTrafficIncreased(CanaryStatusReport):
+    """``POST /v1/ml/deploy/canary/{canary_id}/increase-traffic``: the canary's status after the step."""
+
+    updated_at: str = Field(description="when the traffic share changed (ISO 8601 UTC)")
+
+
+class _ShadowHead(BaseModel):
+    """The shadow's own fields, first in its status (a base class: pydantic puts base fields first)."""
+
+    shadow_id: str
+    sample_percentage: float | None = Field(description="share of production's requests the shadow also scores")
+    current_traffic_percentage: float = Field(description="always 0: a shadow's answers are never served")
+
+
+class ShadowStatusReport(AnalysisStatus, _ShadowHead):
+    """``GET /v1/ml/deploy/shadow/{shadow_id}/status``: the shadow model against production on the same requests."""
+
+
+class ShadowStarted(BaseModel):
+    """``POST /v1/ml/deploy/shadow/start`` (202): production's requests are mirrored to the model."""
+
+    shadow_id: str
+    model_id: str
+    sample_percentage: float | int = Field(description="as requested (the integer 100 when it was not given)")
+    status: str = Field(description="always 'monitoring'")
+    started_at: str = Field(description="ISO 8601 UTC")
+    baseline_model_id: str = Field(description="the production model the shadow is compared with")
+
+
+class ShadowStopped(BaseModel):
+    """``POST /v1/ml/deploy/shadow/{shadow_id}/stop``."""
+
+    shadow_id: str
+    status: str = Field(description="always 'stopped'")
+    stopped_at: str = Field(description="ISO 8601 UTC")
+
+
+class CanaryRolledBack(BaseModel):
+    """``POST /v1/ml/deploy/canary/{canary_id}/rollback``: the canary ended without being promoted."""
+
+    canary_id: str
+    status: str = Field(description="always 'rolled_back'")
+    production_model_id: str | None = Field(description="the model serving all traffic now")
+    rolled_back_at: str = Field(description="ISO 8601 UTC")
+
+
+class ProductionDeployment(BaseModel):
+    """``POST /v1/ml/deploy/production``: the model serves 100% of the traffic."""
+
+    model_id: str
+    environment: str = Field(description="always 'production'")
+    traffic_percentage: int = Field(description="always 100")
+    deployed_at: str = Field(description="ISO 8601 UTC")
+    previous_model_id: str | None = Field(description="the production model it replaced (now archived)")
+    canary_id: str | None = Field(description="the canary that was promoted, if any")
+
+
+class EmergencyRollback(BaseModel):
+    """``POST /v1/ml/deploy/rollback/emergency``: the previous production model is restored."""
+
+    rolled_back_to: str | None = Field(description="the production model now")
+    reason: str
+    rolled_back_at: str = Field(description="ISO 8601 UTC")
+    rolled_back_from: str | None = Field(description="the model rolled back")
+    canary_id: str | None = Field(description="the canary that was ended, if any")
+
+
+class VersionRollback(BaseModel):
+    """``POST /v1/ml/deploy/rollback``: the model rolled back to, now in production."""
+
+    model_id: str
+    model_name: str | None
+    version: str | None
+    model_type: str | None
+    status: str = Field(description="the model's registry status")
+    metrics: dict[str, Any] | None = Field(description="hold-out metrics measured at training time")
+    environment: str = Field(description="always 'production'")
+    traffic_percentage: int = Field(description="always 100")
+    reason: str
+    rolled_back_at: str = Field(description="ISO 8601 UTC")
+    rolled_back_from: str | None = Field(description="the model rolled back")
+
+
+class DeployHistoryEntry(BaseModel):
+    """One deployment step of the audit trail."""
+
+    event_id: str = Field(description="the deploy.events event id")
+    action: DeployAction
+    model_id: str | None
+    actor: str | None = Field(description="the API key id that made the step")
+    time: str = Field(description="ISO 8601 UTC")
+    reason: str | None
+    canary_id: str | None
+    shadow_id: str | None
+    traffic_percentage: float | None = Field(description="the canary's traffic share after the step")
+    sample_percentage: float | None = Field(description="the shadow's sample share")
+    changes: list[ModelChange] = Field(description="model status changes made by the step")
+    metrics: dict[str, Any] | None = Field(description="metric snapshot at the moment of the step")
+    production_model_id: str | None = Field(description="the production model after the step")
+    deployment_version: int = Field(description="the family's deployment version after the step")
+
+
+class DeployHistory(BaseModel):
+    """``GET /v1/ml/deploy/history``: every deployment change, newest first."""
+
+    history: list[DeployHistoryEntry]
+    count: int
+
+
+class Prediction(BaseModel):
+    """One scored record."""
+
+    prediction_id: str = Field(description="give it to /v1/ml/feedback with the true label")
+    model_id: str | None = Field(description="the model that scored the record")
+    arm: str = Field(description="baseline (production) or canary")
+    canary_id: str | None
+    routing_key: str | None
+    score: float | None = Field(description="fraud/anomaly score; null if the prediction failed")
+    label: int | None = Field(description="predicted 0/1; null if the prediction failed")
+    error: str | None = Field(description="why the prediction failed; null otherwise")
+    worker_ms: float = Field(description="scoring time in the prediction worker")
+    latency_ms: float = Field(description="round trip from the API to the worker and back")
+
+
+class PredictionBatch(BaseModel):
+    """``POST /v1/ml/predict`` with ``records``: one prediction per record, in order."""
+
+    predictions: list[Prediction]
+    count: int
+    latency_ms: float = Field(description="round trip from the API to the worker and back")
+
+
+class FeedbackAccepted(BaseModel):
+    """``POST /v1/ml/feedback`` (202): the labels of known predictions were published."""
+
+    accepted: int = Field(description="labels published on predict.feedback")
+    unknown: list[str] = Field(description="prediction ids not found (batch form only; the single form answers 404)")
+    unknown_count: int
+    received_at: str = Field(description="ISO 8601 UTC")

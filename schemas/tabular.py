@@ -1,11 +1,15 @@
-"""Fraud/anomaly (``/v1/ml``) bodies, hyperparameters and record schemas."""
+"""Fraud/anomaly (``/v1/ml``) bodies, hyperparameters, record schemas and the training, data and registry
+responses."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+
+from schemas import jobs
+from schemas.common import UtcDatetime
 
 TabularModelType = Literal["lightgbm", "isolation_forest"]
 
@@ -83,3 +87,208 @@ class Record(StrictModel):
     timestamp: datetime
     features: dict[str, float | int | bool]
     label: Literal[0, 1] | None = None
+
+
+# -- responses ----------------------------------------------------------------------------------------------
+
+
+class TrainAccepted(BaseModel):
+    """``POST /v1/ml/train`` (202): the job was put on Kafka and will be trained."""
+
+    job_id: str
+    status: str = Field(description="always 'started'")
+    model_type: TabularModelType
+    estimated_duration_minutes: float = Field(
+        description="record count x minutes per record, learnt from the last 20 completed jobs of this type"
+    )
+    started_at: UtcDatetime
+
+
+class JobStatus(BaseModel):
+    """A training job's status: exactly the seed's fields, and ``error`` only on a failed or cancelled job."""
+
+    job_id: str
+    status: jobs.JobStatus
+    model_type: str
+    model_id: str | None = Field(description="the registered model, once the job completed")
+    progress: float = Field(description="percent done, 0-100")
+    metrics: dict[str, Any] | None = Field(description="hold-out metrics of the trained model (completed jobs)")
+    started_at: UtcDatetime
+    completed_at: UtcDatetime | None
+    duration_minutes: float | None
+    error: str | None = Field(None, description="why the job failed or was cancelled; absent otherwise")
+
+    @model_serializer(mode="wrap")
+    def _error_only_when_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if out.get("error") is None:
+            out.pop("error", None)
+        return out
+
+
+class DatePeriod(BaseModel):
+    """A period of whole days as ISO dates (``YYYY-MM-DD``), both ends included."""
+
+    start_date: str
+    end_date: str
+
+
+class TrainingJob(JobStatus):
+    """One job of ``GET /v1/ml/train/history``: its status and what it was trained on."""
+
+    attempts: int | None = Field(description="attempts so far (a job is retried when its worker is lost)")
+    record_count: int | None = Field(description="records in the data period when the job was submitted")
+    data_period: DatePeriod | None
+    hyperparameters: dict[str, Any] | None = Field(description="the validated hyperparameters, defaults included")
+    estimated_duration_minutes: float | None
+    baseline: dict[str, Any] | None = Field(
+        description="what always predicting the training set's majority class scores on the hold-out"
+    )
+    holdout: dict[str, Any] | None = Field(description="the hold-out the metrics were measured on")
+
+
+class TrainingHistory(BaseModel):
+    """``GET /v1/ml/train/history``: training jobs, newest first."""
+
+    jobs: list[TrainingJob]
+    count: int
+    limit: int
+
+
+class CancelRequested(BaseModel):
+    """``POST /v1/ml/train/{job_id}/cancel`` (202): the cancel request is on Kafka."""
+
+    job_id: str
+    status: str = Field(description="the job's status when the cancel was requested")
+    cancel_requested: bool
+    updated_at: str = Field(description="when the cancel was requested (ISO 8601 UTC)")
+
+
+class RecordsAccepted(BaseModel):
+    """``POST /v1/ml/data`` (201): the records were validated, published and stored."""
+
+    batch_id: str
+    accepted: int = Field(description="records stored")
+    chunks: int = Field(description="records.batch events the batch was published as")
+    first_timestamp: str = Field(description="earliest record timestamp (ISO 8601 UTC)")
+    last_timestamp: str = Field(description="latest record timestamp (ISO 8601 UTC)")
+
+
+class FeatureSummary(BaseModel):
+    """A feature seen in the period and the type of its values."""
+
+    name: str
+    type: str = Field(description="integer, number, mixed or missing (no value in the period)")
+
+
+class DataSummary(BaseModel):
+    """``GET /v1/ml/data/summary``: what the records of a period hold."""
+
+    period: DatePeriod
+    record_count: int
+    labelled_count: int = Field(description="records with a 0/1 label")
+    label_rate: float | None = Field(description="share of labelled records labelled 1; null without labels")
+    first_timestamp: str | None = Field(description="earliest record in the period (ISO 8601 UTC)")
+    last_timestamp: str | None = Field(description="latest record in the period (ISO 8601 UTC)")
+    features: list[FeatureSummary] = Field(description="every feature seen in the period, by name")
+
+
+class ModelSummary(BaseModel):
+    """A model in the registry (seed 000's fields)."""
+
+    model_id: str
+    model_name: str
+    model_type: str
+    version: str
+    status: str = Field(description="trained, staging, canary, production, archived or rolled_back")
+    metrics: dict[str, Any] = Field(description="hold-out metrics measured at training time")
+    trained_at: str | None = Field(description="ISO 8601 UTC")
+    deployed_at: str | None = Field(description="last promotion to production (ISO 8601 UTC); null if never")
+
+
+class ModelList(BaseModel):
+    """``GET /v1/ml/models``: models in the registry, newest first."""
+
+    models: list[ModelSummary]
+
+
+class ModelDetail(ModelSummary):
+    """``GET /v1/ml/models/{model_id}``: one model with its lineage and status history."""
+
+    lineage: dict[str, Any] = Field(
+        description="training job, data period, record count, hyperparameters, library versions, hold-out, artifact"
+    )
+    artifact_sha256: str
+    artifact_bytes: int
+    history: list[dict[str, Any]] = Field(
+        description="status changes, oldest first: status, from, status_version, at, actor, reason"
+    )
+
+
+class CompareRow(BaseModel):
+    """One compared model's hold-out metrics as stored at training time (null: not measured)."""
+
+    model_id: str
+    accuracy: float | None
+    precision: float | None
+    recall: float | None
+    f1_score: float | None
+    roc_auc: float | None
+    false_positive_rate: float | None
+
+
+class MetricInterval(BaseModel):
+    """The candidate's lead on one metric and its bootstrap interval."""
+
+    diff: float | None = Field(description="candidate minus the other model; null if either metric is missing")
+    ci_low: float | None = Field(description="lower end of the percentile interval; null without an interval")
+    ci_high: float | None = Field(description="upper end of the percentile interval; null without an interval")
+    level: float = Field(description="the interval's confidence level (Bonferroni-adjusted beyond two models)")
+    conclusive: bool = Field(description="the interval excludes 0")
+
+
+class ModelDifference(BaseModel):
+    """The candidate (``model_id``) against one other model (``versus``)."""
+
+    model_id: str
+    versus: str
+    paired: bool = Field(description="both models share the hold-out, so the same resampled records are used")
+    method: str = Field(description="paired, unpaired, or none (a model has no stored hold-out predictions)")
+    records: dict[str, int] = Field(
+        description="hold-out sizes: {'shared': n} when paired, else n per model id; empty without an interval"
+    )
+    metrics: dict[str, MetricInterval] = Field(description="per metric name")
+
+
+class CompareMethod(BaseModel):
+    """How the comparison was made."""
+
+    primary_metric: str = Field(description="the only metric that decides")
+    candidate: str
+    resampling: str
+    interval: str
+    resamples: int
+    seed: int
+    level: float = Field(description="family-wise confidence level")
+    comparisons: int = Field(description="the candidate against this many other models")
+    adjustment: str | None = Field(description="'bonferroni' beyond one comparison, else null")
+    interval_level: float = Field(description="each interval's confidence level")
+    note: str
+
+
+class ModelComparison(BaseModel):
+    """``POST /v1/ml/models/compare``: the seed's comparison, winner and improvement, with the uncertainty."""
+
+    comparison: list[CompareRow]
+    winner: str | None = Field(description="the candidate, only if its f1_score is conclusively higher than all others")
+    improvement: dict[str, float] = Field(
+        description="the winner's metrics minus the runner-up's; empty without a winner"
+    )
+    leader: str = Field(description="the candidate: highest hold-out f1_score (ties: higher roc_auc, then newer)")
+    same_holdout: bool | None = Field(
+        description="all models were measured on the same hold-out; null if a model has no hold-out fingerprint"
+    )
+    paired: bool = Field(description="every difference is a paired one")
+    differences: list[ModelDifference] = Field(description="the candidate against each other scored model")
+    reason: str
+    method: CompareMethod

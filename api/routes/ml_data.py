@@ -19,7 +19,7 @@ from producers.publisher import EventPublisher
 from schemas.common import iso, new_id
 from schemas.data import CHUNK, MAX_BATCH, RECORDS_BATCH, RecordsBatch
 from schemas.envelope import Envelope
-from schemas.tabular import DataPeriod
+from schemas.tabular import DataPeriod, DataSummary, DatePeriod, RecordsAccepted
 
 
 async def _rows(request: Request[Any, Any, Any]) -> tuple[list[Any], str]:
@@ -60,7 +60,7 @@ class DataController(Controller):
     @post("/", status_code=HTTP_201_CREATED, summary="Ingest records (JSON batch up to 10,000, or CSV)")
     async def ingest(
         self, request: Request[Any, Any, Any], db: AsyncDatabase, publisher: EventPublisher
-    ) -> dict[str, Any]:
+    ) -> RecordsAccepted:
         rows, source = await _rows(request)
         if not rows:
             raise ApiError(422, "VALIDATION_ERROR", "no records in the request", field="records")
@@ -99,16 +99,16 @@ class DataController(Controller):
             events.append((env, chunk))
         for env, chunk in events:  # read-your-write; the ingest consumer writes the same block ids (no-op)
             await insert_records(db, chunk, source=source, block_id=env.id)
-        return {
-            "batch_id": batch_id,
-            "accepted": len(records),
-            "chunks": len(chunks),
-            "first_timestamp": iso(records[0]["timestamp"]),
-            "last_timestamp": iso(records[-1]["timestamp"]),
-        }
+        return RecordsAccepted(
+            batch_id=batch_id,
+            accepted=len(records),
+            chunks=len(chunks),
+            first_timestamp=iso(records[0]["timestamp"]),
+            last_timestamp=iso(records[-1]["timestamp"]),
+        )
 
     @get("/summary", summary="Record count, label rate, feature names and types for a period")
-    async def data_summary(self, db: AsyncDatabase, start_date: date, end_date: date) -> dict[str, Any]:
+    async def data_summary(self, db: AsyncDatabase, start_date: date, end_date: date) -> DataSummary:
         try:
             period = DataPeriod(start_date=start_date, end_date=end_date)
         except ValueError as exc:
@@ -117,9 +117,12 @@ class DataController(Controller):
             ) from exc
         start, end = period_bounds(period)
         out = await summary(db, start, end)
-        return {
-            "period": {"start_date": str(start_date), "end_date": str(end_date)},
-            **out,
-            "first_timestamp": iso(out["first_timestamp"]) if out["first_timestamp"] else None,
-            "last_timestamp": iso(out["last_timestamp"]) if out["last_timestamp"] else None,
-        }
+        return DataSummary(
+            period=DatePeriod(start_date=str(start_date), end_date=str(end_date)),
+            record_count=out["record_count"],
+            labelled_count=out["labelled_count"],
+            label_rate=out["label_rate"],
+            first_timestamp=iso(out["first_timestamp"]) if out["first_timestamp"] else None,
+            last_timestamp=iso(out["last_timestamp"]) if out["last_timestamp"] else None,
+            features=out["features"],
+        )

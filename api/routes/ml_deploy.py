@@ -84,32 +84,36 @@ SHADOW_NO_VERDICT = {
 }
 
 
-def _arm_metrics(seed: dict[str, Any], totals: dict[str, Any] | None) -> dict[str, Any]:
+def _arm_metrics(seed: dict[str, Any], totals: dict[str, Any] | None) -> deploy.ArmMetrics:
     t = totals or {}
-    return {
-        "accuracy": seed.get("accuracy"),
-        "avg_response_time_ms": seed.get("avg_response_time_ms"),
-        "model_id": t.get("model_id"),
-        "requests": t.get("requests", 0),
-        "labelled": t.get("labelled", 0),
-        "waiting_for_label": t.get("waiting_for_label", 0),
-        "labels_too_late": t.get("labels_too_late", 0),
-        "errors": t.get("errors", 0),
-        "error_rate": t.get("error_rate"),
-        "latency_p50_ms": t.get("latency_p50_ms"),
-        "latency_p95_ms": t.get("latency_p95_ms"),
-        "latency_p99_ms": t.get("latency_p99_ms"),
-        "precision": t.get("precision"),
-        "recall": t.get("recall"),
-        "f1": t.get("f1"),
-        "accuracy_ci": t.get("accuracy_ci"),
-        "precision_ci": t.get("precision_ci"),
-        "recall_ci": t.get("recall_ci"),
-        "descriptive": True,
-    }
+    return deploy.ArmMetrics(
+        accuracy=seed.get("accuracy"),
+        avg_response_time_ms=seed.get("avg_response_time_ms"),
+        model_id=t.get("model_id"),
+        requests=t.get("requests", 0),
+        labelled=t.get("labelled", 0),
+        waiting_for_label=t.get("waiting_for_label", 0),
+        labels_too_late=t.get("labels_too_late", 0),
+        errors=t.get("errors", 0),
+        error_rate=t.get("error_rate"),
+        latency_p50_ms=t.get("latency_p50_ms"),
+        latency_p95_ms=t.get("latency_p95_ms"),
+        latency_p99_ms=t.get("latency_p99_ms"),
+        precision=t.get("precision"),
+        recall=t.get("recall"),
+        f1=t.get("f1"),
+        accuracy_ci=t.get("accuracy_ci"),
+        precision_ci=t.get("precision_ci"),
+        recall_ci=t.get("recall_ci"),
+        descriptive=True,
+    )
 
 
-def analysis_status(doc: dict[str, Any], lang: str, unmatched: int) -> dict[str, Any]:
+def _counts(new: deploy.ArmMetrics, old: deploy.ArmMetrics, name: str) -> deploy.ArmCounts:
+    return deploy.ArmCounts(new_model=getattr(new, name), old_model=getattr(old, name))
+
+
+def analysis_status(doc: dict[str, Any], lang: str, unmatched: int) -> deploy.AnalysisStatus:
     """The status of a canary or a shadow: the seed's fields, the evidence, each compared metric's
     anytime-valid interval, the verdict with its reason and numbers."""
     window = doc.get("metrics") or {}
@@ -119,52 +123,52 @@ def analysis_status(doc: dict[str, Any], lang: str, unmatched: int) -> dict[str,
     reason = verdict.get(f"reason_{lang}") or NO_VERDICT[lang]
     new = _arm_metrics(seed.get("new_model") or {}, totals.get("canary"))
     old = _arm_metrics(seed.get("old_model") or {}, totals.get("baseline"))
-    return {
-        "model_id": doc["model_id"],
-        "status": doc["status"],
-        "metrics": {"new_model": new, "old_model": old},
-        "metrics_note": DESCRIPTIVE,
-        "comparison": window.get("comparison") or [],
-        "comparison_note": ANYTIME,
-        "evidence": {
-            "labelled": {"new_model": new["labelled"], "old_model": old["labelled"]},
-            "waiting_for_label": {"new_model": new["waiting_for_label"], "old_model": old["waiting_for_label"]},
-            "labels_too_late": {"new_model": new["labels_too_late"], "old_model": old["labels_too_late"]},
-            "labels_without_prediction": unmatched,
-            "strata": window.get("strata", 0),
-            "label_horizon_days": (doc.get("policy") or {}).get("label_horizon_days"),
-        },
-        "recommendation": verdict.get("recommendation") or "hold",
-        "reason": reason,
-        "reason_language": lang,
-        "numbers": verdict.get("numbers"),
-        "baseline_model_id": doc.get("baseline_model_id"),
-        "started_at": iso(doc["started_at"]),
-        "ended_at": iso(doc["ended_at"]) if doc.get("ended_at") else None,
-        "window_end": window.get("window_end"),
-        "verdict_at": iso(verdict["at"]) if verdict.get("at") else None,
-        "policy": doc.get("policy") or {},
-    }
+    return deploy.AnalysisStatus(
+        model_id=doc["model_id"],
+        status=doc["status"],
+        metrics=deploy.ArmsMetrics(new_model=new, old_model=old),
+        metrics_note=DESCRIPTIVE,
+        comparison=window.get("comparison") or [],
+        comparison_note=ANYTIME,
+        evidence=deploy.AnalysisEvidence(
+            labelled=_counts(new, old, "labelled"),
+            waiting_for_label=_counts(new, old, "waiting_for_label"),
+            labels_too_late=_counts(new, old, "labels_too_late"),
+            labels_without_prediction=unmatched,
+            strata=window.get("strata", 0),
+            label_horizon_days=(doc.get("policy") or {}).get("label_horizon_days"),
+        ),
+        recommendation=verdict.get("recommendation") or "hold",
+        reason=reason,
+        reason_language=lang,
+        numbers=verdict.get("numbers"),
+        baseline_model_id=doc.get("baseline_model_id"),
+        started_at=iso(doc["started_at"]),
+        ended_at=iso(doc["ended_at"]) if doc.get("ended_at") else None,
+        window_end=window.get("window_end"),
+        verdict_at=iso(verdict["at"]) if verdict.get("at") else None,
+        policy=doc.get("policy") or {},
+    )
 
 
-def canary_status(doc: dict[str, Any], lang: str, unmatched: int = 0) -> dict[str, Any]:
-    return {
-        "canary_id": doc["canary_id"],
-        "current_traffic_percentage": doc["percentage"],
-        **analysis_status(doc, lang, unmatched),
-        "monitoring_duration_minutes": doc.get("monitoring_duration_minutes"),
-        "auto": doc.get("auto", False),
-        "steps": [{**s, "at": iso(s["at"])} for s in doc.get("steps", [])],
-    }
+def canary_status(doc: dict[str, Any], lang: str, unmatched: int = 0) -> deploy.CanaryStatusReport:
+    return deploy.CanaryStatusReport(
+        canary_id=doc["canary_id"],
+        current_traffic_percentage=doc["percentage"],
+        **dict(analysis_status(doc, lang, unmatched)),
+        monitoring_duration_minutes=doc.get("monitoring_duration_minutes"),
+        auto=doc.get("auto", False),
+        steps=[{**s, "at": iso(s["at"])} for s in doc.get("steps", [])],
+    )
 
 
-def shadow_status(doc: dict[str, Any], lang: str, unmatched: int = 0) -> dict[str, Any]:
-    return {
-        "shadow_id": doc["shadow_id"],
-        "sample_percentage": doc.get("sample_percentage"),
-        "current_traffic_percentage": 0.0,
-        **analysis_status(doc, lang, unmatched),
-    }
+def shadow_status(doc: dict[str, Any], lang: str, unmatched: int = 0) -> deploy.ShadowStatusReport:
+    return deploy.ShadowStatusReport(
+        shadow_id=doc["shadow_id"],
+        sample_percentage=doc.get("sample_percentage"),
+        current_traffic_percentage=0.0,
+        **dict(analysis_status(doc, lang, unmatched)),
+    )
 
 
 async def unmatched_labels(db: AsyncDatabase) -> int:
@@ -184,23 +188,23 @@ def resolved_policy(request: Request[Any, Any, Any], overrides: deploy.CanaryPol
     } | (overrides.model_dump(exclude_none=True) if overrides else {})
 
 
-def history_entry(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "event_id": doc["event_id"],
-        "action": doc["action"],
-        "model_id": doc.get("model_id"),
-        "actor": doc.get("actor"),
-        "time": iso(doc["time"]),
-        "reason": doc.get("reason"),
-        "canary_id": doc.get("canary_id"),
-        "shadow_id": doc.get("shadow_id"),
-        "traffic_percentage": doc.get("percentage"),
-        "sample_percentage": doc.get("sample_percentage"),
-        "changes": doc.get("changes", []),
-        "metrics": doc.get("metrics"),
-        "production_model_id": doc["state"].get("production"),
-        "deployment_version": doc["state"].get("version"),
-    }
+def history_entry(doc: dict[str, Any]) -> deploy.DeployHistoryEntry:
+    return deploy.DeployHistoryEntry(
+        event_id=doc["event_id"],
+        action=doc["action"],
+        model_id=doc.get("model_id"),
+        actor=doc.get("actor"),
+        time=iso(doc["time"]),
+        reason=doc.get("reason"),
+        canary_id=doc.get("canary_id"),
+        shadow_id=doc.get("shadow_id"),
+        traffic_percentage=doc.get("percentage"),
+        sample_percentage=doc.get("sample_percentage"),
+        changes=doc.get("changes", []),
+        metrics=doc.get("metrics"),
+        production_model_id=doc["state"].get("production"),
+        deployment_version=doc["state"].get("version"),
+    )
 
 
 FEEDBACK_GRACE_SECONDS = 2.0
@@ -216,15 +220,17 @@ class DeployController(Controller):
     @post("/staging", status_code=200, summary="Deploy a trained model to staging")
     async def staging(
         self, request: Request[Any, Any, Any], data: deploy.ModelRef, db: AsyncDatabase, publisher: EventPublisher
-    ) -> dict[str, Any]:
+    ) -> deploy.StagingDeployment:
         step = await _run(_deployer(request, db, publisher).staging(data.model_id))
         assert step.at is not None
-        return {"model_id": data.model_id, "environment": "staging", "deployed_at": iso(step.at), "status": "active"}
+        return deploy.StagingDeployment(
+            model_id=data.model_id, environment="staging", deployed_at=iso(step.at), status="active"
+        )
 
     @post("/canary/start", status_code=HTTP_202_ACCEPTED, summary="Start a canary of a staged model")
     async def canary_start(
         self, request: Request[Any, Any, Any], data: deploy.CanaryStart, db: AsyncDatabase, publisher: EventPublisher
-    ) -> dict[str, Any]:
+    ) -> deploy.CanaryStarted:
         policy = resolved_policy(request, data.policy)
         step = await _run(
             _deployer(request, db, publisher).canary_start(
@@ -236,19 +242,21 @@ class DeployController(Controller):
             )
         )
         assert step.at is not None and step.state is not None and step.state.canary is not None
-        return {
-            "canary_id": step.canary_id,
-            "model_id": data.model_id,
-            "current_traffic_percentage": data.initial_traffic_percentage,
-            "status": "monitoring",
-            "started_at": iso(step.at),
-            "baseline_model_id": step.state.canary.baseline_model_id,
-            "monitoring_duration_minutes": data.monitoring_duration_minutes,
-            "auto": data.auto,
-        }
+        return deploy.CanaryStarted(
+            canary_id=step.canary_id,
+            model_id=data.model_id,
+            current_traffic_percentage=data.initial_traffic_percentage,
+            status="monitoring",
+            started_at=iso(step.at),
+            baseline_model_id=step.state.canary.baseline_model_id,
+            monitoring_duration_minutes=data.monitoring_duration_minutes,
+            auto=data.auto,
+        )
 
     @get("/canary/{canary_id:str}/status", summary="Canary metrics per arm and the recommendation")
-    async def canary_status(self, request: Request[Any, Any, Any], canary_id: str, db: AsyncDatabase) -> dict[str, Any]:
+    async def canary_status(
+        self, request: Request[Any, Any, Any], canary_id: str, db: AsyncDatabase
+    ) -> deploy.CanaryStatusReport:
         doc = await db[mongo.CANARIES].find_one({"_id": canary_id})
         if doc is None:
             raise ApiError(404, "CANARY_NOT_FOUND", f"no canary {canary_id!r}", field="canary_id")
@@ -257,24 +265,26 @@ class DeployController(Controller):
     @post("/shadow/start", status_code=HTTP_202_ACCEPTED, summary="Mirror production's requests to a model")
     async def shadow_start(
         self, request: Request[Any, Any, Any], data: deploy.ShadowStart, db: AsyncDatabase, publisher: EventPublisher
-    ) -> dict[str, Any]:
+    ) -> deploy.ShadowStarted:
         step = await _run(
             _deployer(request, db, publisher).shadow_start(
                 data.model_id, data.sample_percentage, policy=resolved_policy(request, data.policy)
             )
         )
         assert step.at is not None and step.state is not None and step.state.shadow is not None
-        return {
-            "shadow_id": step.shadow_id,
-            "model_id": data.model_id,
-            "sample_percentage": data.sample_percentage,
-            "status": "monitoring",
-            "started_at": iso(step.at),
-            "baseline_model_id": step.state.shadow.baseline_model_id,
-        }
+        return deploy.ShadowStarted(
+            shadow_id=step.shadow_id,
+            model_id=data.model_id,
+            sample_percentage=data.sample_percentage,
+            status="monitoring",
+            started_at=iso(step.at),
+            baseline_model_id=step.state.shadow.baseline_model_id,
+        )
 
     @get("/shadow/{shadow_id:str}/status", summary="Shadow model against production on the same requests")
-    async def shadow_status(self, request: Request[Any, Any, Any], shadow_id: str, db: AsyncDatabase) -> dict[str, Any]:
+    async def shadow_status(
+        self, request: Request[Any, Any, Any], shadow_id: str, db: AsyncDatabase
+    ) -> deploy.ShadowStatusReport:
         doc = await db[mongo.SHADOWS].find_one({"_id": shadow_id})
         if doc is None:
             raise ApiError(404, "SHADOW_NOT_FOUND", f"no shadow {shadow_id!r}", field="shadow_id")
@@ -283,12 +293,12 @@ class DeployController(Controller):
     @post("/shadow/{shadow_id:str}/stop", status_code=200, summary="Stop mirroring requests to the shadow model")
     async def shadow_stop(
         self, request: Request[Any, Any, Any], shadow_id: str, db: AsyncDatabase, publisher: EventPublisher
-    ) -> dict[str, Any]:
+    ) -> deploy.ShadowStopped:
         lang = language(request)
         reason = "섀도 중단 요청" if lang == "ko" else "shadow stopped on request"
         step = await _run(_deployer(request, db, publisher).shadow_stop(shadow_id, reason=reason))
         assert step.at is not None
-        return {"shadow_id": shadow_id, "status": "stopped", "stopped_at": iso(step.at)}
+        return deploy.ShadowStopped(shadow_id=shadow_id, status="stopped", stopped_at=iso(step.at))
 
     @post("/canary/{canary_id:str}/increase-traffic", status_code=200, summary="Raise the canary's traffic share")
     async def increase(
@@ -298,58 +308,59 @@ class DeployController(Controller):
         data: deploy.TrafficIncrease,
         db: AsyncDatabase,
         publisher: EventPublisher,
-    ) -> dict[str, Any]:
+    ) -> deploy.CanaryTrafficIncreased:
         step = await _run(_deployer(request, db, publisher).increase(canary_id, data.target_percentage))
         doc = await db[mongo.CANARIES].find_one({"_id": canary_id})
         assert doc is not None and step.at is not None
-        return {**canary_status(doc, language(request)), "updated_at": iso(step.at)}
+        status = canary_status(doc, language(request))
+        return deploy.CanaryTrafficIncreased(**dict(status), updated_at=iso(step.at))
 
     @post("/canary/{canary_id:str}/rollback", status_code=200, summary="End a canary without promoting it")
     async def canary_rollback(
         self, request: Request[Any, Any, Any], canary_id: str, db: AsyncDatabase, publisher: EventPublisher
-    ) -> dict[str, Any]:
+    ) -> deploy.CanaryRolledBack:
         lang = language(request)
         reason = "카나리 중단 요청" if lang == "ko" else "canary stopped on request"
         step = await _run(_deployer(request, db, publisher).canary_rollback(canary_id, reason=reason))
         assert step.at is not None and step.state is not None
-        return {
-            "canary_id": canary_id,
-            "status": "rolled_back",
-            "production_model_id": step.state.production,
-            "rolled_back_at": iso(step.at),
-        }
+        return deploy.CanaryRolledBack(
+            canary_id=canary_id,
+            status="rolled_back",
+            production_model_id=step.state.production,
+            rolled_back_at=iso(step.at),
+        )
 
     @post("/production", status_code=200, summary="Promote a staged or canary model to production (100%)")
     async def production(
         self, request: Request[Any, Any, Any], data: deploy.ModelRef, db: AsyncDatabase, publisher: EventPublisher
-    ) -> dict[str, Any]:
+    ) -> deploy.ProductionDeployment:
         step = await _run(_deployer(request, db, publisher).production(data.model_id))
         assert step.at is not None
         archived = [c.model_id for c in step.model_changes if c.to_status == "archived"]
-        return {
-            "model_id": data.model_id,
-            "environment": "production",
-            "traffic_percentage": 100,
-            "deployed_at": iso(step.at),
-            "previous_model_id": archived[0] if archived else None,
-            "canary_id": step.canary_id,
-        }
+        return deploy.ProductionDeployment(
+            model_id=data.model_id,
+            environment="production",
+            traffic_percentage=100,
+            deployed_at=iso(step.at),
+            previous_model_id=archived[0] if archived else None,
+            canary_id=step.canary_id,
+        )
 
     @post("/rollback/emergency", status_code=200, summary="Restore the previous production model at once")
     async def emergency(
         self, request: Request[Any, Any, Any], db: AsyncDatabase, publisher: EventPublisher
-    ) -> dict[str, Any]:
+    ) -> deploy.EmergencyRollback:
         lang = language(request)
         step = await _run(_deployer(request, db, publisher).emergency_rollback(reason=EMERGENCY_REASON[lang]))
         assert step.at is not None and step.state is not None
         rolled = [c.model_id for c in step.model_changes if c.to_status == "rolled_back"]
-        return {
-            "rolled_back_to": step.state.production,
-            "reason": EMERGENCY_REASON[lang],
-            "rolled_back_at": iso(step.at),
-            "rolled_back_from": rolled[0] if rolled else None,
-            "canary_id": step.canary_id,
-        }
+        return deploy.EmergencyRollback(
+            rolled_back_to=step.state.production,
+            reason=EMERGENCY_REASON[lang],
+            rolled_back_at=iso(step.at),
+            rolled_back_from=rolled[0] if rolled else None,
+            canary_id=step.canary_id,
+        )
 
     @post("/rollback", status_code=200, summary="Roll production back to a given earlier model")
     async def rollback(
@@ -358,29 +369,29 @@ class DeployController(Controller):
         data: deploy.RollbackRequest,
         db: AsyncDatabase,
         publisher: EventPublisher,
-    ) -> dict[str, Any]:
+    ) -> deploy.VersionRollback:
         step = await _run(_deployer(request, db, publisher).rollback(data.model_id, reason=data.reason))
         assert step.at is not None
         model = await db[mongo.MODELS].find_one({"_id": data.model_id})
         assert model is not None
         rolled = [c.model_id for c in step.model_changes if c.to_status == "rolled_back"]
-        return {
-            "model_id": data.model_id,
-            "model_name": model.get("model_name"),
-            "version": model.get("version"),
-            "model_type": model.get("model_type"),
-            "status": model["status"],
-            "metrics": model.get("metrics"),
-            "environment": "production",
-            "traffic_percentage": 100,
-            "reason": data.reason,
-            "rolled_back_at": iso(step.at),
-            "rolled_back_from": rolled[0] if rolled else None,
-        }
+        return deploy.VersionRollback(
+            model_id=data.model_id,
+            model_name=model.get("model_name"),
+            version=model.get("version"),
+            model_type=model.get("model_type"),
+            status=model["status"],
+            metrics=model.get("metrics"),
+            environment="production",
+            traffic_percentage=100,
+            reason=data.reason,
+            rolled_back_at=iso(step.at),
+            rolled_back_from=rolled[0] if rolled else None,
+        )
 
     @get("/current", summary="What is deployed now: production, previous models, staging, active canary")
-    async def current(self, db: AsyncDatabase) -> dict[str, Any]:
-        return (await current_state(db)).model_dump(mode="json")
+    async def current(self, db: AsyncDatabase) -> deploy.DeploymentState:
+        return await current_state(db)
 
     @get("/history", summary="Audit trail of every deployment change, newest first")
     async def history(
@@ -388,13 +399,13 @@ class DeployController(Controller):
         db: AsyncDatabase,
         model_id: str | None = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
-    ) -> dict[str, Any]:
+    ) -> deploy.DeployHistory:
         query: dict[str, Any] = {"family": deploy.FAMILY}
         if model_id:
             query["$or"] = [{"model_id": model_id}, {"changes.model_id": model_id}]
         cursor = db[mongo.DEPLOY_HISTORY].find(query).sort([("state.version", -1)]).limit(limit)
         items = [history_entry(d) async for d in cursor]
-        return {"history": items, "count": len(items)}
+        return deploy.DeployHistory(history=items, count=len(items))
 
 
 class PredictController(Controller):
@@ -403,7 +414,7 @@ class PredictController(Controller):
     tags = ["ml: serving"]
 
     @post("/predict", status_code=200, summary="Score one record or a batch of up to 1,000")
-    async def predict(self, data: deploy.PredictRequest, rpc: RpcClient) -> dict[str, Any]:
+    async def predict(self, data: deploy.PredictRequest, rpc: RpcClient) -> deploy.Prediction | deploy.PredictionBatch:
         single = data.records is None
         records = (
             [{"features": data.features, "routing_key": data.routing_key}]
@@ -414,10 +425,10 @@ class PredictController(Controller):
         t0 = time.perf_counter()
         result = await call_worker(rpc, "tabular.predict", {"records": records}, key=key)
         latency = round((time.perf_counter() - t0) * 1000, 3)
-        predictions = [p | {"latency_ms": latency} for p in result["predictions"]]
+        predictions = [deploy.Prediction(**p, latency_ms=latency) for p in result["predictions"]]
         if single:
             return predictions[0]
-        return {"predictions": predictions, "count": len(predictions), "latency_ms": latency}
+        return deploy.PredictionBatch(predictions=predictions, count=len(predictions), latency_ms=latency)
 
     @post("/feedback", status_code=HTTP_202_ACCEPTED, summary="True labels of earlier predictions")
     async def feedback(
@@ -426,7 +437,7 @@ class PredictController(Controller):
         data: deploy.FeedbackRequest,
         db: AsyncDatabase,
         publisher: EventPublisher,
-    ) -> dict[str, Any]:
+    ) -> deploy.FeedbackAccepted:
         items = data.items()
         ids = list(dict.fromkeys(i.prediction_id for i in items))
         served = {"time": {"$exists": True}}  # a record holding only a label is not a prediction
@@ -458,4 +469,6 @@ class PredictController(Controller):
             )
             envs.append(Envelope.wrap(deploy.PREDICTION_FEEDBACK, item.prediction_id, payload, source="modelbus/api"))
         await asyncio.gather(*(publisher.publish("predict.feedback", env, key=env.subject) for env in envs))
-        return {"accepted": len(envs), "unknown": unknown, "unknown_count": len(unknown), "received_at": iso(now)}
+        return deploy.FeedbackAccepted(
+            accepted=len(envs), unknown=unknown, unknown_count=len(unknown), received_at=iso(now)
+        )

@@ -23,6 +23,7 @@ from infra import mongo
 from ml.tabular.compare import Entry, NotComparable, compare_models
 from ml.tabular.holdout import HoldoutPredictions
 from schemas.common import iso
+from schemas.tabular import ModelComparison, ModelDetail, ModelList, ModelSummary
 
 ModelStatus = Literal["trained", "staging", "canary", "production", "archived", "rolled_back"]
 
@@ -35,7 +36,7 @@ def _time(value: Any) -> str | None:
     return iso(value) if value is not None else None
 
 
-def model_summary(doc: dict[str, Any]) -> dict[str, Any]:
+def _summary_fields(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "model_id": doc["model_id"],
         "model_name": doc["model_name"],
@@ -46,6 +47,10 @@ def model_summary(doc: dict[str, Any]) -> dict[str, Any]:
         "trained_at": _time(doc.get("trained_at")),
         "deployed_at": _time(doc.get("deployed_at")),
     }
+
+
+def model_summary(doc: dict[str, Any]) -> ModelSummary:
+    return ModelSummary(**_summary_fields(doc))
 
 
 async def compare_entry(db: AsyncDatabase, doc: dict[str, Any]) -> Entry:
@@ -73,30 +78,30 @@ class ModelsController(Controller):
         status: ModelStatus | None = None,
         model_type: Literal["lightgbm", "isolation_forest"] | None = None,
         limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
-    ) -> dict[str, Any]:
+    ) -> ModelList:
         query: dict[str, Any] = {"domain": "tabular"}
         if status:
             query["status"] = status
         if model_type:
             query["model_type"] = model_type
         docs = db[mongo.MODELS].find(query).sort("trained_at", -1).limit(limit)
-        return {"models": [model_summary(d) async for d in docs]}
+        return ModelList(models=[model_summary(d) async for d in docs])
 
     @get("/{model_id:str}", summary="One model with its lineage")
-    async def get_model(self, model_id: str, db: AsyncDatabase) -> dict[str, Any]:
+    async def get_model(self, model_id: str, db: AsyncDatabase) -> ModelDetail:
         doc = await db[mongo.MODELS].find_one({"_id": model_id, "domain": "tabular"})
         if doc is None:
             raise ApiError(404, "MODEL_NOT_FOUND", f"no model {model_id!r}", field="model_id")
-        return {
-            **model_summary(doc),
-            "lineage": doc["lineage"],
-            "artifact_sha256": doc["artifact_sha256"],
-            "artifact_bytes": doc["artifact_bytes"],
-            "history": doc.get("history", []),
-        }
+        return ModelDetail(
+            **_summary_fields(doc),
+            lineage=doc["lineage"],
+            artifact_sha256=doc["artifact_sha256"],
+            artifact_bytes=doc["artifact_bytes"],
+            history=doc.get("history", []),
+        )
 
     @post("/compare", status_code=200, summary="Compare two or more models on their hold-out metrics")
-    async def compare_models(self, data: CompareRequest, db: AsyncDatabase) -> dict[str, Any]:
+    async def compare_models(self, data: CompareRequest, db: AsyncDatabase) -> ModelComparison:
         ids = list(dict.fromkeys(data.model_ids))
         if len(ids) < 2:
             raise ApiError(422, "VALIDATION_ERROR", "give at least two different model ids", field="model_ids")
@@ -108,6 +113,7 @@ class ModelsController(Controller):
             )
         entries = [await compare_entry(db, found[i]) for i in ids]
         try:
-            return await asyncio.to_thread(compare_models, entries)  # the bootstrap takes ~0.1-1 s of CPU
+            result = await asyncio.to_thread(compare_models, entries)  # the bootstrap takes ~0.1-1 s of CPU
         except NotComparable as exc:
             raise ApiError(422, "NOT_COMPARABLE", str(exc), field="model_ids") from exc
+        return ModelComparison.model_validate(result)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_202_ACCEPTED
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.errors import ApiError
@@ -19,52 +19,53 @@ from infra.records import count_records, extent
 from producers.jobs import request_cancel, submit_training
 from producers.publisher import EventPublisher
 from schemas import jobs
-from schemas.common import UtcDatetime, iso, new_id, utcnow
-from schemas.tabular import DataPeriod, TrainRequest
+from schemas.common import iso, new_id, utcnow
+from schemas.tabular import (
+    CancelRequested,
+    DataPeriod,
+    JobStatus,
+    TrainAccepted,
+    TrainingHistory,
+    TrainingJob,
+    TrainRequest,
+)
 
 # Minutes per record when no past job of the type exists (measured on this class of machine).
 DEFAULT_MINUTES_PER_RECORD = {"lightgbm": 2e-6, "isolation_forest": 4e-6}
 
 
-class TrainAccepted(BaseModel):
-    job_id: str
-    status: str
-    model_type: str
-    estimated_duration_minutes: float
-    started_at: UtcDatetime
+def _status_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """A job document's status fields (``error`` only on a failed or cancelled job)."""
+    return {
+        "job_id": doc["job_id"],
+        "status": doc["status"],
+        "model_type": doc["model_type"],
+        "model_id": doc.get("model_id"),
+        "progress": doc.get("progress", 0.0),
+        "metrics": doc.get("metrics"),
+        "started_at": doc["started_at"],
+        "completed_at": doc.get("completed_at"),
+        "duration_minutes": doc.get("duration_minutes"),
+        "error": doc.get("error") if doc["status"] in ("failed", "cancelled") else None,
+    }
 
 
-class JobStatus(BaseModel):
-    """Exactly the seed's fields; ``error`` only on a failed or cancelled job."""
-
-    model_config = ConfigDict(json_schema_extra={"description": "error is present only when failed/cancelled"})
-
-    job_id: str
-    status: str
-    model_type: str
-    model_id: str | None
-    progress: float
-    metrics: dict[str, Any] | None
-    started_at: UtcDatetime
-    completed_at: UtcDatetime | None
-    duration_minutes: float | None
-    error: str | None = None
+def job_status(doc: dict[str, Any]) -> JobStatus:
+    return JobStatus(**_status_fields(doc))
 
 
-def job_status(doc: dict[str, Any]) -> dict[str, Any]:
-    status = JobStatus(
-        job_id=doc["job_id"],
-        status=doc["status"],
-        model_type=doc["model_type"],
-        model_id=doc.get("model_id"),
-        progress=doc.get("progress", 0.0),
-        metrics=doc.get("metrics"),
-        started_at=doc["started_at"],
-        completed_at=doc.get("completed_at"),
-        duration_minutes=doc.get("duration_minutes"),
-        error=doc.get("error") if doc["status"] in ("failed", "cancelled") else None,
+def training_job(doc: dict[str, Any]) -> TrainingJob:
+    spec, result = doc.get("spec", {}), doc.get("result") or {}
+    return TrainingJob(
+        **_status_fields(doc),
+        attempts=doc.get("attempts"),
+        record_count=doc.get("record_count"),
+        data_period=spec.get("data_period"),
+        hyperparameters=spec.get("hyperparameters"),
+        estimated_duration_minutes=doc.get("estimated_duration_minutes"),
+        baseline=result.get("baseline"),
+        holdout=result.get("holdout"),
     )
-    return status.model_dump(mode="json", exclude={"error"} if status.error is None else set())
 
 
 def period_bounds(period: DataPeriod) -> tuple[datetime, datetime]:
@@ -148,34 +149,22 @@ class TrainingController(Controller):
         )
 
     @get("/status/{job_id:str}", summary="Training job status")
-    async def status(self, job_id: str, db: AsyncDatabase) -> dict[str, Any]:
+    async def status(self, job_id: str, db: AsyncDatabase) -> JobStatus:
         doc = await db[mongo.JOBS].find_one({"_id": job_id, "domain": "tabular"})
         if doc is None:
             raise ApiError(404, "JOB_NOT_FOUND", f"no training job {job_id!r}", field="job_id")
         return job_status(doc)
 
     @get("/history", summary="Training jobs, newest first")
-    async def history(self, db: AsyncDatabase, limit: Annotated[int, Parameter(ge=1, le=100)] = 10) -> dict[str, Any]:
+    async def history(self, db: AsyncDatabase, limit: Annotated[int, Parameter(ge=1, le=100)] = 10) -> TrainingHistory:
         cursor = db[mongo.JOBS].find({"domain": "tabular"}).sort("submitted_at", -1).limit(limit)
-        items = []
-        async for doc in cursor:
-            status = job_status(doc)
-            status |= {
-                "attempts": doc.get("attempts"),
-                "record_count": doc.get("record_count"),
-                "data_period": doc.get("spec", {}).get("data_period"),
-                "hyperparameters": doc.get("spec", {}).get("hyperparameters"),
-                "estimated_duration_minutes": doc.get("estimated_duration_minutes"),
-                "baseline": (doc.get("result") or {}).get("baseline"),
-                "holdout": (doc.get("result") or {}).get("holdout"),
-            }
-            items.append(status)
-        return {"jobs": items, "count": len(items), "limit": limit}
+        items = [training_job(doc) async for doc in cursor]
+        return TrainingHistory(jobs=items, count=len(items), limit=limit)
 
     @post("/{job_id:str}/cancel", status_code=HTTP_202_ACCEPTED, summary="Cancel a training job")
     async def cancel(
         self, request: Request[Any, Any, Any], job_id: str, db: AsyncDatabase, publisher: EventPublisher
-    ) -> dict[str, Any]:
+    ) -> CancelRequested:
         doc = await db[mongo.JOBS].find_one({"_id": job_id, "domain": "tabular"})
         if doc is None:
             raise ApiError(404, "JOB_NOT_FOUND", f"no training job {job_id!r}", field="job_id")
@@ -183,7 +172,7 @@ class TrainingController(Controller):
             raise ApiError(409, "JOB_FINISHED", f"job {job_id} is already {doc['status']}", field="job_id")
         principal = principal_of(request)
         env = await request_cancel(publisher, db, job_id, principal.key_id if principal else None)
-        return {"job_id": job_id, "status": doc["status"], "cancel_requested": True, "updated_at": iso(env.time)}
+        return CancelRequested(job_id=job_id, status=doc["status"], cancel_requested=True, updated_at=iso(env.time))
 
 
 async def no_records_error(db: AsyncDatabase, period: DataPeriod) -> ApiError:
