@@ -272,6 +272,8 @@ class CanaryAnalyser:
             metrics=numbers["metrics"],
             comparison=comparison(numbers),
             recommendation=recommendation if analysis.running else None,
+            reason_en=verdict.reason_en if analysis.running else None,
+            reason_ko=verdict.reason_ko if analysis.running else None,
             strata=numbers["strata"],
         )
         metric_type = deploy.SHADOW_METRICS if kind == "shadow" else deploy.CANARY_METRICS

@@ -194,6 +194,7 @@ class TabularServing:
             took = round((time.perf_counter() - t0) * 1000, 3)
             for j, i in enumerate(rows):
                 out[i]["latency_ms"] = took
+                out[i]["latency_observed"] = j == 0  # one call, one latency observation
                 if scores is not None and labels is not None:
                     out[i]["score"] = float(scores[j])
                     out[i]["label"] = int(labels[j])
@@ -201,7 +202,8 @@ class TabularServing:
                     out[i]["error"] = error
         result = {
             "predictions": [
-                {k: v for k, v in p.items() if k not in ("latency_ms", "percentage")} | {"worker_ms": p["latency_ms"]}
+                {k: v for k, v in p.items() if k not in ("latency_ms", "latency_observed", "percentage")}
+                | {"worker_ms": p["latency_ms"]}
                 for p in out
             ]
         }
@@ -246,6 +248,7 @@ class TabularServing:
                 "label": int(labels[j]) if labels is not None else None,
                 "error": error,
                 "latency_ms": took,
+                "latency_observed": j == 0,
             }
             for j, i in enumerate(rows)
         ]
@@ -275,6 +278,7 @@ class TabularServing:
                     score=p["score"],
                     label=p["label"],
                     latency_ms=p["latency_ms"],
+                    latency_observed=p.get("latency_observed", True),
                     error=p["error"],
                     routing_key=p["routing_key"],
                     worker_id=self.deps.worker_id,

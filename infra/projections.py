@@ -252,7 +252,10 @@ def _analysis_results(doc: Doc, env: Envelope) -> Doc | None:
     if env.type in (deploy.CANARY_METRICS, deploy.SHADOW_METRICS):
         if doc.get("metrics_window_end") is not None and end <= doc["metrics_window_end"]:
             return None
-        keys = ("window_start", "window_end", "totals", "metrics", "comparison", "recommendation", "strata")
+        keys = (
+            "window_start", "window_end", "totals", "metrics", "comparison", "recommendation", "reason_en",
+            "reason_ko", "strata",
+        )
         return doc | {"metrics": {k: data.get(k) for k in keys}, "metrics_window_end": end}
     if env.type in (deploy.CANARY_RECOMMENDATION, deploy.SHADOW_RECOMMENDATION):
         if doc.get("verdict_window_end") is not None and end <= doc["verdict_window_end"]:

@@ -229,6 +229,11 @@ class PredictionServed(Payload):
     score: float | None = None
     label: int | None = None
     latency_ms: float
+    latency_observed: bool = Field(
+        True,
+        description="false for all but one of the records a model call scored at once: they share one latency, "
+        "which the canary analysis counts as one observation",
+    )
     error: str | None = None
     routing_key: str | None = None
     worker_id: str | None = None
@@ -258,6 +263,8 @@ class CanaryMetrics(Payload):
         default_factory=list, description="each compared metric: difference and its anytime-valid interval"
     )
     recommendation: str | None = None
+    reason_en: str | None = Field(None, description="the current verdict's reason (English), while it runs")
+    reason_ko: str | None = Field(None, description="the current verdict's reason (Korean), while it runs")
     strata: int = 0
 
 

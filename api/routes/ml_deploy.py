@@ -120,7 +120,8 @@ def analysis_status(doc: dict[str, Any], lang: str, unmatched: int) -> deploy.An
     seed = window.get("metrics") or {}
     totals = window.get("totals") or {}
     verdict = doc.get("verdict") or {}
-    reason = verdict.get(f"reason_{lang}") or NO_VERDICT[lang]
+    current = window.get(f"reason_{lang}") if window.get("recommendation") == verdict.get("recommendation") else None
+    reason = current or verdict.get(f"reason_{lang}") or NO_VERDICT[lang]  # the latest window's figures
     new = _arm_metrics(seed.get("new_model") or {}, totals.get("canary"))
     old = _arm_metrics(seed.get("old_model") or {}, totals.get("baseline"))
     return deploy.AnalysisStatus(

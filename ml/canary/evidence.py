@@ -103,6 +103,8 @@ def fold_served(doc: Doc | None, served: Mapping[str, Any], time: datetime) -> D
             "latency_ms": served.get("latency_ms"),
             "time": time,
         }
+        if served.get("latency_observed") is False:
+            doc["shadow"]["latency_observed"] = False
         return doc
     if doc.get("time") is not None:
         return None
@@ -117,6 +119,8 @@ def fold_served(doc: Doc | None, served: Mapping[str, Any], time: datetime) -> D
         "latency_ms": served.get("latency_ms"),
         "time": time,
     }
+    if served.get("latency_observed") is False:
+        doc["latency_observed"] = False
     return doc
 
 
@@ -139,10 +143,12 @@ def _arm_counts(
     if part.get("error") is not None or part.get("label") not in (0, 1):
         _add(counts, f"{arm}.errors")
         return
-    latency = max(float(part.get("latency_ms") or 0.0), 0.0)
-    _add(counts, f"{arm}.lat_n")
-    _add(counts, f"{arm}.lat_us", round(latency * 1000))
-    _add(counts, f"{arm}.h.{latency_bucket(latency)}")
+    _add(counts, f"{arm}.ok")
+    if part.get("latency_observed", True):  # records scored in one model call share one latency observation
+        latency = max(float(part.get("latency_ms") or 0.0), 0.0)
+        _add(counts, f"{arm}.lat_n")
+        _add(counts, f"{arm}.lat_us", round(latency * 1000))
+        _add(counts, f"{arm}.h.{latency_bucket(latency)}")
     if truth is not None:
         _add(counts, f"{arm}.too_late" if too_late else f"{arm}.{CELLS[2 * int(part['label']) + truth]}")
 
@@ -266,7 +272,10 @@ class ArmCounts:
 
     requests: int = 0
     errors: int = 0
+    ok: int = 0
+    """successful requests"""
     lat_n: int = 0
+    """latency observations (a model call that scored several records at once is one)"""
     lat_us: int = 0
     hist: dict[int, int] = field(default_factory=dict)
     tn: int = 0
@@ -287,7 +296,7 @@ class ArmCounts:
             setattr(self, key, getattr(self, key) + value)
 
     def merge(self, other: ArmCounts) -> None:
-        for name in ("requests", "errors", "lat_n", "lat_us", "tn", "fn", "fp", "tp", "too_late"):
+        for name in ("requests", "errors", "ok", "lat_n", "lat_us", "tn", "fn", "fp", "tp", "too_late"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for bucket, count in other.hist.items():
             self.hist[bucket] = self.hist.get(bucket, 0) + count
@@ -303,7 +312,7 @@ class ArmCounts:
     @property
     def waiting(self) -> int:
         """Successful predictions with no label (yet)."""
-        return self.lat_n - self.labelled - self.too_late
+        return self.ok - self.labelled - self.too_late
 
     def totals(self, arm: str, model_id: str | None = None) -> ArmTotals:
         return ArmTotals(
@@ -311,6 +320,7 @@ class ArmCounts:
             model_id=model_id,
             requests=self.requests,
             errors=self.errors,
+            successful=self.ok,
             latency_count=self.lat_n,
             latency_sum_ms=self.lat_us / 1000.0,
             latency_buckets=tuple(sorted((b, c) for b, c in self.hist.items() if c)),
@@ -334,6 +344,7 @@ class ArmTotals:
     model_id: str | None = None
     requests: int = 0
     errors: int = 0
+    successful: int = 0
     latency_count: int = 0
     latency_sum_ms: float = 0.0
     latency_buckets: tuple[tuple[int, int], ...] = ()
@@ -361,7 +372,7 @@ class ArmTotals:
 
     @property
     def waiting(self) -> int:
-        return self.latency_count - self.labelled - self.too_late
+        return self.successful - self.labelled - self.too_late
 
     @property
     def accuracy(self) -> float | None:
@@ -444,6 +455,7 @@ class ArmTotals:
         """Totals from plain counts and raw latencies (for tests)."""
         counts = ArmCounts(requests=requests, errors=errors, tn=tn, fn=fn, fp=fp, tp=tp)
         for value in latencies_ms:
+            counts.ok += 1
             counts.lat_n += 1
             counts.lat_us += round(value * 1000)
             counts.add(f"h.{latency_bucket(value)}", 1)

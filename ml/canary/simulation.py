@@ -245,6 +245,7 @@ class CanarySimulator:
                 ok = mask & ~failed
                 counts[f"{code}.requests"] = counts.get(f"{code}.requests", 0) + int(mask.sum())
                 counts[f"{code}.errors"] = counts.get(f"{code}.errors", 0) + int((mask & failed).sum())
+                counts[f"{code}.ok"] = counts.get(f"{code}.ok", 0) + int(ok.sum())
                 counts[f"{code}.lat_n"] = counts.get(f"{code}.lat_n", 0) + int(ok.sum())
                 counts[f"{code}.lat_us"] = counts.get(f"{code}.lat_us", 0) + int(np.round(latency[ok] * 1000).sum())
                 buckets, hits = np.unique(index[ok], return_counts=True)

@@ -83,9 +83,12 @@ def test_a_worse_shadow_is_rejected_without_touching_a_single_response(
     fb = [{"prediction_id": p["prediction_id"], "label": p["label"]} for p in with_shadow]
     assert api.post("/v1/ml/feedback", json={"feedback": fb}).status_code == 202
 
-    def rejected() -> dict[str, Any] | None:
-        body = api.get(f"/v1/ml/deploy/shadow/{shadow_id}/status").json()
-        return body if body["recommendation"] == "reject" else None
+    def rejected() -> dict[str, Any] | None:  # on accuracy, once the labels are in (latency may reject it first:
+        body = api.get(f"/v1/ml/deploy/shadow/{shadow_id}/status").json()  # an Isolation Forest scores slower)
+        accuracy = next((row for row in body["comparison"] if row["metric"] == "accuracy"), {})
+        labelled = body["metrics"]["new_model"]["labelled"]
+        return body if body["recommendation"] == "reject" and accuracy.get("status") == "harm" and labelled >= 250 \
+            else None
 
     status = wait_for(rejected, timeout=30, what="the worse shadow's reject verdict")
     assert status["shadow_id"] == shadow_id and status["model_id"] == models["coin"]

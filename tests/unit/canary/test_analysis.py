@@ -21,7 +21,7 @@ def arm_counts(code: str, labelled: int, accuracy: float, latency_ms: float, *, 
     errors = requests // 1000
     ok = requests - errors
     return {
-        f"{code}.requests": requests, f"{code}.errors": errors, f"{code}.lat_n": ok,
+        f"{code}.requests": requests, f"{code}.errors": errors, f"{code}.ok": ok, f"{code}.lat_n": ok,
         f"{code}.lat_us": round(latency_ms * 1000) * ok, f"{code}.h.{latency_bucket(latency_ms)}": ok,
         f"{code}.tp": correct // 2, f"{code}.tn": correct - correct // 2,
         f"{code}.fp": (labelled - correct) // 2, f"{code}.fn": labelled - correct - (labelled - correct) // 2,

@@ -42,7 +42,7 @@ def test_fold_in_any_order_gives_one_record_and_the_same_contributions() -> None
     assert a == b
     sid = stratum_id("cn1", 10.0, int(T0.timestamp() // BLOCK_SECONDS))
     assert contributions(a, NEVER) == {
-        sid: {"c.requests": 1, "c.lat_n": 1, "c.lat_us": 12500, f"c.h.{_bucket(12.5)}": 1, "c.tp": 1}
+        sid: {"c.requests": 1, "c.ok": 1, "c.lat_n": 1, "c.lat_us": 12500, f"c.h.{_bucket(12.5)}": 1, "c.tp": 1}
     }
 
 
@@ -142,3 +142,21 @@ def test_nest_and_flatten_round_trip() -> None:
     counts = {"c.requests": 3, "c.h.512": 2, "b.tp": 1}
     assert nest(counts) == {"c": {"requests": 3, "h": {"512": 2}}, "b": {"tp": 1}}
     assert flatten(nest(counts)) == counts
+
+
+def test_records_scored_in_one_call_are_one_latency_observation() -> None:
+    """A batch of records scored by one model call shares one latency: counting it once per record would
+    make 50 copies of one value look like 50 independent observations (and the latency CS far too narrow)."""
+    first = fold_served(None, served() | {"latency_observed": True}, T0)
+    rest = [fold_served(None, served() | {"latency_observed": False}, T0) for _ in range(49)]
+    total: dict[str, dict[str, int]] = {}
+    for doc in [first, *rest]:
+        merge_into(total, contributions(doc, NEVER))
+    (counts,) = total.values()
+    assert counts["c.requests"] == counts["c.ok"] == 50
+    assert counts["c.lat_n"] == 1 and counts[f"c.h.{_bucket(12.5)}"] == 1
+    evidence = Evidence("cn1")
+    for sid, c in total.items():
+        evidence.apply(sid, c)
+    arm = evidence.pooled("c")
+    assert arm.waiting == 50 and arm.lat_n == 1
