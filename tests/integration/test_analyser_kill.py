@@ -21,24 +21,13 @@ from infra.settings import Settings
 from infra.stack import StackThread
 from tests.analyser_process import AnalyserProcess, strata_totals
 from tests.conftest import SEED_TRAIN_BODY, TEST_KEY, wait_for, wait_job
-from tests.integration.test_canary_restart import counted, label, predict
+from tests.integration.test_canary_restart import counted, label, predict, small_stack_settings
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StackThread, Settings, Path]]:
     data_dir: Path = tmp_path_factory.mktemp("kill9")
-    settings = Settings(
-        _env_file=None,
-        data_dir=data_dir,
-        port=0,
-        api_key=TEST_KEY,
-        demo_records_per_day=120,
-        train_processes=1,
-        worker_layout="inline",
-        rate_limits_enabled=False,
-        mongodb_db="modelbus_kill9",
-        topic_prefix="kill9.",
-    )
+    settings = small_stack_settings(data_dir, "kill9")
     thread = StackThread(settings, demo=True, roles=tuple(r for r in ALL_ROLES if r != "analyser"))
     thread.start()
     try:

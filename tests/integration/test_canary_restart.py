@@ -54,9 +54,9 @@ def wait_counted(api: httpx.Client, canary_id: str, requests: int, labelled: int
     assert counted(api, canary_id) == (requests, labelled)
 
 
-@pytest.fixture(scope="module")
-def own_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    data_dir: Path = tmp_path_factory.mktemp("restart")
+def small_stack_settings(data_dir: Path, name: str) -> Settings:
+    """A stack of its own under ``data_dir``: small demo data, one training process, consumers inline, no rate
+    limits, database and topics named after ``name``."""
     return Settings(
         _env_file=None,
         data_dir=data_dir,
@@ -66,9 +66,14 @@ def own_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         train_processes=1,
         worker_layout="inline",
         rate_limits_enabled=False,
-        mongodb_db="modelbus_restart",
-        topic_prefix="restart.",
+        mongodb_db=f"modelbus_{name}",
+        topic_prefix=f"{name}.",
     )
+
+
+@pytest.fixture(scope="module")
+def own_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return small_stack_settings(tmp_path_factory.mktemp("restart"), "restart")
 
 
 def test_a_restart_of_the_whole_stack_loses_nothing(own_settings: Settings) -> None:
