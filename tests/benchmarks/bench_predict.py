@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import httpx
 import numpy as np
+import psutil
 from aiokafka import AIOKafkaProducer
 from bson import ObjectId
 from gridfs import AsyncGridFSBucket
@@ -166,12 +167,12 @@ async def run(info: dict[str, Any], settings: Settings, out_path: Path) -> dict[
         await asyncio.sleep(3)  # the training job's bookkeeping settles
         rounds: dict[str, list[dict[str, Any]]] = {"without_shadow": [], "with_shadow": []}
         for _ in range(2):
-            rounds["without_shadow"].append(await _load(100.0, 10.0, info["api_url"], rows))
+            rounds["without_shadow"].append(await _measured(_load(100.0, 10.0, info["api_url"], rows)))
             resp = await client.post("/v1/ml/deploy/shadow/start", json={"model_id": new, "sample_percentage": 100})
             assert resp.status_code == 202, resp.text
             shadow_id = resp.json()["shadow_id"]
             await asyncio.sleep(2)  # the workers load the shadow model
-            rounds["with_shadow"].append(await _load(100.0, 10.0, info["api_url"], rows))
+            rounds["with_shadow"].append(await _measured(_load(100.0, 10.0, info["api_url"], rows)))
             assert (await client.post(f"/v1/ml/deploy/shadow/{shadow_id}/stop")).status_code == 200
             await asyncio.sleep(2)
 
@@ -257,6 +258,18 @@ async def run(info: dict[str, Any], settings: Settings, out_path: Path) -> dict[
         }
     _write(out_path, result)
     return result
+
+
+async def _measured(load: Any) -> dict[str, Any]:
+    """The load's figures plus the machine's CPU per request outside this process (the stack's processes)."""
+    me = psutil.Process()
+    busy0 = psutil.cpu_times()
+    own0 = sum(me.cpu_times()[:2])
+    out = await load
+    busy1 = psutil.cpu_times()
+    spent = sum(busy1[:3]) - sum(busy0[:3]) - (sum(me.cpu_times()[:2]) - own0)  # user + nice + system
+    served = max(1, out["http_round_trip"]["n"])
+    return out | {"stack_cpu_ms_per_request": round(spent / served * 1000, 2)}
 
 
 def _write(out_path: Path, result: dict[str, Any]) -> None:
