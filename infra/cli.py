@@ -161,11 +161,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from producers.canary_sim import simulate
+    from producers.client_commands import api_target
 
-    settings = _settings(args)
-    stack = json.loads(settings.stack_file.read_text()) if settings.stack_file.exists() else {}
-    url = args.url or stack.get("api_url") or settings.api_url
-    api_key = args.api_key or settings.api_key or stack.get("demo_api_key")
+    url, api_key = api_target(_settings(args), args.url, args.api_key)
     if not api_key:
         print("give --api-key (or set MODELBUS_API_KEY; `make run` stacks are found by themselves)", file=sys.stderr)
         return 2
@@ -245,6 +243,121 @@ def cmd_users(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def _target(args: argparse.Namespace) -> tuple[str, str | None]:
+    from producers.client_commands import api_target
+
+    return api_target(_settings(args), args.url, args.api_key)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from producers import client_commands as cc
+
+    return cc.train(
+        *_target(args),
+        model_type=args.model_type,
+        start_date=args.start_date,
+        end_date=args.end_date,
+        params=args.param,
+        follow=args.follow,
+    )
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from producers import client_commands as cc
+
+    return cc.jobs(*_target(args), status=args.status, limit=args.limit)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from producers import client_commands as cc
+
+    return cc.models(*_target(args))
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from producers import client_commands as cc
+
+    target = getattr(args, "model_id", None) or getattr(args, "canary_id", None)
+    return cc.deploy(*_target(args), args.action, target, percentage=getattr(args, "percentage", 10))
+
+
+def cmd_canary_watch(args: argparse.Namespace) -> int:
+    from producers import client_commands as cc
+
+    return cc.canary_watch(*_target(args), args.canary_id, once=args.once)
+
+
+def cmd_events_tail(args: argparse.Namespace) -> int:
+    from producers import client_commands as cc
+
+    return cc.events_tail(
+        _settings(args),
+        args.topic,
+        event_type=args.type,
+        subject=args.subject,
+        from_beginning=args.from_beginning,
+        max_events=args.max,
+    )
+
+
+def _add_client_parsers(sub: Any) -> None:
+    """The client commands: they talk to a running API over HTTP (``events tail`` reads Kafka)."""
+    http = argparse.ArgumentParser(add_help=False)
+    http.add_argument("--url", help="API URL (default: stack.json of `modelbus up`, else MODELBUS_PUBLIC_URL/port)")
+    http.add_argument("--api-key", help="API key (default MODELBUS_API_KEY, else the demo key of stack.json)")
+    http.add_argument("--data-dir", help="where stack.json is (default .modelbus)")
+
+    tr = sub.add_parser("train", parents=[http], help="start a training job (and follow it to the end)")
+    tr.add_argument("--model-type", choices=["lightgbm", "isolation_forest"], required=True)
+    tr.add_argument("--from", dest="start_date", required=True, help="first day, YYYY-MM-DD")
+    tr.add_argument("--to", dest="end_date", required=True, help="last day (included), YYYY-MM-DD")
+    tr.add_argument("--param", action="append", default=[], metavar="K=V", help="a hyperparameter (repeatable)")
+    tr.add_argument("--follow", action="store_true", help="show progress until the job ends, then its metrics")
+    tr.set_defaults(func=cmd_train)
+
+    jb = sub.add_parser("jobs", parents=[http], help="training jobs, newest first")
+    jb.add_argument("--status", choices=["started", "running", "completed", "failed", "cancelled"])
+    jb.add_argument("--limit", type=int, default=10)
+    jb.set_defaults(func=cmd_jobs)
+
+    md = sub.add_parser("models", parents=[http], help="models in the registry")
+    md.set_defaults(func=cmd_models)
+
+    dp = sub.add_parser("deploy", help="deployment steps")
+    dsub = dp.add_subparsers(dest="action", required=True)
+    for name, helptext in (
+        ("staging", "deploy a trained model to staging"),
+        ("canary", "start a canary of a staged model"),
+        ("promote", "promote a staged or canary model to production"),
+    ):
+        p = dsub.add_parser(name, parents=[http], help=helptext)
+        p.add_argument("model_id")
+        if name == "canary":
+            p.add_argument("--percentage", type=float, default=10.0, help="initial traffic share in percent")
+    rb = dsub.add_parser("rollback", parents=[http], help="end a canary without promoting it")
+    rb.add_argument("canary_id")
+    dsub.add_parser("emergency-rollback", parents=[http], help="restore the previous production model at once")
+    dp.set_defaults(func=cmd_deploy)
+
+    cn = sub.add_parser("canary", help="canary monitoring")
+    csub = cn.add_subparsers(dest="what", required=True)
+    cw = csub.add_parser("watch", parents=[http], help="both arms and the recommendation, every 2 s")
+    cw.add_argument("canary_id", nargs="?", help="default: the running canary")
+    cw.add_argument("--once", action="store_true", help="print one table and exit")
+    cw.set_defaults(func=cmd_canary_watch)
+
+    ev = sub.add_parser("events", help="events on Kafka")
+    esub = ev.add_subparsers(dest="what", required=True)
+    et = esub.add_parser("tail", help="print a topic's events as JSON lines (no consumer group)")
+    et.add_argument("topic", help="short topic name, e.g. train.events (see `modelbus topics`)")
+    et.add_argument("--type", help="an event type, or a prefix of whole dotted parts")
+    et.add_argument("--subject", help="only events about this subject")
+    et.add_argument("--from-beginning", action="store_true", help="from the oldest event (default: new ones only)")
+    et.add_argument("--max", type=int, help="stop after this many printed events")
+    et.add_argument("--data-dir", help="where stack.json is (default .modelbus)")
+    et.set_defaults(func=cmd_events_tail)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -327,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     uc.add_argument("--scopes", nargs="+", default=["read", "predict"])
     uc.add_argument("--data-dir")
     u.set_defaults(func=cmd_users)
+
+    _add_client_parsers(sub)
     return parser
 
 
