@@ -288,15 +288,8 @@ class TabularServing:
             )
             for p in out
         ]
-        publisher = self.deps.publisher
-        results = await asyncio.gather(
-            *(
-                publisher.publish_direct(
-                    "predict.served", e.to_bytes(), key=e.subject, headers=envelope_headers(e), lingering=True
-                )
-                for e in envs
-            ),
-            return_exceptions=True,
+        results = await self.deps.publisher.publish_many_direct(
+            "predict.served", [(e.to_bytes(), e.subject, envelope_headers(e)) for e in envs], lingering=True
         )
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:

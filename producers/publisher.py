@@ -136,6 +136,33 @@ class EventPublisher:
         except (KafkaError, OSError, TimeoutError) as exc:
             raise BrokerUnavailable(f"Kafka did not acknowledge the message: {exc.__class__.__name__}") from exc
 
+    async def publish_many_direct(
+        self, topic: str, items: list[tuple[bytes, str, dict[str, str]]], *, lingering: bool = False
+    ) -> list[BaseException | None]:
+        """Many messages ``(body, key, headers)`` at once (a bulk prediction's served events): each is handed to
+        the producer's batches, then all acknowledgements are awaited together; one trace context for all.
+        Returns per message ``None`` or the error (as ``publish_direct`` would raise it)."""
+        producer = (self._lingering if lingering else self._direct) or await self._direct_producer(lingering)
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        name = self._full_name(topic)
+        futures = []
+        try:
+            for body, key, headers in items:
+                encoded = [(k, v.encode()) for k, v in (headers | carrier).items()]
+                futures.append(await producer.send(name, body, key=key.encode(), headers=encoded))
+            results = await asyncio.wait_for(
+                asyncio.gather(*futures, return_exceptions=True), timeout=self.settings.request_timeout_seconds
+            )
+        except (KafkaError, OSError, TimeoutError) as exc:
+            error = BrokerUnavailable(f"Kafka did not acknowledge the messages: {exc.__class__.__name__}")
+            return [error] * len(items)
+        return [
+            BrokerUnavailable(f"Kafka did not acknowledge the message: {r.__class__.__name__}")
+            if isinstance(r, BaseException) else None
+            for r in results
+        ]
+
     def _full_name(self, topic: str) -> str:
         """A catalog name gets the prefix; a reply topic is already a full name."""
         return self.settings.topic(topic) if topic in TOPICS else topic
