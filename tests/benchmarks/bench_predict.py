@@ -158,6 +158,15 @@ async def run(info: dict[str, Any], settings: Settings, out_path: Path) -> dict[
             assert resp.status_code == 200
             times.append((time.perf_counter() - t0) * 1000)
         result["api_batch_1000"] = _pct(times)
+        single = []
+        for i in range(200):  # one record at a time, sequentially: the bulk ratio's denominator
+            t0 = time.perf_counter()
+            resp = await client.post("/v1/ml/predict", json={"features": rows[i]})
+            assert resp.status_code == 200
+            single.append((time.perf_counter() - t0) * 1000)
+        result["api_single_sequential"] = _pct(single)
+        ratio = result["api_batch_1000"]["p50_ms"] / result["api_single_sequential"]["p50_ms"]
+        result["bulk_ratio_p50"] = round(ratio, 1)
         _write(out_path, result)
 
         # a shadow at 100 %: the same load without and with it, alternated (without, with, without, with) so
