@@ -23,6 +23,7 @@ batch's counts but never count twice), with a warning at start.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -202,10 +203,9 @@ class RecordWriter:
         raise RuntimeError(f"prediction records: gave up after {TRANSACTION_ATTEMPTS} attempts")
 
     async def _in_transaction(self, grouped: dict[str, list[Envelope]], horizon: Resolver) -> dict[str, Counts]:
-        if self.session is not None:
-            async with await self.session.start_transaction():
-                return await self._apply(grouped, horizon, self.session)
-        async with self.db.client.start_session() as session:
+        """In this writer's session (a session of the moment before ``start`` or after ``stop``)."""
+        async with contextlib.AsyncExitStack() as stack:
+            session = self.session or await stack.enter_async_context(self.db.client.start_session())
             async with await session.start_transaction():
                 return await self._apply(grouped, horizon, session)
 

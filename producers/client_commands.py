@@ -32,15 +32,18 @@ NO_KEY = "give --api-key (or set MODELBUS_API_KEY; `make run` stacks are found b
 # --- where the API is -------------------------------------------------------------------------------------
 
 
+def _stack_info(settings: Settings) -> dict[str, Any]:
+    """What a running ``modelbus up`` wrote to its stack file (empty without one)."""
+    try:
+        return dict(json.loads(settings.stack_file.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
 def api_target(settings: Settings, url: str | None, api_key: str | None) -> tuple[str, str | None]:
     """The API's URL and key: ``--url``, else ``api_url`` of the stack file (written by ``modelbus up``), else
     ``settings.api_url``; ``--api-key``, else ``MODELBUS_API_KEY``, else the stack file's ``demo_api_key``."""
-    stack: dict[str, Any] = {}
-    if settings.stack_file.exists():
-        try:
-            stack = json.loads(settings.stack_file.read_text())
-        except (OSError, ValueError):
-            stack = {}
+    stack = _stack_info(settings)
     return (
         url or stack.get("api_url") or settings.api_url,
         api_key or settings.api_key or stack.get("demo_api_key"),
@@ -49,14 +52,7 @@ def api_target(settings: Settings, url: str | None, api_key: str | None) -> tupl
 
 def kafka_target(settings: Settings) -> str | None:
     """``MODELBUS_KAFKA_BOOTSTRAP``, else ``kafka_bootstrap`` of the stack file."""
-    if settings.kafka_bootstrap:
-        return settings.kafka_bootstrap
-    if settings.stack_file.exists():
-        try:
-            return json.loads(settings.stack_file.read_text()).get("kafka_bootstrap")
-        except (OSError, ValueError):
-            return None
-    return None
+    return settings.kafka_bootstrap or _stack_info(settings).get("kafka_bootstrap")
 
 
 # --- pure formatting helpers ------------------------------------------------------------------------------

@@ -120,28 +120,16 @@ class EventPublisher:
     ) -> None:
         """Like ``publish_raw`` (acknowledged, same errors), without FastStream's per-message middlewares;
         ``lingering`` batches it with the messages sent in the next ``served_linger_ms``."""
-        producer = (self._lingering if lingering else self._direct) or await self._direct_producer(lingering)
-        carrier = dict(headers or {})
-        propagate.inject(carrier)
-        try:
-            await asyncio.wait_for(
-                producer.send_and_wait(
-                    self._full_name(topic),
-                    body,
-                    key=key.encode(),
-                    headers=[(k, v.encode()) for k, v in carrier.items()],
-                ),
-                timeout=self.settings.request_timeout_seconds,
-            )
-        except (KafkaError, OSError, TimeoutError) as exc:
-            raise BrokerUnavailable(f"Kafka did not acknowledge the message: {exc.__class__.__name__}") from exc
+        (error,) = await self.publish_many_direct(topic, [(body, key, headers or {})], lingering=lingering)
+        if error is not None:
+            raise error
 
     async def publish_many_direct(
         self, topic: str, items: list[tuple[bytes, str, dict[str, str]]], *, lingering: bool = False
-    ) -> list[BaseException | None]:
+    ) -> list[BrokerUnavailable | None]:
         """Many messages ``(body, key, headers)`` at once (a bulk prediction's served events): each is handed to
         the producer's batches, then all acknowledgements are awaited together; one trace context for all.
-        Returns per message ``None`` or the error (as ``publish_direct`` would raise it)."""
+        Returns per message ``None`` or the error (what ``publish_direct`` raises)."""
         producer = (self._lingering if lingering else self._direct) or await self._direct_producer(lingering)
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
@@ -155,13 +143,8 @@ class EventPublisher:
                 asyncio.gather(*futures, return_exceptions=True), timeout=self.settings.request_timeout_seconds
             )
         except (KafkaError, OSError, TimeoutError) as exc:
-            error = BrokerUnavailable(f"Kafka did not acknowledge the messages: {exc.__class__.__name__}")
-            return [error] * len(items)
-        return [
-            BrokerUnavailable(f"Kafka did not acknowledge the message: {r.__class__.__name__}")
-            if isinstance(r, BaseException) else None
-            for r in results
-        ]
+            return [_unacknowledged(exc)] * len(items)
+        return [_unacknowledged(r) if isinstance(r, BaseException) else None for r in results]
 
     def _full_name(self, topic: str) -> str:
         """A catalog name gets the prefix; a reply topic is already a full name."""
@@ -181,3 +164,9 @@ class EventPublisher:
         if self._connected:
             await self.broker.stop()
             self._connected = False
+
+
+def _unacknowledged(exc: BaseException) -> BrokerUnavailable:
+    error = BrokerUnavailable(f"Kafka did not acknowledge the message: {exc.__class__.__name__}")
+    error.__cause__ = exc
+    return error

@@ -428,8 +428,8 @@ class DeploymentResources(BaseModel):
     memory: str
 
 
-class RLDeployment(BaseModel):
-    """The current deployment of an RL model."""
+class RLDeploymentRequested(BaseModel):
+    """What a deploy request asked for."""
 
     name: str = Field(description="Kubernetes Deployment name")
     namespace: str
@@ -437,6 +437,11 @@ class RLDeployment(BaseModel):
     resources: DeploymentResources
     strategy: DeployStrategy
     target: DeployTarget = Field(description="kubernetes with MODELBUS_KUBECONFIG, else the local serving workers")
+
+
+class RLDeployment(RLDeploymentRequested):
+    """The current deployment of an RL model: what was requested, and how it went."""
+
     status: DeploymentStatus
     requested_at: str | None
     deployed_at: str | None
@@ -464,17 +469,6 @@ class RLModelList(BaseModel):
     total: int = Field(description="models matching the filter, over all pages")
     page: int
     per_page: int
-
-
-class RLDeploymentRequested(BaseModel):
-    """What a deploy request asked for."""
-
-    name: str = Field(description="Kubernetes Deployment name")
-    namespace: str
-    replicas: int
-    resources: DeploymentResources
-    strategy: DeployStrategy
-    target: DeployTarget = Field(description="kubernetes with MODELBUS_KUBECONFIG, else the local serving workers")
 
 
 class RLDeployAccepted(BaseModel):

@@ -16,6 +16,8 @@ Figures written:
 * ``power``: labels needed for ``rollback`` at 1, 2, 5 and 10 points worse and for ``proceed`` at 2 and 5
   points better, at 10 % and 50 % canary traffic (median and p90 over simulated canaries);
 * ``fold_in_process``: prediction records folded and their stratum deltas computed per second, pure Python;
+* ``writer_alone``: the record writer (records + strata, one transaction per batch) against an embedded
+  SecantusDB with nothing else running;
 * ``stack``: the analyser as ``modelbus worker --roles analyser`` beside an embedded stack: served events/s
   folded into MongoDB (records and strata in one transaction per batch), window end → ``canary.metrics`` on
   Kafka (p50/p95), and recovery after ``kill -9`` with 100,000 predictions in the canary's evidence.
@@ -27,7 +29,6 @@ import asyncio
 import json
 import os
 import platform
-import random
 import sys
 import tempfile
 import time
@@ -38,7 +39,7 @@ from typing import Any
 import httpx
 import numpy as np
 import psutil
-from aiokafka import AIOKafkaProducer
+import pymongo
 
 from consumers.runtime import ALL_ROLES
 from infra import mongo
@@ -47,10 +48,10 @@ from infra.stack import StackThread
 from ml.canary.analysis import CanaryPolicy
 from ml.canary.calibration import CalibrationScenario, labels_needed, scenarios, simulate
 from ml.canary.evidence import delta, fold_feedback, fold_served
-from ml.canary.routing import choose_arm
 from schemas import deploy
 from schemas.envelope import Envelope
 from tests.analyser_process import AnalyserProcess, strata_totals
+from tests.benchmarks.canary_events import produce, served_envelopes
 
 DEFAULT_OUT = Path("bench-results/canary.json")
 KEY = "mb_bench-canary-0123456789abcdefghijklmnopq"
@@ -134,38 +135,42 @@ def bench_fold(predictions: int = 100_000) -> dict[str, Any]:
 
 
 # --- the analyser on the embedded stack ------------------------------------------------------------
-def _served_envelopes(canary_id: str, old: str, new: str, n: int, offset: int, seed: int) -> list[tuple[str, bytes]]:
-    """(topic short name, envelope bytes): n served predictions at 50 %, a third of them labelled."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(offset, offset + n):
-        pid = f"bench-{i}"
-        arm = choose_arm(pid, 50, salt=canary_id)
-        now = datetime.now(UTC)
-        served = deploy.PredictionServed(
-            prediction_id=pid, model_id=new if arm == "canary" else old, arm=arm, canary_id=canary_id,
-            percentage=50.0, score=0.5, label=rng.randrange(2), latency_ms=rng.lognormvariate(1.0, 0.3),
-            served_at=now,
-        )
-        out.append(("predict.served", Envelope.wrap(deploy.PREDICTION_SERVED, pid, served, source="bench").to_bytes()))
-        if i % 3 == 0:
-            fb = deploy.PredictionFeedback(prediction_id=pid, label=rng.randrange(2), canary_id=canary_id,
-                                           received_at=now)
-            out.append(("predict.feedback",
-                        Envelope.wrap(deploy.PREDICTION_FEEDBACK, pid, fb, source="bench").to_bytes()))
-    return out
+def bench_writer(predictions: int = 20_000, batch: int = 5000) -> dict[str, Any]:
+    """The record writer alone against an embedded SecantusDB (no broker, nothing else running): events folded
+    into records and strata per second, in batches as the analyser takes them from Kafka."""
+    from consumers.canary_records import RecordWriter
+    from infra.embedded import EmbeddedServers
 
+    envs = [Envelope.from_bytes(raw) for _, _, raw in served_envelopes("c-writer", "old", "new", predictions, 0, 3)]
 
-async def _produce(settings: Settings, messages: list[tuple[str, bytes]]) -> float:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, acks="all")
-    await producer.start()
-    t0 = time.perf_counter()
-    try:
-        futures = [await producer.send(settings.topic(topic), raw) for topic, raw in messages]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-    return time.perf_counter() - t0
+    async def run(url: str) -> float:
+        client = pymongo.AsyncMongoClient(url)
+        try:
+            db = client["bench_writer"]
+            await mongo.ensure_indexes(db)
+            writer = RecordWriter(db)
+            await writer.start()
+
+            async def open_ended(_names: set[str]) -> Any:
+                return lambda _analysis: None
+
+            t0 = time.perf_counter()
+            for i in range(0, len(envs), batch):
+                await writer.apply(envs[i : i + batch], open_ended)
+            seconds = time.perf_counter() - t0
+            await writer.stop()
+            return seconds
+        finally:
+            await client.close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        servers = EmbeddedServers(Path(tmp), archive=False)
+        servers.start()
+        try:
+            seconds = asyncio.run(run(servers.mongodb_url))
+        finally:
+            servers.stop()
+    return {"events": len(envs), "served": predictions, "batch": batch, "events_per_s": round(len(envs) / seconds)}
 
 
 async def _metrics_events(settings: Settings, canary_id: str) -> list[tuple[datetime, deploy.CanaryMetrics]]:
@@ -250,13 +255,13 @@ async def _stack_run(thread: StackThread, analyser: AnalyserProcess, predictions
             "policy": {"window_seconds": 1, "min_requests": 10**9, "min_labelled": 10**9}})
         assert resp.status_code == 202, resp.text
         canary_id = resp.json()["canary_id"]
-        messages = _served_envelopes(canary_id, old, new, predictions, 0, seed=1)
+        messages = served_envelopes(canary_id, old, new, predictions, 0, seed=1)
         assert analyser.proc is not None
         proc = psutil.Process(analyser.proc.pid)
         cpu0 = sum(proc.cpu_times()[:2])
         everyone0 = _cpu_by_process()
         t0 = time.perf_counter()
-        produce_s = await _produce(settings, messages)
+        produce_s = await produce(settings, messages)
         want_labelled = (predictions + 2) // 3
         deadline = time.perf_counter() + 600
         counted = (0, 0)
@@ -280,7 +285,7 @@ async def _stack_run(thread: StackThread, analyser: AnalyserProcess, predictions
         ready_s = time.perf_counter() - restart
         status = (await api.get(f"/v1/ml/deploy/canary/{canary_id}/status")).json()
         status_counts = status["metrics"]["new_model"]["requests"] + status["metrics"]["old_model"]["requests"]
-        await _produce(settings, _served_envelopes(canary_id, old, new, 1, predictions, seed=2)[:1])
+        await produce(settings, served_envelopes(canary_id, old, new, 1, predictions, seed=2)[:1])
         first = None
         deadline = time.perf_counter() + 120
         while first is None and time.perf_counter() < deadline:
@@ -338,6 +343,8 @@ def main(out_path: str | Path = DEFAULT_OUT, *, quick: bool = False) -> dict[str
     result["power"] = bench_power(500 if quick else 2000)
     save()
     result["fold_in_process"] = bench_fold(20_000 if quick else 100_000)
+    save()
+    result["writer_alone"] = bench_writer(5000 if quick else 20_000)
     save()
     result["stack"] = bench_stack(20_000 if quick else 100_000)
     save()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import sys
 import time
 from datetime import date
@@ -19,19 +18,16 @@ import aiohttp
 import httpx
 import numpy as np
 import psutil
-from aiokafka import AIOKafkaProducer
 from bson import ObjectId
 from gridfs import AsyncGridFSBucket
 
 from infra import mongo
 from infra.records import insert_records
 from infra.settings import Settings
-from ml.canary.routing import choose_arm
 from ml.tabular.lightgbm_model import LightGBMModel
 from ml.tabular.synthetic import transactions
-from schemas import deploy
-from schemas.common import utcnow
 from schemas.envelope import Envelope
+from tests.benchmarks.canary_events import produce, served_envelopes
 from tests.benchmarks.upstack import modelbus_up
 
 KEY = "mb_bench-key-0123456789abcdefghijklmnopqrstu"
@@ -206,37 +202,9 @@ async def run(info: dict[str, Any], settings: Settings, out_path: Path) -> dict[
         )
         assert resp.status_code == 202, resp.text
         canary_id = resp.json()["canary_id"]
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, acks="all")
-        await producer.start()
-        n, rng = 50_000, random.Random(1)
+        n = 50_000
         t0 = time.perf_counter()
-        futures = []
-        for i in range(n):
-            pid = f"pb{i}"
-            arm = choose_arm(pid, 50, salt=canary_id)
-            label = rng.randrange(2)
-            now = utcnow()
-            served = deploy.PredictionServed(
-                prediction_id=pid,
-                model_id=new if arm == "canary" else old,
-                arm=arm,
-                canary_id=canary_id,
-                score=0.5,
-                label=label,
-                latency_ms=rng.lognormvariate(1.0, 0.3),
-                served_at=now,
-            )
-            env = Envelope.wrap(deploy.PREDICTION_SERVED, pid, served, source="bench")
-            futures.append(await producer.send(settings.topic("predict.served"), env.to_bytes(), key=pid.encode()))
-            if i % 3 == 0:
-                fb = deploy.PredictionFeedback(prediction_id=pid, label=label, canary_id=canary_id, received_at=now)
-                fenv = Envelope.wrap(deploy.PREDICTION_FEEDBACK, pid, fb, source="bench")
-                futures.append(
-                    await producer.send(settings.topic("predict.feedback"), fenv.to_bytes(), key=pid.encode())
-                )
-        await asyncio.gather(*futures)
-        produced_s = time.perf_counter() - t0
-        await producer.stop()
+        produced_s = await produce(settings, served_envelopes(canary_id, old, new, n, 0, seed=1))
         # until every served event is counted, or the count has not moved for 10 s (then the time of its
         # last change is the end, and the shortfall is reported)
         deadline, got, changed_at = time.perf_counter() + 120, 0, time.perf_counter()

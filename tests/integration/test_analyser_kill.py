@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -20,8 +19,8 @@ from consumers.runtime import ALL_ROLES
 from infra.settings import Settings
 from infra.stack import StackThread
 from tests.analyser_process import AnalyserProcess, strata_totals
-from tests.conftest import SEED_TRAIN_BODY, TEST_KEY, wait_for, wait_job
-from tests.integration.test_canary_restart import counted, label, predict, small_stack_settings
+from tests.conftest import TEST_KEY, wait_for
+from tests.integration.test_canary_restart import counted, label, predict, small_stack_settings, start_canary
 
 
 @pytest.fixture(scope="module")
@@ -42,23 +41,7 @@ def test_kill_9_of_the_analyser_loses_nothing(stack: tuple[StackThread, Settings
     analyser = AnalyserProcess(settings, data_dir / "analyser.log")
     analyser.start()
     try:
-        jobs = []
-        for n in (30, 60):
-            body = SEED_TRAIN_BODY | {"hyperparameters": {"n_estimators": n, "max_depth": 4}}
-            jobs.append(api.post("/v1/ml/train", json=body).json()["job_id"])
-        old, new = (wait_job(api, j)["model_id"] for j in jobs)
-        for step, model in (("staging", old), ("production", old), ("staging", new)):
-            assert api.post(f"/v1/ml/deploy/{step}", json={"model_id": model}).status_code == 200
-        resp = api.post(
-            "/v1/ml/deploy/canary/start",
-            json={"model_id": new, "initial_traffic_percentage": 50, "policy": {"window_seconds": 1}},
-        )
-        assert resp.status_code == 202, resp.text
-        canary_id = resp.json()["canary_id"]
-        warm: list[dict[str, Any]] = []
-        wait_for(lambda: warm.extend(predict(api, 0, 1)) or warm[-1]["canary_id"] == canary_id, timeout=10,
-                 what="canary routing")
-        served = [p for p in warm if p["canary_id"] == canary_id]
+        canary_id, served = start_canary(api)
 
         # traffic in three rounds; the analyser is killed while each of the first two is being folded
         labelled_sent = 0

@@ -47,6 +47,28 @@ def counted(api: httpx.Client, canary_id: str) -> tuple[int, int]:
     return new["requests"] + old["requests"], new["labelled"] + old["labelled"]
 
 
+def start_canary(api: httpx.Client) -> tuple[str, list[dict[str, Any]]]:
+    """Two small LightGBM models trained on the demo data, one in production, the other a canary at 50 % with
+    1 s windows; returns the canary id and the first prediction routed through it (prediction index 0)."""
+    jobs = []
+    for n in (30, 60):
+        body = SEED_TRAIN_BODY | {"hyperparameters": {"n_estimators": n, "max_depth": 4}}
+        jobs.append(api.post("/v1/ml/train", json=body).json()["job_id"])
+    old, new = (wait_job(api, j)["model_id"] for j in jobs)
+    for step, model in (("staging", old), ("production", old), ("staging", new)):
+        assert api.post(f"/v1/ml/deploy/{step}", json={"model_id": model}).status_code == 200
+    resp = api.post(
+        "/v1/ml/deploy/canary/start",
+        json={"model_id": new, "initial_traffic_percentage": 50, "policy": {"window_seconds": 1}},
+    )
+    assert resp.status_code == 202, resp.text
+    canary_id = resp.json()["canary_id"]
+    warm: list[dict[str, Any]] = []
+    wait_for(lambda: warm.extend(predict(api, 0, 1)) or warm[-1]["canary_id"] == canary_id, timeout=10,
+             what="canary routing")
+    return canary_id, [p for p in warm if p["canary_id"] == canary_id]
+
+
 def wait_counted(api: httpx.Client, canary_id: str, requests: int, labelled: int) -> None:
     wait_for(lambda: counted(api, canary_id) == (requests, labelled), timeout=60,
              what=f"status to count {requests} requests and {labelled} labels")
@@ -81,23 +103,8 @@ def test_a_restart_of_the_whole_stack_loses_nothing(own_settings: Settings) -> N
     first.start()
     try:
         api = httpx.Client(base_url=first.stack.info["api_url"], headers={"X-API-Key": TEST_KEY}, timeout=30)
-        jobs = []
-        for n in (30, 60):
-            body = SEED_TRAIN_BODY | {"hyperparameters": {"n_estimators": n, "max_depth": 4}}
-            jobs.append(api.post("/v1/ml/train", json=body).json()["job_id"])
-        old, new = (wait_job(api, j)["model_id"] for j in jobs)
-        for step in (("staging", old), ("production", old), ("staging", new)):
-            assert api.post(f"/v1/ml/deploy/{step[0]}", json={"model_id": step[1]}).status_code == 200
-        resp = api.post(
-            "/v1/ml/deploy/canary/start",
-            json={"model_id": new, "initial_traffic_percentage": 50, "policy": {"window_seconds": 1}},
-        )
-        assert resp.status_code == 202, resp.text
-        canary_id = resp.json()["canary_id"]
-        warm: list[dict[str, Any]] = []
-        wait_for(lambda: warm.extend(predict(api, 0, 1)) or warm[-1]["canary_id"] == canary_id, timeout=10,
-                 what="canary routing")
-        before = [p for p in warm if p["canary_id"] == canary_id] + predict(api, 1, 399)
+        canary_id, first = start_canary(api)
+        before = first + predict(api, 1, 399)
         label(api, before[:200])
         wait_counted(api, canary_id, 400, 200)
     finally:
