@@ -103,8 +103,8 @@ def test_a_restart_of_the_whole_stack_loses_nothing(own_settings: Settings) -> N
     first.start()
     try:
         api = httpx.Client(base_url=first.stack.info["api_url"], headers={"X-API-Key": TEST_KEY}, timeout=30)
-        canary_id, first = start_canary(api)
-        before = first + predict(api, 1, 399)
+        canary_id, routed = start_canary(api)
+        before = routed + predict(api, 1, 399)
         label(api, before[:200])
         wait_counted(api, canary_id, 400, 200)
     finally:
