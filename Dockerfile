@@ -29,10 +29,11 @@ COPY producers ./producers
 COPY consumers ./consumers
 COPY api ./api
 COPY infra ./infra
+COPY bootstrap ./bootstrap
 # no `embedded` extra (no Tansu, no SecantusDB); EXTRAS=wandb adds Weights & Biases logging
 ARG EXTRAS=""
 RUN pip install ".${EXTRAS:+[$EXTRAS]}" \
-    && python -c "import api.app, consumers.runtime, infra.stack"
+    && python -c "import api.app, consumers.runtime, bootstrap.stack"
 
 FROM ${PYTHON_IMAGE} AS runtime
 # LightGBM's wheel links the system OpenMP runtime (torch and scikit-learn bring their own)

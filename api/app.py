@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
@@ -25,12 +26,6 @@ from api.ratelimit import RateLimiter
 from api.routes.auth import AuthController
 from api.routes.docs import DocsController, static_router
 from api.routes.health import VERSION, HealthController
-from api.routes.lotto import LottoController
-from api.routes.ml_data import DataController
-from api.routes.ml_deploy import DeployController, PredictController
-from api.routes.ml_models import ModelsController
-from api.routes.ml_training import TrainingController
-from api.routes.rl import RLController
 from api.security import KeyCache, SecurityHeadersMiddleware, api_key_guard
 from infra import mongo
 from infra.kafka import make_broker
@@ -47,7 +42,10 @@ class MetricsController(PrometheusController):
     include_in_schema = False
 
 
-def create_app(settings: Settings) -> Litestar:
+def create_app(settings: Settings, domain_routes: Sequence[Any]) -> Litestar:
+    """The app: the platform's routes (auth, monitoring, health, docs, metrics) and the domains' ``domain_routes``
+    (from the composition root, ``bootstrap``)."""
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         client = mongo.client(settings)
@@ -96,14 +94,8 @@ def create_app(settings: Settings) -> Litestar:
     return Litestar(
         route_handlers=[
             AuthController,
-            TrainingController,
-            DataController,
-            ModelsController,
-            DeployController,
-            PredictController,
-            LottoController,
+            *domain_routes,
             MonitoringController,
-            RLController,
             HealthController,
             DocsController,
             static_router(),
@@ -136,13 +128,3 @@ def create_app(settings: Settings) -> Litestar:
         state=State({"settings": settings}),
         debug=False,
     )
-
-
-def app_from_env() -> Litestar:
-    """The API alone, for an ASGI server: ``uvicorn --factory api.app:app_from_env`` (settings from the
-    ``MODELBUS_`` variables or ``stack.json``). Several of these can share one stack."""
-    from infra.telemetry import setup_logging
-
-    settings = Settings().with_stack_file()
-    setup_logging(settings.log_level, settings.log_json)
-    return create_app(settings)

@@ -39,7 +39,7 @@ from api.security import api_key_guard
 from infra import mongo
 from producers.rpc import RpcClient
 from schemas.common import iso, utcnow
-from schemas.lotto import (
+from schemas.monitoring import (
     MonitoringCacheComponent,
     MonitoringDefinitions,
     MonitoringMetrics,

@@ -7,15 +7,17 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping, Sequence
 
 from pymongo import AsyncMongoClient
 
-from consumers import archive, canary_analyser, ingest, lotto, projector, rl, tabular_serving
+from consumers import archive, projector
 from consumers.deps import Deps, drain
 from consumers.dlq import dlq_middleware
+from consumers.hooks import Service, TrainingHook, WorkerHook
 from consumers.serving import ServingService
 from consumers.training import TrainingService
-from infra import mongo, records
+from infra import mongo
 from infra.kafka import make_broker
 from infra.settings import Settings
 from producers.publisher import EventPublisher
@@ -23,15 +25,31 @@ from producers.publisher import EventPublisher
 log = logging.getLogger("modelbus.consumers")
 
 
-ALL_ROLES = ("training", "serving", "projector", "archive", "ingest", "analyser")
-DRAINED_ROLES = ("projector", "archive", "ingest", "analyser")
+PLATFORM_ROLES = ("training", "serving", "projector", "archive")
+"""the platform's roles; the domains' worker hooks add theirs (``all_roles``)"""
+UNDRAINED_ROLES = ("training", "serving")
+"""every other role is a batch consumer whose published input is handled before a stop (``drain``)"""
 DRAIN_SECONDS = 15.0
 
 
+def all_roles(workers: Sequence[WorkerHook]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*PLATFORM_ROLES, *(hook.role for hook in workers)]))
+
+
 class Consumers:
-    def __init__(self, settings: Settings, *, roles: tuple[str, ...] = ALL_ROLES) -> None:
+    """The consumers of one process: the platform's (training, serving, projector, archive) and the domains'
+    ``workers`` for the process's ``roles``; ``training`` maps each domain to its runner and naming."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        workers: Sequence[WorkerHook],
+        training: Mapping[str, TrainingHook],
+        roles: tuple[str, ...] | None = None,
+    ) -> None:
         self.settings = settings
-        self.roles = roles
+        self.roles = roles if roles is not None else all_roles(workers)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{id(self) % 10000}"
         self.broker = make_broker(settings, client_id=f"consumers-{self.worker_id}")
         self.publisher = EventPublisher(self.broker, settings)
@@ -40,60 +58,57 @@ class Consumers:
         self.deps = Deps(
             settings=settings, db=self.client[settings.mongodb_db], publisher=self.publisher, worker_id=self.worker_id
         )
-        self.training = TrainingService(self.deps) if "training" in roles else None
-        if "projector" in roles:
+        self.training = TrainingService(self.deps, training) if "training" in self.roles else None
+        if "projector" in self.roles:
             projector.register(self.broker, self.deps)
         # the archive's own database server (the main one unless MODELBUS_ARCHIVE_MONGODB_URL says otherwise)
         self.archive_client: AsyncMongoClient | None = None
-        if "archive" in roles:
+        if "archive" in self.roles:
             self.archive_client = mongo.client(settings, archive=True)
             archive.register(self.broker, self.deps, self.archive_client[settings.mongodb_db])
-        if "ingest" in roles:
-            ingest.register(self.broker, self.deps)
         if self.training:
             self.training.register(self.broker)
-        self.serving = ServingService(self.deps) if "serving" in roles else None
+        self.serving = ServingService(self.deps) if "serving" in self.roles else None
         if self.serving:
             self.serving.register(self.broker)
-            lotto.register(self.serving)
-        self.rl = rl.register(self.broker, self.deps, self.serving) if self.serving else None
-        self.tabular = tabular_serving.register(self.serving, self.deps) if self.serving else None
-        self.analyser = canary_analyser.register(self.broker, self.deps) if "analyser" in roles else None
+        self.hooks = [hook for hook in workers if hook.role in self.roles]
+        self.services: list[tuple[str, Service]] = []
+        for hook in self.hooks:
+            service = hook.register(self.broker, self.deps, self.serving)
+            if service is not None:
+                self.services.append((hook.role, service))
 
     async def start(self) -> None:
         await mongo.ensure_indexes(self.deps.db)
         if self.archive_client is not None:
             await mongo.ensure_archive_indexes(self.archive_client[self.settings.mongodb_db])
-        if "ingest" in self.roles:  # the process that stores streamed blocks repairs their index, once
-            await records.sync_block_index(self.deps.db)
+        for hook in self.hooks:
+            if hook.prepare is not None:
+                await hook.prepare(self.deps)
         if self.training:
             await self.training.start()
         t0 = time.perf_counter()
         await self.publisher.connect(wait_s=120)  # starts the broker and every subscriber
         log.info("broker started", extra={"seconds": round(time.perf_counter() - t0, 2)})
-        if self.rl:
-            await self.rl.start()
-        if self.tabular:
-            await self.tabular.start()
-        if self.analyser:
-            await self.analyser.start()
+        for _, service in self.services:
+            await service.start()
         log.info("consumers started", extra={"worker_id": self.worker_id, "roles": list(self.roles)})
 
     async def stop(self) -> None:
         """Stops serving first, then lets the batch consumers handle everything already published (the embedded
         broker forgets its topics when it stops), then stops the rest."""
-        if self.tabular:
-            await self.tabular.stop()
-        if self.rl:
-            await self.rl.stop()
+        for role, service in self.services:
+            if role in UNDRAINED_ROLES:
+                await service.stop()
         await self.publisher.flush()
-        if any(role in self.roles for role in DRAINED_ROLES):
+        if any(role not in UNDRAINED_ROLES for role in self.roles):
             t0 = time.perf_counter()
             drained = await drain(self.broker, self.deps, timeout_s=DRAIN_SECONDS)
             log.info("consumers drained" if drained else "consumers not drained in time",
                      extra={"seconds": round(time.perf_counter() - t0, 2)})
-        if self.analyser:
-            await self.analyser.stop()
+        for role, service in self.services:
+            if role not in UNDRAINED_ROLES:
+                await service.stop()
         await self.publisher.close()
         if self.training:
             await self.training.stop()

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
@@ -32,10 +32,9 @@ from pymongo.errors import DuplicateKeyError
 
 from consumers import training_runner
 from consumers.deps import Deps
-from consumers.lotto import lotto_model_name
-from consumers.rl import rl_model_name
+from consumers.hooks import TrainingHook
 from infra import mongo
-from schemas import jobs, rl
+from schemas import jobs
 from schemas.common import utcnow
 from schemas.envelope import Envelope
 
@@ -46,23 +45,6 @@ CANCEL_POLL_SECONDS = 0.1
 """how often a running job's cancel flag is read from the job projection"""
 MAX_DRAIN = 1000
 """progress reports read per loop turn while the job runs"""
-MODEL_MAJOR = {"lightgbm": 1, "isolation_forest": 2}
-MODEL_LABEL = {"lightgbm": "LightGBM", "isolation_forest": "Isolation Forest"}
-
-
-def tabular_name(cmd: jobs.TrainRequested, n: int) -> tuple[str, str, str]:
-    """``model_v1.N.0`` for LightGBM, ``model_v2.N.0`` for Isolation Forest (N counts up per type)."""
-    version = f"{MODEL_MAJOR.get(cmd.model_type, 9)}.{n}.0"
-    return f"model_v{version}", version, f"{MODEL_LABEL.get(cmd.model_type, cmd.model_type)} v{version}"
-
-
-Naming = Callable[[jobs.TrainRequested, int], tuple[str, str, str]]
-NAMING: dict[str, Naming] = {"tabular": tabular_name}
-"""domain -> (command, n-th model of its counter) -> (model_id, version, model_name)"""
-NAMING["lotto"] = lotto_model_name
-NAMING["rl"] = rl_model_name
-
-
 def holdout_predictions_filename(model_id: str) -> str:
     """GridFS name (``artifacts`` bucket) of a model's per-record hold-out predictions; the artifact is ``model_id``."""
     return f"{model_id}.holdout"
@@ -96,8 +78,10 @@ class JobEvents:
 
 
 class TrainingService:
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, hooks: Mapping[str, TrainingHook]) -> None:
         self.deps = deps
+        self.hooks = dict(hooks)
+        """domain -> its runner, model naming, warm-up and episode stream"""
         self.settings = deps.settings
         self.db: AsyncDatabase = deps.db
         self._ctx = multiprocessing.get_context("spawn")
@@ -122,8 +106,9 @@ class TrainingService:
             initializer=training_runner.limit_threads,
             initargs=(self.settings.train_threads_effective,),
         )
+        warm_ups = [hook.warm_up for hook in self.hooks.values() if hook.warm_up is not None]
         for _ in range(self.settings.train_processes):
-            self._pool.submit(training_runner.warm_up)
+            self._pool.submit(training_runner.warm_up, warm_ups)
 
     async def stop(self) -> None:
         if self._sweeper:
@@ -260,6 +245,7 @@ class TrainingService:
         future = asyncio.wrap_future(
             self._pool.submit(
                 training_runner.run_job,
+                self._hook(cmd).runner,
                 self.settings.mongodb_url,
                 self.settings.mongodb_db,
                 cmd.model_dump(mode="json"),
@@ -302,25 +288,28 @@ class TrainingService:
                     cancel.set()
 
     async def _publish_episodes(self, cmd: jobs.TrainRequested, events: JobEvents, episodes: list[Any]) -> None:
-        """A runner's ``figures["episodes"]`` (per-episode figures, e.g. RL episodes) -> one ``rl.episodes`` event
-        each, keyed by job, numbered attempt * ATTEMPT_STRIDE + episode."""
+        """A runner's ``figures["episodes"]`` -> one event each on the domain's episode stream (see
+        ``consumers.hooks.EpisodeStream``)."""
+        stream = self._hook(cmd).episodes
+        if stream is None:
+            return
         envelopes = []
         for figures in episodes:
-            payload = rl.EpisodeRecorded.model_validate({**figures, "job_id": cmd.job_id, "attempt": cmd.attempt})
+            payload = stream.payload.model_validate({**figures, "job_id": cmd.job_id, "attempt": cmd.attempt})
             envelopes.append(
                 Envelope.wrap(
-                    rl.EPISODE_RECORDED,
+                    stream.event_type,
                     cmd.job_id,
                     payload,
                     source=f"modelbus/worker/{self.deps.worker_id}",
-                    sequence=cmd.attempt * jobs.ATTEMPT_STRIDE + payload.episode,
+                    sequence=cmd.attempt * jobs.ATTEMPT_STRIDE + int(figures["episode"]),
                     cause=events.cause,
                 )
             )
         # each episode is its own projected document, so the sends may complete in any order
         for i in range(0, len(envelopes), 200):
             await asyncio.gather(
-                *(self.deps.publisher.publish("rl.episodes", env, key=cmd.job_id) for env in envelopes[i : i + 200])
+                *(self.deps.publisher.publish(stream.topic, env, key=cmd.job_id) for env in envelopes[i : i + 200])
             )
 
     async def _complete(self, cmd: jobs.TrainRequested, events: JobEvents, outcome: dict[str, Any]) -> None:
@@ -398,7 +387,13 @@ class TrainingService:
         counter = await self.db[mongo.COUNTERS].find_one_and_update(
             {"_id": counter_key(cmd)}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
         )
-        return NAMING[cmd.domain](cmd, int(counter["seq"]))
+        return self._hook(cmd).naming(cmd, int(counter["seq"]))
+
+    def _hook(self, cmd: jobs.TrainRequested) -> TrainingHook:
+        hook = self.hooks.get(cmd.domain)
+        if hook is None:
+            raise ValueError(f"unknown training domain {cmd.domain!r}")
+        return hook
 
     async def _fail_or_retry(
         self, cmd: jobs.TrainRequested, events: JobEvents, reason: str, *, final: bool = False

@@ -14,7 +14,7 @@
 Why a script beside the CLI: `modelbus up` on configured servers (both MODELBUS_KAFKA_BOOTSTRAP and
 MODELBUS_MONGODB_URL set) starts no embedded server but still starts every consumer (two worker processes,
 or inline); a deployment scales the API and each worker role on its own, so the API needs a mode without
-consumers. The script only composes what `infra.stack.Stack` already offers (``with_consumers=False``)."""
+consumers. The script only composes what `bootstrap.stack.Stack` already offers (``with_consumers=False``)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ async def _prepare(settings: Any, *, with_api: bool) -> Any:
     Two API replicas starting at once can race to store the same bootstrap key (unique index): try again."""
     from pymongo.errors import DuplicateKeyError
 
-    from infra.stack import Stack
+    from bootstrap.stack import Stack
 
     for attempt in range(3):
         stack = Stack(settings, with_api=with_api, with_consumers=False)
@@ -83,7 +83,10 @@ async def check_topics(settings: Any) -> list[str]:
     """Problems with the catalog topics on the broker: missing, or fewer partitions than modelbus plans."""
     from aiokafka.admin import AIOKafkaAdminClient
 
+    from bootstrap.domains import install
     from schemas.topics import TOPICS
+
+    install()
 
     planned = {settings.topic(name): partitions(settings, spec) for name, spec in TOPICS.items()}
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000)
@@ -108,7 +111,7 @@ def partitions(settings: Any, spec: Any) -> int:
 
 
 def cmd_api(settings: Any) -> int:
-    from infra.cli import _until_signal, run_loop
+    from bootstrap.cli import _until_signal, run_loop
     from infra.telemetry import setup_logging, setup_tracing
 
     setup_logging(settings.log_level, settings.log_json)
@@ -197,7 +200,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def kafka_topics_commands(settings: Any, replication_factor: int, min_insync_replicas: int) -> list[str]:
+    from bootstrap.domains import install
     from schemas.topics import TOPICS
+
+    install()
 
     bootstrap = settings.kafka_bootstrap or "$MODELBUS_KAFKA_BOOTSTRAP"
     return [
@@ -230,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("api", "init", "probe", "kafka-topics", "-h", "--help"):
-        from infra.cli import main as modelbus
+        from bootstrap.cli import main as modelbus
 
         if argv and argv[0] in NEEDS_SERVERS and (problem := _require_servers(_settings(), argv[0])):
             print(problem, file=sys.stderr)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
@@ -32,21 +32,6 @@ CANARY_WINDOWS = "canary_windows"
 """one document per canary/shadow metrics event: the evidence and the anytime-valid intervals over time"""
 DEPLOY_HISTORY = "deploy_history"
 """audit trail: one document per deployment step (``_id`` = event id)"""
-PROJECTIONS: tuple[str, ...] = (
-    JOBS,
-    MODELS,
-    LOTTO_DRAWS,
-    RL_EPISODES,
-    RL_DEPLOYMENTS,
-    RL_SERVED,
-    PREDICTIONS,
-    DEPLOYMENTS,
-    CANARIES,
-    SHADOWS,
-    CANARY_STRATA,
-    CANARY_WINDOWS,
-    DEPLOY_HISTORY,
-)
 # Durable record of every event
 ARCHIVE = "archive"
 # Operational state (not projections)
@@ -99,40 +84,30 @@ async def ensure_archive_indexes(db: AsyncDatabase) -> None:
     await db[ARCHIVE].create_indexes([IndexModel([("time", ASCENDING)]), IndexModel([("subject", ASCENDING)])])
 
 
+PLATFORM_INDEXES: dict[str, list[IndexModel]] = {
+    JOBS: [
+        IndexModel([("submitted_at", DESCENDING)]),
+        IndexModel([("domain", ASCENDING), ("model_type", ASCENDING), ("status", ASCENDING)]),
+    ],
+    MODELS: [IndexModel([("domain", ASCENDING), ("status", ASCENDING)]), IndexModel([("trained_at", DESCENDING)])],
+    LEASES: [IndexModel([("state", ASCENDING), ("expires_at", ASCENDING)])],
+    API_KEYS: [IndexModel([("hash", ASCENDING)], unique=True)],
+    RATE_LIMITS: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0)],
+    WORKER_SAMPLES: [
+        IndexModel([("time", ASCENDING)], expireAfterSeconds=TELEMETRY_TTL_SECONDS),
+        IndexModel([("models", ASCENDING), ("time", ASCENDING)]),
+    ],
+    REQUEST_LOG: [IndexModel([("ts", ASCENDING)], expireAfterSeconds=TELEMETRY_TTL_SECONDS)],
+}
+_INDEXES: dict[str, list[IndexModel]] = dict(PLATFORM_INDEXES)
+
+
+def register_indexes(indexes: Mapping[str, Sequence[IndexModel]]) -> None:
+    """Adds the indexes of a domain's collections (the composition root calls this once per process)."""
+    for name, models in indexes.items():
+        _INDEXES[name] = list(models)
+
+
 async def ensure_indexes(db: AsyncDatabase) -> None:
-    await db[JOBS].create_indexes(
-        [
-            IndexModel([("submitted_at", DESCENDING)]),
-            IndexModel([("domain", ASCENDING), ("model_type", ASCENDING), ("status", ASCENDING)]),
-        ]
-    )
-    await db[MODELS].create_indexes(
-        [IndexModel([("domain", ASCENDING), ("status", ASCENDING)]), IndexModel([("trained_at", DESCENDING)])]
-    )
-    await db[RECORD_BLOCKS].create_indexes([IndexModel([("start", ASCENDING), ("end", ASCENDING)])])
-    await db[RECORD_BLOCK_INDEX].create_indexes([IndexModel([("start", ASCENDING), ("end", ASCENDING)])])
-    await db[LEASES].create_indexes([IndexModel([("state", ASCENDING), ("expires_at", ASCENDING)])])
-    await db[API_KEYS].create_indexes([IndexModel([("hash", ASCENDING)], unique=True)])
-    await db[RATE_LIMITS].create_indexes([IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0)])
-    await db[LOTTO_DRAWS].create_indexes(
-        [
-            IndexModel([("machine", ASCENDING), ("round", ASCENDING)]),
-            IndexModel([("round", ASCENDING)]),
-            IndexModel([("recorded_at", ASCENDING)]),
-        ]
-    )
-    await db[RL_EPISODES].create_indexes(
-        [IndexModel([("job_id", ASCENDING), ("attempt", ASCENDING), ("episode", ASCENDING)])]
-    )
-    await db[DEPLOY_HISTORY].create_indexes([IndexModel([("time", DESCENDING)]), IndexModel([("model_id", ASCENDING)])])
-    await db[CANARY_STRATA].create_indexes([IndexModel([("analysis_id", ASCENDING)])])
-    await db[CANARY_WINDOWS].create_indexes([IndexModel([("canary_id", ASCENDING), ("window_end", ASCENDING)])])
-    await db[RL_SERVED].create_indexes([IndexModel([("model_id", ASCENDING), ("time", ASCENDING)])])
-    await db[WORKER_SAMPLES].create_indexes(
-        [
-            IndexModel([("time", ASCENDING)], expireAfterSeconds=TELEMETRY_TTL_SECONDS),
-            IndexModel([("models", ASCENDING), ("time", ASCENDING)]),
-        ]
-    )
-    for name in (REQUEST_LOG, LOTTO_GENERATIONS):
-        await db[name].create_indexes([IndexModel([("ts", ASCENDING)], expireAfterSeconds=TELEMETRY_TTL_SECONDS)])
+    for name, models in _INDEXES.items():
+        await db[name].create_indexes(models)

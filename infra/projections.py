@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from infra import mongo
-from schemas import deploy, jobs, lotto, rl
+from schemas import jobs
 from schemas.envelope import Envelope
 
 log = logging.getLogger("modelbus.projections")
@@ -113,8 +114,8 @@ def reduce_model(doc: Doc | None, env: Envelope) -> Doc | None:
             "status_version": 1,
             "history": [],
         }
-    if env.type == rl.MODEL_STATUS_CHANGED and doc is not None:
-        change = rl.ModelStatusChanged.model_validate(env.data)
+    if env.type == jobs.MODEL_STATUS_CHANGED and doc is not None:
+        change = jobs.ModelStatusChanged.model_validate(env.data)
         if change.status_version != doc.get("status_version", 1) + 1:
             return None  # compare-and-set: only the change to the next version applies
         entry = {
@@ -135,339 +136,61 @@ def reduce_model(doc: Doc | None, env: Envelope) -> Doc | None:
     return None
 
 
-def reduce_draw(doc: Doc | None, env: Envelope) -> Doc | None:
-    """A lotto round is recorded once: the first event for a round wins, later ones change nothing."""
-    if env.type != lotto.DRAW_RECORDED or doc is not None:
-        return None
-    draw = lotto.DrawRecorded.model_validate(env.data)
-    return {
-        "_id": env.subject,
-        "round": draw.round,
-        "date": draw.date.isoformat(),
-        "numbers": sorted(draw.numbers),
-        "bonus": draw.bonus,
-        "machine": draw.machine,
-        "machine_type": lotto.machine_label(draw.machine),
-        "synthetic": draw.synthetic,
-        "source": draw.source,
-        "import_id": draw.import_id,
-        "recorded_at": env.time,
-        "event_id": env.id,
-    }
+@dataclass(frozen=True)
+class Projection:
+    """A read model: the events of ``event_types`` folded by ``reducer`` into ``collection``, one document per
+    ``doc_id(event)`` (the event's subject by default)."""
+
+    collection: str
+    reducer: Reducer
+    event_types: tuple[str, ...]
+    doc_id: Callable[[Envelope], str] | None = None
 
 
-def rl_episode_id(env: Envelope) -> str:
-    """One document per (job, attempt, episode) in ``rl_episodes``."""
-    return f"{env.subject}:{env.data.get('attempt')}:{env.data.get('episode')}"
+PLATFORM_PROJECTIONS: tuple[Projection, ...] = (
+    Projection(mongo.JOBS, reduce_job, (
+        jobs.TRAIN_REQUESTED, jobs.JOB_RUNNING, jobs.JOB_PROGRESS, jobs.JOB_COMPLETED, jobs.JOB_FAILED,
+        jobs.JOB_CANCEL_REQUESTED, jobs.JOB_CANCELLED,
+    )),
+    Projection(mongo.MODELS, reduce_model, (jobs.MODEL_REGISTERED, jobs.MODEL_STATUS_CHANGED)),
+)
+
+_PROJECTIONS: dict[str, Projection] = {p.collection: p for p in PLATFORM_PROJECTIONS}
+_TARGETS: dict[str, list[tuple[str, Reducer]]] = {}
 
 
-def reduce_rl_episode(doc: Doc | None, env: Envelope) -> Doc | None:
-    if env.type != rl.EPISODE_RECORDED or doc is not None:
-        return None
-    episode = rl.EpisodeRecorded.model_validate(env.data)
-    return {"_id": rl_episode_id(env), **episode.model_dump(), "time": env.time}
+def register(projections: Iterable[Projection]) -> None:
+    """Adds the domains' read models (the composition root calls this once per process; adding the same
+    projection again changes nothing)."""
+    for projection in projections:
+        _PROJECTIONS[projection.collection] = projection
+    _TARGETS.clear()
+    for projection in _PROJECTIONS.values():
+        for event_type in projection.event_types:
+            _TARGETS.setdefault(event_type, []).append((projection.collection, projection.reducer))
 
 
-def reduce_rl_deployment(doc: Doc | None, env: Envelope) -> Doc | None:
-    """The current deployment of an RL agent (one document per model); ``generation`` is the model
-    ``status_version`` the deploy moved it to, so outcomes of an older request are ignored."""
-    data = env.data
-    history = (doc or {}).get("history", [])[-19:]
-    if env.type == rl.DEPLOY_REQUESTED:
-        cmd = rl.DeployRequested.model_validate(data)
-        if doc is not None and doc["generation"] >= cmd.generation:
-            return None
-        return {
-            "_id": cmd.model_id,
-            "model_id": cmd.model_id,
-            "generation": cmd.generation,
-            "status": "deploying",
-            **cmd.deployment.model_dump(mode="json"),
-            "requested_at": cmd.requested_at,
-            "requested_by": cmd.requested_by,
-            "deployed_at": None,
-            "error": None,
-            "detail": {},
-            "history": [*history, {"status": "deploying", "generation": cmd.generation, "at": env.time}],
-        }
-    if doc is None:
-        return None
-    if env.type == rl.UNDEPLOY_REQUESTED:
-        undeploy = rl.UndeployRequested.model_validate(data)
-        if undeploy.generation <= doc["generation"]:
-            return None
-        entry = {"status": "undeploying", "generation": undeploy.generation, "at": env.time}
-        return doc | {"generation": undeploy.generation, "status": "undeploying", "history": [*history, entry]}
-    if env.type in (rl.DEPLOYED, rl.DEPLOY_FAILED, rl.UNDEPLOYED):
-        change = rl.DeploymentChanged.model_validate(data)
-        newer = change.generation > doc["generation"]  # only an undeploy (replaced by a newer model) skips ahead
-        if change.generation < doc["generation"] or (newer and change.status != "undeployed"):
-            return None
-        entry = {"status": change.status, "generation": change.generation, "at": env.time, "error": change.error}
-        return doc | {
-            "generation": change.generation,
-            "status": change.status,
-            "detail": change.detail,
-            "error": change.error,
-            "worker_id": change.worker_id,
-            "deployed_at": env.time if change.status == "deployed" else doc.get("deployed_at"),
-            "history": [*history, entry],
-        }
-    return None
+register(())
 
 
-def reduce_rl_served(doc: Doc | None, env: Envelope) -> Doc | None:
-    if env.type != rl.ACT_SERVED or doc is not None:
-        return None
-    served = rl.ActServed.model_validate(env.data)
-    return {"_id": env.subject, **served.model_dump(), "time": env.time}
+def collections() -> list[str]:
+    """Every projected collection (what replay rebuilds)."""
+    return list(_PROJECTIONS)
 
 
-def reduce_deployment(doc: Doc | None, env: Envelope) -> Doc | None:
-    """A family's deployment state (``_id`` = family): the state carried by its latest step."""
-    if env.type != deploy.DEPLOY_STEP:
-        return None
-    step = env.data
-    state = step["state"]
-    if doc is not None and doc.get("version", 0) >= state["version"]:
-        return None
-    return {"_id": env.subject, **state, "last_action": step["action"], "last_event_id": env.id, "changed_at": env.time}
-
-
-def canary_doc_id(env: Envelope) -> str:
-    return str(env.data.get("canary_id") or "")
-
-
-def shadow_doc_id(env: Envelope) -> str:
-    """A shadow's deployment steps name it in ``shadow_id``; its metrics and verdicts in ``canary_id``."""
-    if env.type == deploy.DEPLOY_STEP:
-        return str(env.data.get("shadow_id") or "")
-    return str(env.data.get("canary_id") or "")
-
-
-def _analysis_results(doc: Doc, env: Envelope) -> Doc | None:
-    """A canary's or shadow's latest metrics and verdict (newer windows only)."""
-    data = env.data
-    end = data["window_end"]
-    if env.type in (deploy.CANARY_METRICS, deploy.SHADOW_METRICS):
-        if doc.get("metrics_window_end") is not None and end <= doc["metrics_window_end"]:
-            return None
-        keys = (
-            "window_start", "window_end", "totals", "metrics", "comparison", "recommendation", "reason_en",
-            "reason_ko", "strata",
-        )
-        return doc | {"metrics": {k: data.get(k) for k in keys}, "metrics_window_end": end}
-    if env.type in (deploy.CANARY_RECOMMENDATION, deploy.SHADOW_RECOMMENDATION):
-        if doc.get("verdict_window_end") is not None and end <= doc["verdict_window_end"]:
-            return None
-        verdict = {k: data.get(k) for k in ("recommendation", "previous", "reason_en", "reason_ko", "numbers")}
-        return doc | {"verdict": verdict | {"at": env.time}, "verdict_window_end": end}
-    return None
-
-
-def _analysis_doc(kind: str, analysis_id: str, data: dict[str, Any], env: Envelope, **fields: Any) -> Doc:
-    return {
-        "_id": analysis_id,
-        "kind": kind,
-        "family": data.get("family"),
-        "model_id": data["model_id"],
-        "status": "monitoring",
-        "policy": data.get("policy") or {},
-        "started_at": env.time,
-        "started_by": data.get("actor"),
-        "ended_at": None,
-        "end_action": None,
-        "metrics": None,
-        "metrics_window_end": None,
-        "verdict": None,
-        "verdict_window_end": None,
-        "last_version": data["state"]["version"],
-        **fields,
-    }
-
-
-def reduce_canary(doc: Doc | None, env: Envelope) -> Doc | None:
-    """One document per canary: its steps and end from ``deploy.events``, its latest evidence and verdict from
-    ``canary.metrics`` / ``canary.recommendations`` (newer windows only)."""
-    data = env.data
-    if not data.get("canary_id"):
-        return None
-    if env.type == deploy.DEPLOY_STEP:
-        version = data["state"]["version"]
-        if data["action"] == "canary_started":
-            if doc is not None:
-                return None
-            canary = data["state"]["canary"] or {}
-            return _analysis_doc(
-                "canary",
-                data["canary_id"],
-                data,
-                env,
-                canary_id=data["canary_id"],
-                baseline_model_id=canary.get("baseline_model_id"),
-                percentage=data.get("percentage"),
-                auto=canary.get("auto", False),
-                monitoring_duration_minutes=data.get("monitoring_duration_minutes"),
-                step_at=env.time,
-                steps=[{"percentage": data.get("percentage"), "at": env.time, "actor": data.get("actor")}],
-            )
-        if doc is None or version <= doc.get("last_version", 0):
-            return None
-        new = doc | {"last_version": version}
-        if data["action"] == "traffic_increased" and data.get("percentage") is not None:
-            new["percentage"] = data["percentage"]
-            new["step_at"] = env.time
-            new["steps"] = [
-                *doc.get("steps", []),
-                {"percentage": data["percentage"], "at": env.time, "actor": data.get("actor")},
-            ]
-        if data.get("canary_status") and data["canary_status"] != "monitoring":
-            new |= {"status": data["canary_status"], "ended_at": env.time, "end_action": data["action"]}
-            if data["canary_status"] == "promoted":
-                new["percentage"] = 100.0
-        return new
-    if doc is None or env.type not in (deploy.CANARY_METRICS, deploy.CANARY_RECOMMENDATION):
-        return None
-    return _analysis_results(doc, env)
-
-
-def reduce_shadow(doc: Doc | None, env: Envelope) -> Doc | None:
-    """One document per shadow deployment: started, stopped (or promoted to a canary), its evidence and verdict."""
-    data = env.data
-    if env.type == deploy.DEPLOY_STEP:
-        if not data.get("shadow_id"):
-            return None
-        version = data["state"]["version"]
-        if data["action"] == "shadow_started":
-            if doc is not None:
-                return None
-            shadow = data["state"]["shadow"] or {}
-            return _analysis_doc(
-                "shadow",
-                data["shadow_id"],
-                data,
-                env,
-                shadow_id=data["shadow_id"],
-                baseline_model_id=shadow.get("baseline_model_id"),
-                sample_percentage=data.get("sample_percentage"),
-            )
-        if doc is None or version <= doc.get("last_version", 0):
-            return None
-        new = doc | {"last_version": version}
-        if data.get("shadow_status") and data["shadow_status"] != "monitoring":
-            new |= {"status": data["shadow_status"], "ended_at": env.time, "end_action": data["action"]}
-        return new
-    if doc is None or env.type not in (deploy.SHADOW_METRICS, deploy.SHADOW_RECOMMENDATION):
-        return None
-    return _analysis_results(doc, env)
-
-
-def reduce_canary_window(doc: Doc | None, env: Envelope) -> Doc | None:
-    """One document per metrics event of a canary or shadow: its evidence over time (``_id`` = event id)."""
-    if doc is not None or env.type not in (deploy.CANARY_METRICS, deploy.SHADOW_METRICS):
-        return None
-    data = env.data
-    return {
-        "_id": env.id,
-        "canary_id": data["canary_id"],
-        "kind": data.get("kind", "canary"),
-        "window_start": data["window_start"],
-        "window_end": data["window_end"],
-        "comparison": data.get("comparison", []),
-        "metrics": data.get("metrics"),
-        "recommendation": data.get("recommendation"),
-        "arms": {
-            arm: {k: figures.get(k) for k in ("requests", "errors", "labelled", "waiting_for_label", "accuracy")}
-            for arm, figures in (data.get("totals") or {}).items()
-        },
-    }
-
-
-def history_doc_id(env: Envelope) -> str:
-    return env.id
-
-
-def reduce_deploy_history(doc: Doc | None, env: Envelope) -> Doc | None:
-    """The audit trail: one immutable document per deployment step (``_id`` = event id)."""
-    if env.type != deploy.DEPLOY_STEP or doc is not None:
-        return None
-    data = env.data
-    return {
-        "_id": env.id,
-        "event_id": env.id,
-        "time": env.time,
-        "family": data.get("family"),
-        "action": data["action"],
-        "model_id": data.get("model_id"),
-        "actor": data.get("actor"),
-        "reason": data.get("reason"),
-        "canary_id": data.get("canary_id"),
-        "shadow_id": data.get("shadow_id"),
-        "percentage": data.get("percentage"),
-        "sample_percentage": data.get("sample_percentage"),
-        "changes": data.get("changes", []),
-        "metrics": data.get("metrics"),
-        "state": data["state"],
-    }
-
-
-REDUCERS: dict[str, tuple[str, Reducer]] = {
-    jobs.TRAIN_REQUESTED: (mongo.JOBS, reduce_job),
-    jobs.JOB_RUNNING: (mongo.JOBS, reduce_job),
-    jobs.JOB_PROGRESS: (mongo.JOBS, reduce_job),
-    jobs.JOB_COMPLETED: (mongo.JOBS, reduce_job),
-    jobs.JOB_FAILED: (mongo.JOBS, reduce_job),
-    jobs.JOB_CANCEL_REQUESTED: (mongo.JOBS, reduce_job),
-    jobs.JOB_CANCELLED: (mongo.JOBS, reduce_job),
-    jobs.MODEL_REGISTERED: (mongo.MODELS, reduce_model),
-    rl.MODEL_STATUS_CHANGED: (mongo.MODELS, reduce_model),
-    rl.EPISODE_RECORDED: (mongo.RL_EPISODES, reduce_rl_episode),
-    rl.DEPLOY_REQUESTED: (mongo.RL_DEPLOYMENTS, reduce_rl_deployment),
-    rl.UNDEPLOY_REQUESTED: (mongo.RL_DEPLOYMENTS, reduce_rl_deployment),
-    rl.DEPLOYED: (mongo.RL_DEPLOYMENTS, reduce_rl_deployment),
-    rl.DEPLOY_FAILED: (mongo.RL_DEPLOYMENTS, reduce_rl_deployment),
-    rl.UNDEPLOYED: (mongo.RL_DEPLOYMENTS, reduce_rl_deployment),
-    rl.ACT_SERVED: (mongo.RL_SERVED, reduce_rl_served),
-    lotto.DRAW_RECORDED: (mongo.LOTTO_DRAWS, reduce_draw),
-    deploy.DEPLOY_STEP: (mongo.DEPLOYMENTS, reduce_deployment),
-    deploy.CANARY_METRICS: (mongo.CANARIES, reduce_canary),
-    deploy.CANARY_RECOMMENDATION: (mongo.CANARIES, reduce_canary),
-    deploy.SHADOW_METRICS: (mongo.SHADOWS, reduce_shadow),
-    deploy.SHADOW_RECOMMENDATION: (mongo.SHADOWS, reduce_shadow),
-}
-"""The prediction records (``predict.served`` and ``predict.feedback`` into ``predictions``) are folded by the
-canary analyser together with the strata they add up to, in one transaction (``consumers/canary_records.py``);
-replay adds them (``infra/replay.py``)."""
-
-EXTRA_REDUCERS: dict[str, list[tuple[str, Reducer]]] = {
-    deploy.DEPLOY_STEP: [
-        (mongo.CANARIES, reduce_canary),
-        (mongo.SHADOWS, reduce_shadow),
-        (mongo.DEPLOY_HISTORY, reduce_deploy_history),
-    ],
-    deploy.CANARY_METRICS: [(mongo.CANARY_WINDOWS, reduce_canary_window)],
-    deploy.SHADOW_METRICS: [(mongo.CANARY_WINDOWS, reduce_canary_window)],
-}
-"""event type -> further projections it folds into (beside its REDUCERS entry)"""
-
-PROJECTED_TYPES: frozenset[str] = frozenset(REDUCERS) | frozenset(EXTRA_REDUCERS)
-"""every event type some projection folds (the projector skips the others undecoded)"""
+def projected_types() -> frozenset[str]:
+    """Every event type some projection folds (the projector skips the others undecoded)."""
+    return frozenset(_TARGETS)
 
 
 def targets(event_type: str) -> list[tuple[str, Reducer]]:
     """Every (collection, reducer) an event type folds into."""
-    first = REDUCERS.get(event_type)
-    return ([first] if first else []) + EXTRA_REDUCERS.get(event_type, [])
+    return _TARGETS.get(event_type, [])
 
 
-DOC_ID: dict[str, Callable[[Envelope], str]] = {
-    mongo.RL_EPISODES: rl_episode_id,
-    mongo.CANARIES: canary_doc_id,
-    mongo.SHADOWS: shadow_doc_id,
-    mongo.CANARY_WINDOWS: history_doc_id,
-    mongo.DEPLOY_HISTORY: history_doc_id,
-}
-"""collection -> document id of an event, where it is not the event's subject"""
+def _doc_id(collection: str) -> Callable[[Envelope], str]:
+    projection = _PROJECTIONS.get(collection)
+    return (projection.doc_id if projection else None) or _subject
 
 
 def _subject(env: Envelope) -> str:
@@ -499,7 +222,7 @@ def group_by_document(events: Iterable[Envelope]) -> tuple[dict[str, dict[str, l
     for env in events:
         for collection, reducer in targets(env.type):
             reducers[collection] = reducer
-            grouped[collection][DOC_ID.get(collection, _subject)(env)].append(env)
+            grouped[collection][_doc_id(collection)(env)].append(env)
     return grouped, reducers
 
 

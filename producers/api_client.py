@@ -3,7 +3,7 @@ requests to stay within the key's tier (``X-RateLimit-Limit`` / ``-Remaining`` /
 ``Retry-After`` and tries again on 429 and 503, and turns every other non-2xx answer into one readable line
 from the API's one error body ``{"status":"error","error":{"code","message","field"},...}``.
 
-Used by the traffic simulators (``producers/canary_sim.py``)."""
+Used by the traffic simulators (``producers/canary/simulator.py``)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ honoured, error answers turned into one line), except ``events tail`` which read
 
 Every command is a function taking parsed values and returning the exit code; every error is one line on
 stderr (``error 404 MODEL_NOT_FOUND: no model 'x' (field model_id)``) and exit code 1, never a traceback.
-The table helpers (``table``, ``metrics_table``, ...) are pure. ``infra/cli.py`` only wires argparse."""
+The table helpers (``table``, ``metrics_table``, ...) are pure. ``bootstrap/cli.py`` only wires argparse."""
 
 from __future__ import annotations
 

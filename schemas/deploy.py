@@ -4,7 +4,7 @@
   increase, production, rollbacks, canary end). It carries the family's whole deployment state *after*
   the step (``state``), so the ``deployments`` projection is a copy of the latest one, and the audit
   fields (actor, reason, metric snapshot) that make the ``deploy_history`` document. Model status
-  changes of the same step are :class:`schemas.rl.ModelStatusChanged` events on ``model.events``.
+  changes of the same step are :class:`schemas.jobs.ModelStatusChanged` events on ``model.events``.
 * ``predict.served``: :class:`PredictionServed`, one per tabular prediction, and one more per prediction a
   shadow model scored (arm ``shadow``, the same prediction id).
 * ``predict.feedback``: :class:`PredictionFeedback`, the true label of a prediction (any time later).

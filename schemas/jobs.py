@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from schemas.common import UtcDatetime
-from schemas.envelope import Payload
+from schemas.envelope import Envelope, Payload
 
 JobStatus = Literal["started", "running", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
@@ -99,3 +99,44 @@ class ModelRegistered(Payload):
         "None for models without a labelled hold-out or trained before they were stored",
     )
     trained_at: UtcDatetime
+
+
+MODEL_STATUS_CHANGED = "modelbus.model.status_changed"
+
+
+class ModelStatusChanged(Payload):
+    """A registry status change; applied only when ``status_version`` is the model's current one + 1."""
+
+    model_id: str
+    status: str
+    previous_status: str
+    status_version: int = Field(ge=2)
+    actor: str | None = None
+    reason: str | None = None
+    deployment: dict[str, Any] | None = None
+
+
+def status_changed(
+    model_id: str,
+    status: str,
+    previous: str,
+    version: int,
+    *,
+    source: str,
+    actor: str | None,
+    reason: str | None,
+    deployment: dict[str, Any] | None = None,
+    cause: Envelope | None = None,
+) -> Envelope:
+    """The ``model.events`` envelope of a model status change; its sequence is the new
+    ``status_version`` (claimed first with ``infra.claims.claim_status``)."""
+    payload = ModelStatusChanged(
+        model_id=model_id,
+        status=status,
+        previous_status=previous,
+        status_version=version,
+        actor=actor,
+        reason=reason,
+        deployment=deployment,
+    )
+    return Envelope.wrap(MODEL_STATUS_CHANGED, model_id, payload, source=source, sequence=version, cause=cause)

@@ -21,7 +21,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.common import UtcDatetime
-from schemas.envelope import Envelope, Payload
+from schemas.envelope import Payload
 
 RLModelType = Literal["q_learning", "dqn", "ppo"]
 RL_MODEL_TYPES: tuple[str, ...] = ("q_learning", "dqn", "ppo")
@@ -221,7 +221,6 @@ class ActRequest(StrictBody):
 # -- events -------------------------------------------------------------------------------------------------
 
 EPISODE_RECORDED = "modelbus.rl.episode.recorded"
-MODEL_STATUS_CHANGED = "modelbus.model.status_changed"
 DEPLOY_REQUESTED = "modelbus.deploy.rl.requested"
 UNDEPLOY_REQUESTED = "modelbus.deploy.rl.undeploy_requested"
 DEPLOYED = "modelbus.deploy.rl.deployed"
@@ -250,18 +249,6 @@ class EpisodeRecorded(Payload):
     loss: float | None = None
     epsilon: float | None = None
     entropy: float | None = None
-
-
-class ModelStatusChanged(Payload):
-    """A registry status change; applied only when ``status_version`` is the model's current one + 1."""
-
-    model_id: str
-    status: str
-    previous_status: str
-    status_version: int = Field(ge=2)
-    actor: str | None = None
-    reason: str | None = None
-    deployment: dict[str, Any] | None = None
 
 
 class DeploymentSpec(BaseModel):
@@ -317,31 +304,6 @@ class ActServed(Payload):
     worker_id: str
     error: str | None = None
 
-
-def status_changed(
-    model_id: str,
-    status: str,
-    previous: str,
-    version: int,
-    *,
-    source: str,
-    actor: str | None,
-    reason: str | None,
-    deployment: dict[str, Any] | None = None,
-    cause: Envelope | None = None,
-) -> Envelope:
-    """The ``model.events`` envelope of an RL model status change; its sequence is the new
-    ``status_version`` (claimed first with ``infra.claims.claim_status``)."""
-    payload = ModelStatusChanged(
-        model_id=model_id,
-        status=status,
-        previous_status=previous,
-        status_version=version,
-        actor=actor,
-        reason=reason,
-        deployment=deployment,
-    )
-    return Envelope.wrap(MODEL_STATUS_CHANGED, model_id, payload, source=source, sequence=version, cause=cause)
 
 
 # -- API responses ------------------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ from typing import Any
 
 import pymongo
 
+from bootstrap.workers import READY_PREFIX, settings_env
 from infra import mongo
 from infra.settings import Settings
-from infra.workers import READY_PREFIX, settings_env
 
 
 class AnalyserProcess:
@@ -27,7 +27,7 @@ class AnalyserProcess:
 
     def start(self, timeout_s: float = 60) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "worker", "--roles", "analyser"],
+            [sys.executable, "-m", "bootstrap.cli", "worker", "--roles", "analyser"],
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=self.log_path.open("ab"),

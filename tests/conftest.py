@@ -18,9 +18,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pymongo import MongoClient
 
+from bootstrap.domains import install
+from bootstrap.stack import StackThread
 from infra.settings import Settings
-from infra.stack import StackThread
 from infra.telemetry import JsonFormatter, setup_tracing
+
+install()  # the domains' topics, read models and indexes (as every entry point does)
 
 TEST_KEY = "mb_test-admin-key-0123456789abcdefghijklmnopqrstuv"
 

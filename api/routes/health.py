@@ -25,7 +25,7 @@ from schemas.common import (
     iso,
     utcnow,
 )
-from schemas.lotto import MonitoringHealth, MonitoringHealthComponents
+from schemas.monitoring import MonitoringHealth, MonitoringHealthComponents
 
 VERSION = "1.0.0"
 

@@ -58,10 +58,6 @@ STRATEGIES: Final[dict[int, MachineStrategy]] = {
 }
 
 
-def strategy_for(machine: str | int) -> MachineStrategy:
-    return STRATEGIES[parse_machine(machine)]
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # vectorised set patterns over an (N, 6) int array of 1-based numbers
 
@@ -103,14 +99,6 @@ def balanced(sets: np.ndarray) -> np.ndarray:
     odd = odd_counts(sets)
     high = high_counts(sets)
     return (odd >= lo) & (odd <= hi) & (high >= lo) & (high <= hi)
-
-
-def balance_score(numbers: Sequence[int]) -> float:
-    """1 - (|odd - 3| + |high - 3|) / 6, in [0, 1]; 1 = perfectly even split on both axes."""
-    odd = sum(1 for n in numbers if n % 2 == 1)
-    high = sum(1 for n in numbers if n >= HIGH_MIN)
-    half = NUMBERS_PER_DRAW // 2
-    return 1.0 - (abs(odd - half) + abs(high - half)) / NUMBERS_PER_DRAW
 
 
 # ---------------------------------------------------------------------------------------------------------------

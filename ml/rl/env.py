@@ -449,12 +449,6 @@ class EdgePlacementEnv(gym.Env[NDArray[np.float32], np.int64]):
             f"overload {float(self._last.overload):.1%}\n"
         )
 
-    # -- helpers used by baselines --------------------------------------------------------------------------
-
-    @property
-    def current_loads(self) -> FloatArray:
-        return self.loads[self.slot]
-
     def _observation(self) -> NDArray[np.float32]:
         scale = self.model.load_scale
         sc = self.scenario

@@ -204,14 +204,6 @@ class PPOAgent(Agent):
         assert isinstance(first, nn.Linear) and isinstance(last, nn.Linear)
         return first.in_features, last.out_features
 
-    def action_probabilities(self, observations: ArrayLike) -> NDArray[np.float32]:
-        """pi(a | s) for a batch of observations, shape (n, n_actions)."""
-        batch = self._as_batch(observations)
-        if self.network is None:
-            raise RuntimeError("PPOAgent is not fitted")
-        with torch.no_grad():
-            return torch.softmax(self.network.actor(torch.from_numpy(batch)), dim=-1).numpy()
-
     def predict(self, observations: ArrayLike) -> NDArray[np.int64]:
         batch = self._as_batch(observations)
         if self.network is None:

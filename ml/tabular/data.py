@@ -68,7 +68,7 @@ def _column(values: list[Any] | None, n: int) -> np.ndarray:
 
 
 def from_blocks(blocks: Sequence[dict[str, Any]], start_ms: int, end_ms: int) -> Dataset:
-    """Columnar record blocks (see infra/records.py) to a Dataset of the records with
+    """Columnar record blocks (see infra/tabular/records.py) to a Dataset of the records with
     ``start_ms <= ts < end_ms``, sorted by time. Labels are used only when all are present."""
     names = sorted({n for b in blocks for n in b["features"]})
     cols: list[list[np.ndarray]] = [[] for _ in names]

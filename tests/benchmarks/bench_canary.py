@@ -41,10 +41,10 @@ import numpy as np
 import psutil
 import pymongo
 
-from consumers.runtime import ALL_ROLES
+from bootstrap.stack import StackThread
+from bootstrap.wiring import ALL_ROLES
 from infra import mongo
 from infra.settings import Settings
-from infra.stack import StackThread
 from ml.canary.analysis import CanaryPolicy
 from ml.canary.calibration import CalibrationScenario, labels_needed, scenarios, simulate
 from ml.canary.evidence import delta, fold_feedback, fold_served
@@ -138,7 +138,7 @@ def bench_fold(predictions: int = 100_000) -> dict[str, Any]:
 def bench_writer(predictions: int = 20_000, batch: int = 5000) -> dict[str, Any]:
     """The record writer alone against an embedded SecantusDB (no broker, nothing else running): events folded
     into records and strata per second, in batches as the analyser takes them from Kafka."""
-    from consumers.canary_records import RecordWriter
+    from consumers.canary.records import RecordWriter
     from infra.embedded import EmbeddedServers
 
     envs = [Envelope.from_bytes(raw) for _, _, raw in served_envelopes("c-writer", "old", "new", predictions, 0, 3)]

@@ -26,8 +26,8 @@ from typing import Any
 
 import httpx
 
+from bootstrap.stack import StackThread
 from infra.settings import Settings
-from infra.stack import StackThread
 
 KEY = "mb_bench-lotto-0123456789abcdefghijklmnopqrstuvwxyz"
 MACHINES = ("1호기", "2호기", "3호기")

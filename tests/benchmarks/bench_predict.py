@@ -22,8 +22,8 @@ from bson import ObjectId
 from gridfs import AsyncGridFSBucket
 
 from infra import mongo
-from infra.records import insert_records
 from infra.settings import Settings
+from infra.tabular.records import insert_records
 from ml.tabular.lightgbm_model import LightGBMModel
 from ml.tabular.synthetic import transactions
 from schemas.envelope import Envelope

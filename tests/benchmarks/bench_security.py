@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import uvicorn
 
-from api.app import create_app
+from bootstrap.stack import Stack
+from bootstrap.wiring import app as create_app
 from infra.settings import Settings
-from infra.stack import Stack
 
 KEY = "mb_bench-key-0123456789abcdefghijklmnopqrstu"
 

@@ -15,10 +15,10 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from bootstrap.stack import Stack
+from bootstrap.workers import WorkerProcesses
 from infra import mongo
 from infra.settings import Settings
-from infra.stack import Stack
-from infra.workers import WorkerProcesses
 from producers.rpc import RpcClient
 from schemas import jobs
 from schemas.common import new_id, utcnow

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from bootstrap.stack import Stack
 from infra import mongo
-from infra.records import insert_records
 from infra.settings import Settings
-from infra.stack import Stack
+from infra.tabular.records import insert_records
 from ml.tabular.data import to_dataset
 from ml.tabular.synthetic import transactions
 from ml.tabular.train import train_tabular

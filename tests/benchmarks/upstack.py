@@ -35,7 +35,7 @@ def modelbus_up(api_key: str, *, ready_timeout_s: float = 180, **env: str) -> It
         child_env |= {"MODELBUS_API_KEY": api_key, "MODELBUS_LOG_LEVEL": "WARNING", **env}
         log = (Path(tmp) / "up.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "up", "--port", str(port), "--data-dir", str(Path(tmp) / "data")],
+            [sys.executable, "-m", "bootstrap.cli", "up", "--port", str(port), "--data-dir", str(Path(tmp) / "data")],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=child_env,

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
+from bootstrap.stack import StackThread
 from infra import keys, mongo
 from infra.settings import Settings
-from infra.stack import StackThread
-from producers.canary_sim import simulate
+from producers.canary.simulator import simulate
 from tests.conftest import SEED_TRAIN_BODY, TEST_KEY, wait_job
 
 PREMIUM_PER_MINUTE = 100
@@ -82,7 +82,7 @@ def test_an_error_answer_ends_in_one_readable_line(base_url: str, stack: StackTh
         [
             sys.executable,
             "-m",
-            "infra.cli",
+            "bootstrap.cli",
             "simulate",
             "canary",
             "--scenario",

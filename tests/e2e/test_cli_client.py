@@ -25,7 +25,7 @@ def run_cli(
     env["MODELBUS_DATA_DIR"] = str(tmp)  # no stack.json there: nothing found by itself
     env.update(extra_env or {})
     return subprocess.run(
-        [sys.executable, "-m", "infra.cli", *args],
+        [sys.executable, "-m", "bootstrap.cli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

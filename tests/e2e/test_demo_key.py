@@ -8,8 +8,8 @@ import json
 
 import httpx
 
+from bootstrap.stack import StackThread, demo_admin_key
 from infra.keys import ALL_SCOPES, hash_key
-from infra.stack import StackThread, demo_admin_key
 
 
 def test_the_demo_admin_key_works_everywhere_and_survives_restarts(stack: StackThread, base_url: str, db) -> None:

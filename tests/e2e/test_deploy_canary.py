@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.replay import replay_stack
+from bootstrap.replay import replay_stack
+from bootstrap.stack import StackThread
 from infra.settings import Settings
-from infra.stack import StackThread
 from tests.conftest import SEED_TRAIN_BODY, wait_for, wait_job
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -266,7 +266,7 @@ def _auto_canary(
     returns (deployment before, canary id, final canary status, simulator result, simulator output)."""
     import asyncio
 
-    from producers.canary_sim import simulate
+    from producers.canary.simulator import simulate
     from tests.conftest import TEST_KEY
 
     state = api.get("/v1/ml/deploy/current").json()

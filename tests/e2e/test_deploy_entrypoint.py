@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 
+from bootstrap.workers import settings_env
 from infra.embedded import free_port
 from infra.settings import Settings
-from infra.workers import settings_env
 from tests.conftest import TEST_KEY, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

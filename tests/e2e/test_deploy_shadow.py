@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.replay import replay_stack
+from bootstrap.replay import replay_stack
+from bootstrap.stack import StackThread
 from infra.settings import Settings
-from infra.stack import StackThread
 from tests.conftest import SEED_TRAIN_BODY, wait_for, wait_job
 
 POLICY = {"window_seconds": 1}

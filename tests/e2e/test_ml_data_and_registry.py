@@ -233,7 +233,8 @@ def test_counts_cut_blocks_exactly_and_the_block_index_heals(api: httpx.Client, 
     """2,500 records at 100-minute steps are stored as blocks of 1,000 whose edges fall inside days: the
     period count (training's 422 and estimate, the summary) reads the small index documents for whole blocks
     and the boundary blocks themselves. A block whose index entry is missing is found again at start-up."""
-    from infra import mongo, records
+    from infra import mongo
+    from infra.tabular import records
 
     start = datetime(2031, 1, 1, tzinfo=UTC)
     rows = [

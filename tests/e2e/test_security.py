@@ -118,7 +118,7 @@ def second_api(settings: Settings) -> Iterator[str]:
     env = {**os.environ, "MODELBUS_KAFKA_BOOTSTRAP": str(settings.kafka_bootstrap),
            "MODELBUS_MONGODB_URL": str(settings.mongodb_url), "MODELBUS_MONGODB_DB": settings.mongodb_db,
            "MODELBUS_TOPIC_PREFIX": settings.topic_prefix}
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_env", "--port",
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "bootstrap.wiring:app_from_env", "--port",
                              str(port), "--log-level", "warning"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

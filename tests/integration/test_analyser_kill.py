@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from consumers.runtime import ALL_ROLES
+from bootstrap.stack import StackThread
+from bootstrap.wiring import ALL_ROLES
 from infra.settings import Settings
-from infra.stack import StackThread
 from tests.analyser_process import AnalyserProcess, strata_totals
 from tests.conftest import TEST_KEY, wait_for
 from tests.integration.test_canary_restart import counted, label, predict, small_stack_settings, start_canary

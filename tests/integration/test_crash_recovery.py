@@ -17,8 +17,8 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
+from bootstrap.stack import StackThread
 from infra.settings import Settings
-from infra.stack import StackThread
 from tests.conftest import SEED_TRAIN_BODY, TEST_KEY, wait_for, wait_job
 
 
@@ -51,7 +51,7 @@ def _worker(own: Settings, log: Path) -> subprocess.Popen[bytes]:
         "MODELBUS_PROGRESS_INTERVAL_SECONDS": "0.3",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "worker", "--roles", "training"],
+        [sys.executable, "-m", "bootstrap.cli", "worker", "--roles", "training"],
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,

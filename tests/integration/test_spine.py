@@ -19,12 +19,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from bootstrap.replay import replay_stack
+from bootstrap.stack import StackThread
 from infra import mongo
 from infra.embedded import free_port
 from infra.projections import apply_events, fold_all
-from infra.replay import replay_stack
 from infra.settings import Settings
-from infra.stack import StackThread
 from schemas.envelope import Envelope
 from tests.conftest import SEED_TRAIN_BODY, wait_for, wait_job
 
@@ -212,7 +212,7 @@ def test_projections_are_the_same_in_any_batching_and_when_applied_twice(
 def test_503_when_kafka_is_unreachable_and_nothing_is_left(settings: Settings, db: Any) -> None:
     from litestar.testing import TestClient
 
-    from api.app import create_app
+    from bootstrap.wiring import app as create_app
     from tests.conftest import TEST_KEY
 
     dead = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}", "request_timeout_seconds": 3})
@@ -231,7 +231,7 @@ def test_modelbus_up_answers_health_and_stops_cleanly(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELBUS_")}
     env |= {"MODELBUS_API_KEY": "mb_up-test-key-0123456789abcdefghijklmnop", "MODELBUS_LOG_JSON": "true"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "up", "--port", str(port), "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "bootstrap.cli", "up", "--port", str(port), "--data-dir", str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env=env,

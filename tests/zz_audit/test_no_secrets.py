@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.stack import DEMO_KEYS
+from bootstrap.stack import DEMO_KEYS
 from infra.users import DEMO_USER
 from tests.conftest import SEED_TRAIN_BODY, TEST_KEY, captured_log_lines, wait_for, wait_job
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from consumers.rl import train_agent
+from consumers.rl.service import train_agent
 from ml.rl import create_agent, load_agent, validate_params
 from ml.rl.baselines import (
     VALIDATION_DAYS,

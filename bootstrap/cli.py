@@ -46,7 +46,7 @@ async def _until_signal() -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from infra.stack import Stack
+    from bootstrap.stack import Stack
 
     settings = _settings(args)
     log_file = setup_logging(settings.log_level, settings.log_json, log_dir=settings.data_dir / "logs")
@@ -81,7 +81,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from consumers.runtime import ALL_ROLES, Consumers
+    from bootstrap.wiring import ALL_ROLES
+    from bootstrap.wiring import consumers as build_consumers
 
     settings = _settings(args).with_stack_file()
     setup_logging(settings.log_level, settings.log_json, log_dir=settings.data_dir / "logs")
@@ -90,7 +91,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     roles = tuple(args.roles) if args.roles else ALL_ROLES
 
     async def main() -> None:
-        consumers = Consumers(settings, roles=roles)
+        consumers = build_consumers(settings, roles)
         await consumers.start()
         print(f"modelbus worker {consumers.worker_id} consuming from {settings.kafka_bootstrap}", flush=True)
         try:
@@ -103,7 +104,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
+    from bootstrap.domains import install
     from schemas.topics import TOPICS
+
+    install()
 
     settings = _settings(args)
     rows = [
@@ -126,7 +130,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from infra.replay import replay_stack
+    from bootstrap.replay import replay_stack
 
     settings = _settings(args).with_stack_file()
     if args.rebuild and args.since:
@@ -143,8 +147,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from bootstrap.demo import load_demo
     from infra import mongo
-    from infra.demo import load_demo
 
     settings = _settings(args).with_stack_file()
 
@@ -160,7 +164,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from producers.canary_sim import simulate
+    from producers.canary.simulator import simulate
     from producers.client_commands import api_target
 
     url, api_key = api_target(_settings(args), args.url, args.api_key)

@@ -1,7 +1,7 @@
 """``/v1/ml/deploy`` (seed 000), ``/v1/ml/predict`` and ``/v1/ml/feedback``.
 
 Deployment steps are validated against the projections, compare-and-set on the family's deployment
-version, published on ``deploy.events`` / ``model.events`` and applied at once (``producers.deploy``).
+version, published on ``deploy.events`` / ``model.events`` and applied at once (``producers.canary.deploy``).
 Predictions go over Kafka request/reply to the prediction workers; feedback is checked against the
 predictions the workers recorded and published on ``predict.feedback``."""
 
@@ -20,7 +20,7 @@ from api.errors import ApiError
 from api.security import api_key_guard, principal_of
 from api.workers import call_worker
 from infra import mongo
-from producers.deploy import DeployConflict, Deployer, Step, current_state
+from producers.canary.deploy import DeployConflict, Deployer, Step, current_state
 from producers.publisher import EventPublisher
 from producers.rpc import RpcClient
 from schemas import deploy

@@ -11,10 +11,10 @@ from litestar.status_codes import HTTP_201_CREATED
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.errors import ApiError
-from api.routes.ml_training import period_bounds
 from api.security import api_key_guard
-from infra.record_validation import csv_rows, validate_records
-from infra.records import insert_records, summary
+from api.tabular.training import period_bounds
+from infra.tabular.record_validation import csv_rows, validate_records
+from infra.tabular.records import insert_records, summary
 from producers.publisher import EventPublisher
 from schemas.common import iso, new_id
 from schemas.data import CHUNK, MAX_BATCH, RECORDS_BATCH, RecordsBatch

@@ -15,7 +15,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from api.errors import ApiError
 from api.security import api_key_guard, principal_of
 from infra import mongo
-from infra.records import count_records, extent
+from infra.tabular.records import count_records, extent
 from producers.jobs import request_cancel, submit_training
 from producers.publisher import EventPublisher
 from schemas import jobs

@@ -27,7 +27,7 @@ from pymongo.errors import DuplicateKeyError
 from infra import mongo
 from infra.projections import apply_events
 from producers.publisher import EventPublisher
-from schemas import deploy, rl
+from schemas import deploy, jobs
 from schemas.common import new_id, utcnow
 from schemas.envelope import Envelope
 
@@ -376,9 +376,9 @@ class Deployer:
             env = Envelope.wrap(deploy.DEPLOY_STEP, old.family, step, source=SOURCE, sequence=version)
             model_envs = [
                 Envelope.wrap(
-                    rl.MODEL_STATUS_CHANGED,
+                    jobs.MODEL_STATUS_CHANGED,
                     c.model_id,
-                    rl.ModelStatusChanged(
+                    jobs.ModelStatusChanged(
                         model_id=c.model_id,
                         status=c.to_status,
                         previous_status=c.from_status,

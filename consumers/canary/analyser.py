@@ -34,13 +34,14 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from pymongo.errors import ConnectionFailure, OperationFailure
 
-from consumers.canary_records import RECORD_TYPES, RecordWriter, horizon_end
+from consumers.canary.records import RECORD_TYPES, RecordWriter, horizon_end
 from consumers.deps import Deps, batch_subscriber, decode_batch
+from consumers.serving import ServingService
 from infra import mongo
 from infra.projections import apply_events
 from ml.canary import CanaryPolicy, Evidence, comparison, decide
 from ml.canary.evidence import UNMATCHED, HorizonEnd, parse_stratum_id
-from producers.deploy import DeployConflict, Deployer
+from producers.canary.deploy import DeployConflict, Deployer
 from schemas import deploy
 from schemas.common import utcnow
 from schemas.envelope import Envelope
@@ -327,7 +328,7 @@ class CanaryAnalyser:
             )
 
 
-def register(broker: KafkaBroker, deps: Deps) -> CanaryAnalyser:
+def register(broker: KafkaBroker, deps: Deps, serving: ServingService | None = None) -> CanaryAnalyser:
     analyser = CanaryAnalyser(deps)
     analyser.register(broker)
     return analyser

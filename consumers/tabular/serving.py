@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 from bson import ObjectId
+from faststream.kafka import KafkaBroker
 from gridfs import AsyncGridFSBucket
 
 from consumers.deps import Deps
@@ -296,7 +297,8 @@ class TabularServing:
             log.error("recording predictions failed", extra={"failures": len(failed), "error": str(failed[0])})
 
 
-def register(serving: ServingService, deps: Deps) -> TabularServing:
+def register(broker: KafkaBroker, deps: Deps, serving: ServingService | None) -> TabularServing:
+    assert serving is not None, "tabular predictions run in the serving role"
     service = TabularServing(deps)
     serving.add("tabular.predict", service.predict)
     return service

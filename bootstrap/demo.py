@@ -2,8 +2,7 @@
 (2025-10-01 … 2025-11-15) and the 60 days ending today, and a 1,200-draw uniform random lotto
 history (``synthetic: true`` on every draw). Loading is idempotent.
 
-This module and ``infra/cli.py`` / ``infra/stack.py`` are the composition root: they may
-import ``ml`` and the consumers; the rest of ``infra`` imports only ``schemas``."""
+Part of the composition root (``bootstrap``), which may import every layer."""
 
 from __future__ import annotations
 
@@ -14,9 +13,10 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from bootstrap.domains import install
 from infra import mongo
-from infra.records import delete_blocks, insert_records, overlapping
 from infra.settings import Settings
+from infra.tabular.records import delete_blocks, insert_records, overlapping
 from schemas.common import utcnow
 
 log = logging.getLogger("modelbus.demo")
@@ -34,6 +34,7 @@ def demo_periods(today: date) -> list[tuple[date, date]]:
 async def load_demo(db: AsyncDatabase, settings: Settings, *, today: date | None = None) -> dict[str, Any]:
     from ml.tabular.synthetic import transactions
 
+    install()
     lotto = await load_lotto_demo(db, settings)
     today = today or utcnow().date()
     marker = await db[mongo.COUNTERS].find_one({"_id": "demo"})

@@ -63,7 +63,7 @@ class WorkerProcesses:
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
-                    "infra.cli",
+                    "bootstrap.cli",
                     "worker",
                     "--roles",
                     *roles,

@@ -37,8 +37,8 @@ from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.errors import ApiError
-from api.routes.ml_training import validation_error
 from api.security import api_key_guard, principal_of
+from api.tabular.training import validation_error
 from api.workers import call_worker
 from infra import k8s, mongo
 from infra.claims import claim_status, release_status
@@ -508,7 +508,7 @@ class RLController(Controller):
         )
         await publish_claimed(db, publisher, command, model_id, generation)
         summary = {"name": spec.name, "namespace": namespace, "replicas": data.replicas, "target": target}
-        changed = rl.status_changed(
+        changed = jobs.status_changed(
             model_id,
             "deploying",
             doc["status"],
@@ -558,7 +558,7 @@ class RLController(Controller):
             correlationid=model_id,
         )
         await publish_claimed(db, publisher, command, model_id, generation)
-        changed = rl.status_changed(
+        changed = jobs.status_changed(
             model_id,
             "archived",
             doc["status"],

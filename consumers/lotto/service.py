@@ -41,9 +41,11 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 from bson import ObjectId
+from faststream.kafka import KafkaBroker
 from gridfs import AsyncGridFSBucket
 from pydantic import ValidationError
 
+from consumers.deps import Deps
 from consumers.serving import ServingError, ServingService
 from infra import mongo
 from schemas import jobs
@@ -633,11 +635,12 @@ class LottoServing:
         }
 
 
-def register(serving: ServingService) -> LottoServing:
+def register(broker: KafkaBroker, deps: Deps, serving: ServingService | None) -> None:
     """Adds the lotto handlers to a serving worker and starts importing torch/scikit-learn in the background
     (so the first ensemble or training request does not pay for it)."""
+    assert serving is not None, "the lotto handlers run in the serving role"
     threading.Thread(target=_preload, name="lotto-preload", daemon=True).start()
-    return LottoServing(serving)
+    LottoServing(serving)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -11,14 +11,21 @@ from faststream.kafka import KafkaBroker
 
 from consumers.deps import Deps, batch_subscriber, decode_batch
 from consumers.dlq import dead_letter
-from infra.record_validation import validate_record
-from infra.records import insert_records
+from consumers.serving import ServingService
+from infra.tabular import records
+from infra.tabular.record_validation import validate_record
+from infra.tabular.records import insert_records
 from schemas.data import RECORD, RECORDS_BATCH, RecordsBatch
 
 log = logging.getLogger("modelbus.ingest")
 
 
-def register(broker: KafkaBroker, deps: Deps) -> None:
+async def prepare(deps: Deps) -> None:
+    """The process that stores streamed blocks repairs their index, once, before it consumes."""
+    await records.sync_block_index(deps.db)
+
+
+def register(broker: KafkaBroker, deps: Deps, serving: ServingService | None = None) -> None:
     group = deps.settings.group("ingest")
 
     @batch_subscriber(

@@ -16,8 +16,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pymongo import DeleteOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from consumers.canary_records import canonical_strata, derive_strata, fold_records, horizons
-from infra import mongo
+from bootstrap.domains import install
+from consumers.canary.records import canonical_strata, derive_strata, fold_records, horizons
+from infra import mongo, projections
 from infra.projections import fold_all
 from infra.settings import Settings
 from schemas.envelope import Envelope
@@ -106,6 +107,7 @@ async def replay(
 ) -> ReplayReport:
     if rebuild and since is not None:
         raise ValueError("rebuild needs every event: documents folded from the events since a time are partial")
+    install()
     report = ReplayReport(source=source)
     if source == "archive":
         if archive is None:
@@ -132,7 +134,7 @@ async def replay(
     report.seconds["project"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     fixes: dict[str, list[DeleteOne | ReplaceOne]] = {}
-    for name in mongo.PROJECTIONS:
+    for name in [*projections.collections(), mongo.PREDICTIONS, mongo.CANARY_STRATA]:
         if name == mongo.CANARY_STRATA and since is not None:
             continue  # strata are sums over every record: the events since a time give partial ones
         rebuilt_docs = {d["_id"]: d for d in folded.get(name, [])}

@@ -13,6 +13,7 @@ from typing import Any
 
 import uvicorn
 
+from bootstrap.domains import install
 from infra import mongo
 from infra.embedded import EmbeddedServers
 from infra.kafka import ensure_topics
@@ -60,6 +61,7 @@ class Stack:
 
     async def start(self) -> dict[str, Any]:
         settings = self.settings
+        install()  # the domains' topics, read models and indexes, before any of them is created
         if settings.embedded:
             # the archive gets its own daemon only when the main database is embedded and it has no URL
             archive = not (settings.mongodb_url or settings.archive_mongodb_url)
@@ -91,26 +93,26 @@ class Stack:
             await mongo.ensure_indexes(db)
             await self._bootstrap_key(db)
             if self.demo:
-                from infra.demo import load_demo
+                from bootstrap.demo import load_demo
 
                 await load_demo(db, settings)
                 self._stage("demo data loaded")
         finally:
             await client.close()
         if self.with_consumers and self.roles is None and settings.worker_layout == "processes":
-            from infra.workers import WorkerProcesses
+            from bootstrap.workers import WorkerProcesses
 
             self._consumers = WorkerProcesses(settings)
             await self._consumers.start()
             self._stage("workers started (serving; training, projector, archive, ingest, analyser)")
         elif self.with_consumers:
-            from consumers.runtime import ALL_ROLES, Consumers
+            from bootstrap.wiring import consumers as build_consumers
 
-            self._consumers = Consumers(settings, roles=self.roles or ALL_ROLES)
+            self._consumers = build_consumers(settings, self.roles or None)
             await self._consumers.start()
         api_url = None
         if self.with_api:
-            from api.app import create_app
+            from bootstrap.wiring import app as create_app
 
             config = uvicorn.Config(
                 create_app(settings),

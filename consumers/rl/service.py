@@ -271,9 +271,6 @@ def train_agent(mongodb_url: str, db_name: str, command: dict[str, Any], report:
     }
 
 
-# -- status changes (compare-and-set) -------------------------------------------------------------------------
-
-
 # -- serving ----------------------------------------------------------------------------------------------------
 
 
@@ -511,7 +508,7 @@ class RLDeployer:
         if current > version:
             return False
         if current < version:
-            env = rl.status_changed(
+            env = jobs.status_changed(
                 model_id, status, previous, version, source=self.source, actor=None, reason=reason, cause=cause, **kw
             )
             await self._publish("model.events", env, model_id)
@@ -570,7 +567,7 @@ class RLDeployer:
             reason = "deployed" if status == "deployed" else f"deploy failed: {error}"
             await self._publish(
                 "model.events",
-                rl.status_changed(
+                jobs.status_changed(
                     cmd.model_id,
                     new_status,
                     "deploying",
@@ -639,7 +636,7 @@ class RLDeployer:
             await self._publish("deploy.events", undeployed, other["_id"])
             await self._publish(
                 "model.events",
-                rl.status_changed(
+                jobs.status_changed(
                     other["_id"],
                     "archived",
                     "deployed",
@@ -783,6 +780,7 @@ class RLWorker:
         await self.serving.stop()
 
 
-def register(broker: KafkaBroker, deps: Deps, serving: ServingService) -> RLWorker:
+def register(broker: KafkaBroker, deps: Deps, serving: ServingService | None) -> RLWorker:
     """Adds the RL handler, deploy consumer and sampler to a serving worker (call ``start``/``stop``)."""
+    assert serving is not None, "the RL handlers run in the serving role"
     return RLWorker(deps, broker, serving)
