@@ -1,4 +1,4 @@
-"""The one error body for every API family:
+"""The one error body for every API family (the one error type is ``schemas.errors.ApiError``):
 ``{"status":"error","error":{"code","message","field"},"timestamp","request_id"}``
 (``details`` for validation errors, ``retry_after_seconds`` for 429, ``support_id`` for 500)."""
 
@@ -15,27 +15,9 @@ from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 
 from producers.publisher import BrokerUnavailable
 from schemas.common import iso, utcnow
+from schemas.errors import ApiError
 
 log = logging.getLogger("modelbus.api")
-
-
-class ApiError(Exception):
-    """Raise anywhere in a handler to answer with the one error body."""
-
-    def __init__(
-        self,
-        status_code: int,
-        code: str,
-        message: str,
-        *,
-        field: str | None = None,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(message)
-        self.status_code, self.code, self.message, self.field = status_code, code, message, field
-        self.headers = headers or {}
-        self.extra = extra
 
 
 def request_id_of(request: Request[Any, Any, Any]) -> str:

@@ -34,11 +34,12 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 
-from api.errors import ApiError
 from api.security import api_key_guard
 from infra import mongo
+from infra.periodic import Periodic
 from producers.rpc import RpcClient
 from schemas.common import iso, utcnow
+from schemas.errors import ApiError
 from schemas.monitoring import (
     MonitoringCacheComponent,
     MonitoringDefinitions,
@@ -72,8 +73,8 @@ class RequestLog:
         self.buffer: list[dict[str, Any]] = []
         self.dropped = 0
         self.written = 0
-        self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._flusher = Periodic("request-log", self.flush, interval, log=log)
 
     def add(self, record: dict[str, Any]) -> None:
         if len(self.buffer) >= self.max_buffer:  # the database is away: keep the newest, count the rest
@@ -95,21 +96,11 @@ class RequestLog:
             self.written += len(batch)
             return len(batch)
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            with suppress(Exception):
-                await self.flush()
-
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="request-log")
+        self._flusher.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._flusher.stop()
         with suppress(Exception):
             await self.flush()
 

@@ -17,6 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from infra import mongo
+from infra.periodic import Periodic
 
 log = logging.getLogger("modelbus.ratelimit")
 
@@ -299,7 +300,7 @@ class RateLimiter:
         self.db = db
         self.leased = LeasedLimits(db)
         self.background: set[asyncio.Task[None]] = set()
-        self._tidy: asyncio.Task[None] | None = None
+        self._tidy = Periodic("rate-limit-leases", self.leased.tidy, IDLE_SLOT_SECONDS, log=log)
 
     async def acquire(self, principal: str, tier: str) -> Decision:
         if TIERS.get(tier, TIERS["free"])[0] >= LEASE_MIN_PER_MINUTE:
@@ -316,23 +317,10 @@ class RateLimiter:
             release_soon(self.db, decision.slot, self.background)
 
     def start(self) -> None:
-        self._tidy = asyncio.create_task(self._tidy_forever(), name="rate-limit-leases")
-
-    async def _tidy_forever(self) -> None:
-        while True:
-            await asyncio.sleep(IDLE_SLOT_SECONDS)
-            try:
-                await self.leased.tidy()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - slots expire by themselves if this keeps failing
-                log.exception("tidying rate-limit leases failed")
+        self._tidy.start()  # slots expire by themselves if tidying keeps failing
 
     async def stop(self) -> None:
-        if self._tidy is not None:
-            self._tidy.cancel()
-            await asyncio.gather(self._tidy, return_exceptions=True)
-            self._tidy = None
+        await self._tidy.stop()
         for lease in self.leased.leases.values():  # hand every held slot back
             if lease.slots:
                 await self.leased.give_back(lease.doc_id, list(lease.slots))

@@ -20,8 +20,8 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import ApiError
 from infra.keys import find_key, hash_key
+from schemas.errors import ApiError
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.errors import ApiError
 from producers.rpc import RpcClient, RpcTimeout
+from schemas.errors import ApiError
 
 
 async def call_worker(rpc: RpcClient, kind: str, body: dict[str, Any], *, key: str) -> dict[str, Any]:
@@ -16,6 +16,5 @@ async def call_worker(rpc: RpcClient, kind: str, body: dict[str, Any], *, key: s
         raise ApiError(503, "WORKER_UNAVAILABLE", str(exc), headers={"Retry-After": "5"}) from exc
     if reply.ok:
         return reply.result or {}
-    err = reply.error
-    assert err is not None
-    raise ApiError(err.status, err.code, err.message, field=err.field, **err.extra)
+    assert reply.error is not None
+    raise ApiError.from_rpc(reply.error)

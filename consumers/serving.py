@@ -14,6 +14,7 @@ from faststream.kafka import KafkaBroker
 
 from consumers.deps import Deps
 from schemas.envelope import Envelope
+from schemas.errors import ApiError
 from schemas.rpc import RPC_REPLIED, RpcError, RpcReply, RpcRequest
 
 log = logging.getLogger("modelbus.serving")
@@ -31,14 +32,6 @@ class Alongside:
 
 
 Handler = Callable[[dict[str, Any], Envelope], Awaitable[dict[str, Any] | Alongside]]
-
-
-class ServingError(Exception):
-    """A handler's answer for a request it cannot serve (sent back as an error reply)."""
-
-    def __init__(self, status: int, code: str, message: str, *, field: str | None = None, **extra: Any) -> None:
-        super().__init__(message)
-        self.error = RpcError(code=code, message=message, status=status, field=field, extra=extra)
 
 
 class ServingService:
@@ -101,13 +94,13 @@ class ServingService:
         alongside: Alongside | None = None
         try:
             if handler is None:
-                raise ServingError(400, "UNKNOWN_REQUEST_KIND", f"no handler for {request.kind!r}")
+                raise ApiError(400, "UNKNOWN_REQUEST_KIND", f"no handler for {request.kind!r}")
             result = await handler(request.body, env)
             if isinstance(result, Alongside):
                 alongside, result = result, result.result
             reply = RpcReply(ok=True, result=result)
-        except ServingError as exc:
-            reply = RpcReply(ok=False, error=exc.error)
+        except ApiError as exc:
+            reply = RpcReply(ok=False, error=exc.to_rpc())
         except Exception as exc:  # noqa: BLE001 - the caller gets an error reply, the worker goes on
             log.exception("serving failed", extra={"kind": request.kind, "subject": env.subject})
             reply = RpcReply(

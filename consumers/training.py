@@ -25,7 +25,6 @@ from typing import Any
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from gridfs import AsyncGridFSBucket
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -33,7 +32,8 @@ from pymongo.errors import DuplicateKeyError
 from consumers import training_runner
 from consumers.deps import Deps
 from consumers.hooks import TrainingHook
-from infra import mongo
+from infra import artifacts, mongo
+from infra.periodic import Periodic
 from schemas import jobs
 from schemas.common import utcnow
 from schemas.envelope import Envelope
@@ -89,13 +89,13 @@ class TrainingService:
         self._pool: ProcessPoolExecutor | None = None
         self._slots = asyncio.Semaphore(self.settings.train_processes)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Periodic("lease-sweeper", self.sweep, max(0.5, self.settings.job_lease_seconds / 3), log=log)
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         self._manager = self._ctx.Manager()
         self._new_pool()
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="lease-sweeper")
+        self._sweeper.start()
 
     def _new_pool(self) -> None:
         if self._pool is not None:
@@ -111,8 +111,7 @@ class TrainingService:
             self._pool.submit(training_runner.warm_up, warm_ups)
 
     async def stop(self) -> None:
-        if self._sweeper:
-            self._sweeper.cancel()
+        await self._sweeper.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -321,17 +320,17 @@ class TrainingService:
         if not await self._heartbeat(cmd):
             raise LeaseLost(cmd.job_id)
         model_id, version, model_name = await self._next_version(cmd)
-        bucket = AsyncGridFSBucket(self.db, bucket_name=mongo.ARTIFACT_BUCKET)
-        artifact_id = await bucket.upload_from_stream(
-            model_id, artifact, metadata={"sha256": sha, "job_id": cmd.job_id, "model_type": cmd.model_type}
+        artifact_id = await artifacts.store(
+            self.db, model_id, artifact, {"sha256": sha, "job_id": cmd.job_id, "model_type": cmd.model_type}
         )
         stored = [artifact_id]
         holdout_id = None
         if outcome.get("holdout_predictions") is not None:
-            holdout_id = await bucket.upload_from_stream(
+            holdout_id = await artifacts.store(
+                self.db,
                 holdout_predictions_filename(model_id),
                 outcome["holdout_predictions"],
-                metadata={"kind": "holdout_predictions", "job_id": cmd.job_id, "model_id": model_id},
+                {"kind": "holdout_predictions", "job_id": cmd.job_id, "model_id": model_id},
             )
             stored.append(holdout_id)
         registered = jobs.ModelRegistered(
@@ -359,7 +358,7 @@ class TrainingService:
         )
         if done is None:
             for file_id in stored:
-                await bucket.delete(file_id)
+                await artifacts.delete(self.db, file_id)
             raise LeaseLost(cmd.job_id)
         model_env = Envelope.wrap(
             jobs.MODEL_REGISTERED,
@@ -424,16 +423,6 @@ class TrainingService:
         log.warning("job retried", extra={"job_id": cmd.job_id, "attempt": retry.attempt, "reason": reason})
 
     # lease sweeper -------------------------------------------------------------------------
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(max(0.5, self.settings.job_lease_seconds / 3))
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the sweeper must survive a database hiccup
-                log.exception("lease sweep failed")
-
     async def sweep(self) -> int:
         """Takes over the jobs whose worker stopped heartbeating. Returns how many."""
         now = utcnow()

@@ -16,7 +16,6 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 from pymongo.asynchronous.database import AsyncDatabase
 
-from api.errors import ApiError
 from api.security import api_key_guard, principal_of
 from api.workers import call_worker
 from infra import mongo
@@ -26,6 +25,7 @@ from producers.rpc import RpcClient
 from schemas import deploy
 from schemas.common import iso, new_id, utcnow
 from schemas.envelope import Envelope
+from schemas.errors import ApiError
 
 EMERGENCY_REASON = {
     "ko": "긴급 롤백 - 현재 프로덕션 모델 문제 발생",

@@ -23,17 +23,18 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 from pymongo.asynchronous.database import AsyncDatabase
 
-from api.errors import ApiError, request_id_of
+from api.errors import request_id_of
+from api.jobs import estimate_minutes, find_job, status_fields, submit
+from api.registry import model_fields
 from api.security import api_key_guard, principal_of
 from api.workers import call_worker
 from infra import mongo
 from infra.projections import apply_events
-from producers.jobs import submit_training
 from producers.publisher import EventPublisher
 from producers.rpc import RpcClient
-from schemas import jobs
 from schemas.common import iso, new_id, utcnow
 from schemas.envelope import Envelope
+from schemas.errors import ApiError
 from schemas.lotto import (
     ALGORITHMS,
     DRAW_RECORDED,
@@ -145,13 +146,12 @@ def lotto_job_status(doc: dict[str, Any]) -> LottoJobStatus:
     spec = doc.get("spec") or {}
     result = doc.get("result") or {}
     return LottoJobStatus(
-        job_id=doc["job_id"],
-        status=doc["status"],
-        model_type=doc["model_type"],
+        **status_fields(doc)
+        | {
+            "started_at": iso(doc["started_at"]),
+            "completed_at": iso(doc["completed_at"]) if doc.get("completed_at") else None,
+        },
         machine_type=machine_label(spec["machine"]) if spec.get("machine") in (1, 2, 3) else None,
-        model_id=doc.get("model_id"),
-        progress=doc.get("progress", 0.0),
-        metrics=doc.get("metrics"),
         holdout=result.get("holdout"),
         baseline=result.get("baseline"),
         baseline_within_ci=result.get("baseline_within_ci"),
@@ -159,44 +159,19 @@ def lotto_job_status(doc: dict[str, Any]) -> LottoJobStatus:
         draws=result.get("draws", doc.get("record_count")),
         parameters=spec.get("parameters"),
         attempts=doc.get("attempts"),
-        started_at=iso(doc["started_at"]),
-        completed_at=iso(doc["completed_at"]) if doc.get("completed_at") else None,
-        duration_minutes=doc.get("duration_minutes"),
-        error=doc.get("error") if doc["status"] in ("failed", "cancelled") else None,
     )
-
-
-async def estimate_minutes(db: AsyncDatabase, model_type: str) -> float:
-    """Mean duration of the last 10 completed lotto jobs of this member type (a default before the first)."""
-    durations = [
-        doc["duration_minutes"]
-        async for doc in db[mongo.JOBS]
-        .find(
-            {"domain": "lotto", "model_type": model_type, "status": "completed"},
-            {"duration_minutes": 1},
-        )
-        .sort("submitted_at", -1)
-        .limit(10)
-        if doc.get("duration_minutes") is not None
-    ]
-    minutes = sum(durations) / len(durations) if durations else DEFAULT_TRAIN_MINUTES.get(model_type, 0.2)
-    return round(max(0.01, minutes), 2)
 
 
 def _model_out(doc: dict[str, Any]) -> LottoModel:
     lineage = doc.get("lineage") or {}
+    fields = model_fields(doc)
+    fields.pop("deployed_at")
     return LottoModel(
-        model_id=doc["model_id"],
-        model_name=doc["model_name"],
-        model_type=doc["model_type"],
+        **fields,
         machine_type=lineage.get("machine_type"),
-        version=doc["version"],
-        status=doc["status"],
-        metrics=doc["metrics"],
         lineage=lineage,
         artifact_sha256=doc.get("artifact_sha256"),
         artifact_bytes=doc.get("artifact_bytes"),
-        trained_at=iso(doc["trained_at"]) if doc.get("trained_at") else None,
     )
 
 
@@ -441,37 +416,39 @@ class LottoController(Controller):
                 field="machine_type",
                 draws=draws,
             )
-        job_id = new_id("job")
-        now = utcnow()
-        principal = principal_of(request)
-        command = jobs.TrainRequested(
-            job_id=job_id,
+        estimate = await estimate_minutes(
+            db,
+            "lotto",
+            data.model_type,
+            1,
+            default_minutes_per_unit=DEFAULT_TRAIN_MINUTES.get(data.model_type, 0.2),
+            history=10,
+            step=0.01,
+        )
+        command = await submit(
+            request,
+            publisher,
+            db,
             domain="lotto",
             model_type=data.model_type,
-            attempt=1,
+            estimated_minutes=estimate,
             spec={"machine": machine, "parameters": {k: v for k, v in data.parameters.items() if k != "machine"}},
-            estimated_duration_minutes=await estimate_minutes(db, data.model_type),
             record_count=draws,
-            requested_by=principal.key_id if principal else None,
-            submitted_at=now,
         )
-        await submit_training(publisher, db, command)  # on Kafka (acks=all) before we answer
         return LottoTrainAccepted(
-            job_id=job_id,
+            job_id=command.job_id,
             status="started",
             model_type=data.model_type,
             machine_type=machine_label(machine),
             draws=draws,
             parameters=params,
             estimated_duration_minutes=command.estimated_duration_minutes,
-            started_at=iso(now),
+            started_at=iso(command.submitted_at),
         )
 
     @get("/api/models/train/{job_id:str}", summary="Lotto training job status")
     async def train_status(self, job_id: str, db: AsyncDatabase) -> LottoJobStatus:
-        doc = await db[mongo.JOBS].find_one({"_id": job_id, "domain": "lotto"})
-        if doc is None:
-            raise ApiError(404, "JOB_NOT_FOUND", f"no lotto training job {job_id!r}", field="job_id")
+        doc = await find_job(db, job_id, "lotto")
         return lotto_job_status(doc)
 
     @get("/api/models", summary="Registered lotto ensemble members with their lineage, newest first")

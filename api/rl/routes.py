@@ -25,7 +25,6 @@ compare-and-set on ``status_version`` (a conflicting request answers 409).
 from __future__ import annotations
 
 import asyncio
-import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -36,20 +35,21 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
-from api.errors import ApiError
+from api.jobs import estimate_minutes, find_job, submit
+from api.registry import find_model, model_fields
 from api.security import api_key_guard, principal_of
-from api.tabular.training import validation_error
 from api.workers import call_worker
 from infra import k8s, mongo
 from infra.claims import claim_status, release_status
 from infra.projections import apply_events
 from infra.settings import Settings
-from producers.jobs import request_cancel, submit_training
+from producers.jobs import request_cancel
 from producers.publisher import EventPublisher
 from producers.rpc import RpcClient
 from schemas import jobs, rl
-from schemas.common import iso, new_id, utcnow
+from schemas.common import iso, utcnow
 from schemas.envelope import Envelope
+from schemas.errors import ApiError, validation_error
 
 # Seconds per episode when no finished task of the type exists (measured on this class of machine).
 DEFAULT_SECONDS_PER_EPISODE = {"q_learning": 0.006, "dqn": 0.03, "ppo": 0.03}
@@ -91,23 +91,6 @@ def task_status(doc: dict[str, Any]) -> str:
     if status == "started":
         return "created" if doc.get("attempts", 1) <= 1 else "pending"
     return status
-
-
-async def estimate_minutes(db: AsyncDatabase, model_type: str, episodes: int) -> float:
-    """Episodes × minutes per episode, learnt from the last 20 completed tasks of this type."""
-    rates = [
-        doc["duration_minutes"] / doc["spec"]["total_episodes"]
-        async for doc in db[mongo.JOBS]
-        .find(
-            {"domain": "rl", "model_type": model_type, "status": "completed"},
-            {"duration_minutes": 1, "spec.total_episodes": 1},
-        )
-        .sort("submitted_at", -1)
-        .limit(20)
-        if doc.get("duration_minutes") is not None and doc.get("spec", {}).get("total_episodes")
-    ]
-    rate = sum(rates) / len(rates) if rates else DEFAULT_SECONDS_PER_EPISODE[model_type] / 60
-    return max(0.1, math.ceil(rate * episodes * 10) / 10)
 
 
 async def task_body(db: AsyncDatabase, doc: dict[str, Any]) -> rl.RLTrainingTask:
@@ -182,25 +165,22 @@ SUMMARY_METRICS = (
 
 def model_summary(doc: dict[str, Any]) -> dict[str, Any]:
     """The fields of :class:`schemas.rl.RLModelSummary` (``RLModelDetail`` extends them)."""
-    metrics = doc.get("metrics") or {}
+    fields = model_fields(doc)
     return {
-        "model_id": doc["model_id"],
-        "name": doc["model_name"],
-        "type": doc["model_type"],
-        "status": doc["status"],
-        "version": doc["version"],
-        "metrics": {k: metrics[k] for k in SUMMARY_METRICS if k in metrics},
+        "model_id": fields["model_id"],
+        "name": fields["model_name"],
+        "type": fields["model_type"],
+        "status": fields["status"],
+        "version": fields["version"],
+        "metrics": {k: fields["metrics"][k] for k in SUMMARY_METRICS if k in (fields["metrics"] or {})},
         "task_id": (doc.get("lineage") or {}).get("job_id"),
-        "created_at": _time(doc.get("trained_at")),
-        "deployed_at": _time(doc.get("deployed_at")),
+        "created_at": fields["trained_at"],
+        "deployed_at": fields["deployed_at"],
     }
 
 
 async def rl_model(db: AsyncDatabase, model_id: str) -> dict[str, Any]:
-    doc = await db[mongo.MODELS].find_one({"_id": model_id, "domain": "rl"})
-    if doc is None:
-        raise ApiError(404, "MODEL_NOT_FOUND", f"no RL model {model_id!r}", field="model_id")
-    return doc
+    return await find_model(db, model_id, "rl", what="RL model")
 
 
 def deployment_view(dep: dict[str, Any]) -> rl.RLDeployment:
@@ -329,14 +309,22 @@ class RLController(Controller):
             params = data.params()
         except ValidationError as exc:
             raise validation_error(exc, "parameters") from exc
-        task_id = new_id("task")
-        now = utcnow()
-        principal = principal_of(request)
-        command = jobs.TrainRequested(
-            job_id=task_id,
+        estimate = await estimate_minutes(
+            db,
+            "rl",
+            data.model_type,
+            data.total_episodes,
+            unit_field="spec.total_episodes",
+            default_minutes_per_unit=DEFAULT_SECONDS_PER_EPISODE[data.model_type] / 60,
+        )
+        command = await submit(
+            request,
+            publisher,
+            db,
             domain="rl",
             model_type=data.model_type,
-            attempt=1,
+            estimated_minutes=estimate,
+            id_prefix="task",
             spec={
                 "name": data.name,
                 "parameters": params.model_dump(mode="json"),
@@ -344,15 +332,11 @@ class RLController(Controller):
                 "wandb_project": data.wandb_project,
                 "wandb_run_name": data.wandb_run_name,
             },
-            estimated_duration_minutes=await estimate_minutes(db, data.model_type, data.total_episodes),
-            requested_by=principal.key_id if principal else None,
-            submitted_at=now,
         )
-        await submit_training(publisher, db, command)  # on Kafka (acks=all) before we answer
         return rl.RLTaskCreated(
-            task_id=task_id,
+            task_id=command.job_id,
             status="created",
-            created_at=iso(now),
+            created_at=iso(command.submitted_at),
             estimated_duration_minutes=command.estimated_duration_minutes,
         )
 
@@ -362,9 +346,7 @@ class RLController(Controller):
         description="progress is a fraction (0..1); episode_latencies are seconds; model_id once completed.",
     )
     async def get_task(self, task_id: str, db: AsyncDatabase) -> rl.RLTrainingTask:
-        doc = await db[mongo.JOBS].find_one({"_id": task_id, "domain": "rl"})
-        if doc is None:
-            raise ApiError(404, "TASK_NOT_FOUND", f"no training task {task_id!r}", field="task_id")
+        doc = await find_job(db, task_id, "rl", code="TASK_NOT_FOUND", field="task_id")
         return await task_body(db, doc)
 
     @post(
@@ -378,9 +360,7 @@ class RLController(Controller):
     async def cancel_task(
         self, request: Request[Any, Any, Any], task_id: str, db: AsyncDatabase, publisher: EventPublisher
     ) -> Response[rl.RLTaskCancel]:
-        doc = await db[mongo.JOBS].find_one({"_id": task_id, "domain": "rl"})
-        if doc is None:
-            raise ApiError(404, "TASK_NOT_FOUND", f"no training task {task_id!r}", field="task_id")
+        doc = await find_job(db, task_id, "rl", code="TASK_NOT_FOUND", field="task_id")
         if doc["status"] == "cancelled":
             body = rl.RLTaskCancel(task_id=task_id, status="cancelled", updated_at=_time(doc.get("updated_at")))
             return Response(body, status_code=200)

@@ -9,10 +9,10 @@ from litestar.status_codes import HTTP_201_CREATED
 from pydantic import BaseModel, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
-from api.errors import ApiError
 from api.security import api_key_guard, decode_token, issue_tokens
 from infra import keys, mongo, users
 from schemas.auth import ApiKeyCreated, ApiKeyInfo, ApiKeyList, ApiKeyRevoked, TokenPair, UserCreated
+from schemas.errors import ApiError
 
 Tier = Literal["free", "premium", "enterprise"]
 Scope = Literal["read", "predict", "train", "deploy", "admin"]

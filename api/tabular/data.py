@@ -10,7 +10,6 @@ from litestar import Controller, Request, get, post
 from litestar.status_codes import HTTP_201_CREATED
 from pymongo.asynchronous.database import AsyncDatabase
 
-from api.errors import ApiError
 from api.security import api_key_guard
 from api.tabular.training import period_bounds
 from infra.tabular.record_validation import csv_rows, validate_records
@@ -19,6 +18,7 @@ from producers.publisher import EventPublisher
 from schemas.common import iso, new_id
 from schemas.data import CHUNK, MAX_BATCH, RECORDS_BATCH, RecordsBatch
 from schemas.envelope import Envelope
+from schemas.errors import ApiError
 from schemas.tabular import DataPeriod, DataSummary, DatePeriod, RecordsAccepted
 
 

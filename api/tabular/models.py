@@ -10,19 +10,17 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
-from bson import ObjectId
-from gridfs import AsyncGridFSBucket
 from litestar import Controller, get, post
 from litestar.params import Parameter
 from pydantic import BaseModel, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
-from api.errors import ApiError
+from api.registry import find_model, model_fields
 from api.security import api_key_guard
-from infra import mongo
+from infra import artifacts, mongo
 from ml.tabular.compare import Entry, NotComparable, compare_models
 from ml.tabular.holdout import HoldoutPredictions
-from schemas.common import iso
+from schemas.errors import ApiError
 from schemas.tabular import ModelComparison, ModelDetail, ModelList, ModelSummary
 
 ModelStatus = Literal["trained", "staging", "canary", "production", "archived", "rolled_back"]
@@ -32,25 +30,8 @@ class CompareRequest(BaseModel):
     model_ids: list[str] = Field(min_length=2, max_length=20)
 
 
-def _time(value: Any) -> str | None:
-    return iso(value) if value is not None else None
-
-
-def _summary_fields(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "model_id": doc["model_id"],
-        "model_name": doc["model_name"],
-        "model_type": doc["model_type"],
-        "version": doc["version"],
-        "status": doc["status"],
-        "metrics": doc["metrics"],
-        "trained_at": _time(doc.get("trained_at")),
-        "deployed_at": _time(doc.get("deployed_at")),
-    }
-
-
 def model_summary(doc: dict[str, Any]) -> ModelSummary:
-    return ModelSummary(**_summary_fields(doc))
+    return ModelSummary(**model_fields(doc))
 
 
 async def compare_entry(db: AsyncDatabase, doc: dict[str, Any]) -> Entry:
@@ -58,9 +39,7 @@ async def compare_entry(db: AsyncDatabase, doc: dict[str, Any]) -> Entry:
     holdout_sha = ((doc.get("lineage") or {}).get("holdout") or {}).get("records_sha256")
     predictions = None
     if doc.get("holdout_predictions_id") and doc["metrics"].get("f1_score") is not None:
-        bucket = AsyncGridFSBucket(db, bucket_name=mongo.ARTIFACT_BUCKET)
-        stream = await bucket.open_download_stream(ObjectId(doc["holdout_predictions_id"]))
-        predictions = HoldoutPredictions.from_bytes(await stream.read())
+        predictions = HoldoutPredictions.from_bytes(await artifacts.read(db, doc["holdout_predictions_id"]))
         if predictions.fingerprint != holdout_sha:
             raise RuntimeError(f"{doc['model_id']}: stored hold-out predictions do not match its hold-out")
     return Entry(doc["model_id"], doc["metrics"], doc["trained_at"], holdout_sha, predictions)
@@ -89,11 +68,9 @@ class ModelsController(Controller):
 
     @get("/{model_id:str}", summary="One model with its lineage")
     async def get_model(self, model_id: str, db: AsyncDatabase) -> ModelDetail:
-        doc = await db[mongo.MODELS].find_one({"_id": model_id, "domain": "tabular"})
-        if doc is None:
-            raise ApiError(404, "MODEL_NOT_FOUND", f"no model {model_id!r}", field="model_id")
+        doc = await find_model(db, model_id, "tabular")
         return ModelDetail(
-            **_summary_fields(doc),
+            **model_fields(doc),
             lineage=doc["lineage"],
             artifact_sha256=doc["artifact_sha256"],
             artifact_bytes=doc["artifact_bytes"],

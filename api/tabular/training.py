@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
 
@@ -12,14 +11,15 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
-from api.errors import ApiError
+from api.jobs import estimate_minutes, find_job, status_fields, submit
 from api.security import api_key_guard, principal_of
 from infra import mongo
 from infra.tabular.records import count_records, extent
-from producers.jobs import request_cancel, submit_training
+from producers.jobs import request_cancel
 from producers.publisher import EventPublisher
 from schemas import jobs
-from schemas.common import iso, new_id, utcnow
+from schemas.common import iso
+from schemas.errors import ApiError, validation_error
 from schemas.tabular import (
     CancelRequested,
     DataPeriod,
@@ -34,30 +34,14 @@ from schemas.tabular import (
 DEFAULT_MINUTES_PER_RECORD = {"lightgbm": 2e-6, "isolation_forest": 4e-6}
 
 
-def _status_fields(doc: dict[str, Any]) -> dict[str, Any]:
-    """A job document's status fields (``error`` only on a failed or cancelled job)."""
-    return {
-        "job_id": doc["job_id"],
-        "status": doc["status"],
-        "model_type": doc["model_type"],
-        "model_id": doc.get("model_id"),
-        "progress": doc.get("progress", 0.0),
-        "metrics": doc.get("metrics"),
-        "started_at": doc["started_at"],
-        "completed_at": doc.get("completed_at"),
-        "duration_minutes": doc.get("duration_minutes"),
-        "error": doc.get("error") if doc["status"] in ("failed", "cancelled") else None,
-    }
-
-
 def job_status(doc: dict[str, Any]) -> JobStatus:
-    return JobStatus(**_status_fields(doc))
+    return JobStatus(**status_fields(doc))
 
 
 def training_job(doc: dict[str, Any]) -> TrainingJob:
     spec, result = doc.get("spec", {}), doc.get("result") or {}
     return TrainingJob(
-        **_status_fields(doc),
+        **status_fields(doc),
         attempts=doc.get("attempts"),
         record_count=doc.get("record_count"),
         data_period=spec.get("data_period"),
@@ -71,41 +55,6 @@ def training_job(doc: dict[str, Any]) -> TrainingJob:
 def period_bounds(period: DataPeriod) -> tuple[datetime, datetime]:
     start = datetime.combine(period.start_date, time.min, UTC)
     return start, datetime.combine(period.end_date, time.min, UTC) + timedelta(days=1)
-
-
-def validation_error(exc: ValidationError, prefix: str) -> ApiError:
-    details = [
-        {
-            "field": ".".join([prefix, *(str(p) for p in err["loc"])]).rstrip("."),
-            "message": err["msg"],
-            **({"value": err["input"]} if not isinstance(err.get("input"), dict) else {}),
-        }
-        for err in exc.errors()
-    ]
-    return ApiError(
-        422,
-        "VALIDATION_ERROR",
-        "; ".join(f"{d['field']}: {d['message']}" for d in details),
-        field=details[0]["field"] if details else prefix,
-        details=details,
-    )
-
-
-async def estimate_minutes(db: AsyncDatabase, model_type: str, records: int) -> float:
-    """Record count × minutes per record, learnt from the last 20 completed jobs of this type."""
-    rates = [
-        doc["duration_minutes"] / doc["record_count"]
-        async for doc in db[mongo.JOBS]
-        .find(
-            {"model_type": model_type, "status": "completed", "record_count": {"$gt": 0}},
-            {"duration_minutes": 1, "record_count": 1},
-        )
-        .sort("submitted_at", -1)
-        .limit(20)
-        if doc.get("duration_minutes") is not None
-    ]
-    rate = sum(rates) / len(rates) if rates else DEFAULT_MINUTES_PER_RECORD.get(model_type, 5e-6)
-    return max(0.1, math.ceil(rate * records * 10) / 10)
 
 
 class TrainingController(Controller):
@@ -125,34 +74,35 @@ class TrainingController(Controller):
         records = await count_records(db, start, end)
         if records == 0:
             raise await no_records_error(db, data.data_period)
-        job_id = new_id("job")
-        now = utcnow()
-        principal = principal_of(request)
-        command = jobs.TrainRequested(
-            job_id=job_id,
+        estimate = await estimate_minutes(
+            db,
+            "tabular",
+            data.model_type,
+            records,
+            unit_field="record_count",
+            default_minutes_per_unit=DEFAULT_MINUTES_PER_RECORD.get(data.model_type, 5e-6),
+        )
+        command = await submit(
+            request,
+            publisher,
+            db,
             domain="tabular",
             model_type=data.model_type,
-            attempt=1,
+            estimated_minutes=estimate,
             spec={"data_period": data.data_period.model_dump(mode="json"), "hyperparameters": params.model_dump()},
-            estimated_duration_minutes=await estimate_minutes(db, data.model_type, records),
             record_count=records,
-            requested_by=principal.key_id if principal else None,
-            submitted_at=now,
         )
-        await submit_training(publisher, db, command)  # on Kafka (acks=all) before we answer
         return TrainAccepted(
-            job_id=job_id,
+            job_id=command.job_id,
             status="started",
             model_type=data.model_type,
             estimated_duration_minutes=command.estimated_duration_minutes,
-            started_at=now,
+            started_at=command.submitted_at,
         )
 
     @get("/status/{job_id:str}", summary="Training job status")
     async def status(self, job_id: str, db: AsyncDatabase) -> JobStatus:
-        doc = await db[mongo.JOBS].find_one({"_id": job_id, "domain": "tabular"})
-        if doc is None:
-            raise ApiError(404, "JOB_NOT_FOUND", f"no training job {job_id!r}", field="job_id")
+        doc = await find_job(db, job_id, "tabular")
         return job_status(doc)
 
     @get("/history", summary="Training jobs, newest first")
@@ -165,9 +115,7 @@ class TrainingController(Controller):
     async def cancel(
         self, request: Request[Any, Any, Any], job_id: str, db: AsyncDatabase, publisher: EventPublisher
     ) -> CancelRequested:
-        doc = await db[mongo.JOBS].find_one({"_id": job_id, "domain": "tabular"})
-        if doc is None:
-            raise ApiError(404, "JOB_NOT_FOUND", f"no training job {job_id!r}", field="job_id")
+        doc = await find_job(db, job_id, "tabular")
         if doc["status"] in jobs.TERMINAL:
             raise ApiError(409, "JOB_FINISHED", f"job {job_id} is already {doc['status']}", field="job_id")
         principal = principal_of(request)

@@ -38,6 +38,7 @@ from consumers.canary.records import RECORD_TYPES, RecordWriter, horizon_end
 from consumers.deps import Deps, batch_subscriber, decode_batch
 from consumers.serving import ServingService
 from infra import mongo
+from infra.periodic import Periodic
 from infra.projections import apply_events
 from ml.canary import CanaryPolicy, Evidence, comparison, decide
 from ml.canary.evidence import UNMATCHED, HorizonEnd, parse_stratum_id
@@ -96,7 +97,7 @@ class CanaryAnalyser:
         self.unknown: set[str] = set()
         """analysis ids met in deltas that are not loaded yet"""
         self.lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._ticker = Periodic("canary-windows", lambda: self.tick(utcnow()), self._tick_interval, log=log)
         self.last_tick_ms: float | None = None
 
     # -- consuming ---------------------------------------------------------------------------------------
@@ -211,25 +212,15 @@ class CanaryAnalyser:
     async def start(self) -> None:
         await self.writer.start()
         await self.refresh(everything=True)  # the running canaries and shadows, with their stored evidence
-        self._task = asyncio.create_task(self._tick_forever(), name="canary-windows")
+        self._ticker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._ticker.stop()
         await self.writer.stop()
 
-    async def _tick_forever(self) -> None:
-        while True:
-            windows = [a.window_s for a in self.analyses.values()]
-            await asyncio.sleep(max(0.05, min([2.5, *windows]) / 5))  # at most 0.5 s after a window ends
-            try:
-                await self.tick(utcnow())
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the next tick tries again
-                log.exception("canary analysis tick failed")
+    def _tick_interval(self) -> float:
+        windows = [a.window_s for a in self.analyses.values()]
+        return max(0.05, min([2.5, *windows]) / 5)  # at most 0.5 s after a window ends
 
     async def tick(self, now: datetime) -> None:
         """Closes due windows: publishes the evidence of every canary/shadow whose evidence moved, and the

@@ -40,17 +40,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psutil
-from bson import ObjectId
 from faststream.kafka import KafkaBroker
-from gridfs import AsyncGridFSBucket
 from pydantic import ValidationError
 
 from consumers.deps import Deps
-from consumers.serving import ServingError, ServingService
-from infra import mongo
+from consumers.serving import ServingService
+from infra import artifacts, mongo
 from schemas import jobs
 from schemas.common import iso, utcnow
 from schemas.envelope import Envelope
+from schemas.errors import ApiError, validation_error
 from schemas.lotto import MODEL_TYPES, machine_label
 
 if TYPE_CHECKING:
@@ -185,25 +184,6 @@ def _preload() -> None:
 # serving
 
 
-def _validation_error(exc: ValidationError, prefix: str | None = None) -> ServingError:
-    details = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ())]
-        field = ".".join([prefix, *loc] if prefix else loc) or prefix
-        value = err.get("input")
-        details.append(
-            {
-                "field": field,
-                "message": err["msg"],
-                **({"value": value} if isinstance(value, (int, float, str)) else {}),
-            }
-        )
-    message = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details)
-    return ServingError(
-        422, "VALIDATION_ERROR", message, field=details[0]["field"] if details else prefix, details=details
-    )
-
-
 def _csv_records(text: str) -> list[tuple[dict[str, Any], int]]:
     """The CSV data records with their 1-based line, read as ``ml.lotto.draws.parse_draws_csv`` reads them."""
     text = text.lstrip("\ufeff")
@@ -320,7 +300,7 @@ class LottoServing:
     def _machine(body: dict[str, Any]) -> int:
         machine = body.get("machine")
         if machine not in (1, 2, 3):
-            raise ServingError(
+            raise ApiError(
                 400,
                 "INVALID_MACHINE_TYPE",
                 "올바른 호기를 선택하세요. 가능한 값: 1호기, 2호기, 3호기",
@@ -329,8 +309,8 @@ class LottoServing:
         return int(machine)
 
     @staticmethod
-    def _no_draws(exc: Exception) -> ServingError:
-        return ServingError(404, "NO_DRAW_DATA", str(exc), field="machine_type")
+    def _no_draws(exc: Exception) -> ApiError:
+        return ApiError(404, "NO_DRAW_DATA", str(exc), field="machine_type")
 
     async def _cached(self, key: tuple[Any, ...], compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
         hit = self.cache.get(key)
@@ -418,8 +398,8 @@ class LottoServing:
             raise self._no_draws(exc) from exc
         except (ValueError, ValidationError) as exc:
             if isinstance(exc, ValidationError):
-                raise _validation_error(exc) from exc
-            raise ServingError(422, "VALIDATION_ERROR", str(exc)) from exc
+                raise validation_error(exc) from exc
+            raise ApiError(422, "VALIDATION_ERROR", str(exc)) from exc
         self._record(
             {
                 "kind": "backtest",
@@ -454,7 +434,7 @@ class LottoServing:
         except EmptyHistoryError as exc:
             raise self._no_draws(exc) from exc
         except ValidationError as exc:
-            raise _validation_error(exc) from exc
+            raise validation_error(exc) from exc
         out = result.model_dump(mode="json")
         self._served("generate", machine, out["metadata"]["algorithm"], out["predictions"], t0)
         return out
@@ -493,11 +473,7 @@ class LottoServing:
         return latest
 
     async def _load(self, doc: dict[str, Any]) -> LoadedModel:
-        bucket = AsyncGridFSBucket(self.db, bucket_name=mongo.ARTIFACT_BUCKET)
-        stream = await bucket.open_download_stream(ObjectId(doc["artifact_id"]))
-        data = await stream.read()
-        if hashlib.sha256(data).hexdigest() != doc["artifact_sha256"]:
-            raise ServingError(500, "ML_MODEL_ERROR", f"artifact of {doc['model_id']} does not match its sha256")
+        data = await artifacts.model_artifact(self.db, doc)
         model = await asyncio.to_thread(lambda: _models_module().load_model(data))
         log.info("lotto model loaded", extra={"model_id": doc["model_id"]})
         return LoadedModel(doc, model)
@@ -523,7 +499,7 @@ class LottoServing:
             )
             label = machine_label(machine)
             requests = [{"machine_type": label, "model_type": n} for n in missing]
-            raise ServingError(
+            raise ApiError(
                 409,
                 "MODEL_NOT_TRAINED",
                 f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not trained for {label} yet: "
@@ -564,7 +540,7 @@ class LottoServing:
                         lambda: StackingCombiner().fit({n: loaded[n].model for n in names})
                     )
                 except ValueError as exc:
-                    raise ServingError(
+                    raise ApiError(
                         409, "STACKING_UNAVAILABLE", f"{exc}: retrain the members on the same draws", field="models"
                     ) from exc
                 self.stackers[key] = stacker
@@ -587,7 +563,7 @@ class LottoServing:
         try:
             out = await asyncio.to_thread(run)
         except ValidationError as exc:
-            raise _validation_error(exc) from exc
+            raise validation_error(exc) from exc
         out["metadata"]["model_ids"] = {n: loaded[n].model_id for n in names}
         out["metadata"]["model_names"] = {n: loaded[n].model_name for n in names}
         self._served("ensemble", machine, out["metadata"]["algorithm"], out["predictions"], t0)
@@ -597,7 +573,7 @@ class LottoServing:
         machine = self._machine(body)
         parameters = dict(body.get("parameters") or {})
         if "machine" in parameters and parameters["machine"] != machine:
-            raise ServingError(
+            raise ApiError(
                 422,
                 "VALIDATION_ERROR",
                 "parameters.machine: set by machine_type; leave it out",
@@ -607,9 +583,9 @@ class LottoServing:
         try:
             model = module.create_model(body["model_type"], {**parameters, "machine": machine})
         except ValidationError as exc:
-            raise _validation_error(exc, "parameters") from exc
+            raise validation_error(exc, "parameters") from exc
         except ValueError as exc:
-            raise ServingError(422, "VALIDATION_ERROR", str(exc), field="model_type") from exc
+            raise ApiError(422, "VALIDATION_ERROR", str(exc), field="model_type") from exc
         return {"parameters": model.params.model_dump(mode="json")}
 
     async def status(self, body: dict[str, Any], env: Envelope) -> dict[str, Any]:

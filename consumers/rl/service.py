@@ -37,20 +37,20 @@ from datetime import datetime
 from typing import Any
 
 import psutil
-from bson import ObjectId
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from gridfs import AsyncGridFSBucket
 from pydantic import ValidationError
 
 from consumers.deps import Deps
-from consumers.serving import ServingError, ServingService
-from infra import mongo
+from consumers.serving import ServingService
+from infra import artifacts, mongo
 from infra.claims import claim_status
+from infra.periodic import Periodic
 from producers.publisher import envelope_headers
 from schemas import jobs, rl
 from schemas.common import new_id, utcnow
 from schemas.envelope import Envelope
+from schemas.errors import ApiError, validation_error
 
 log = logging.getLogger("modelbus.rl")
 
@@ -307,7 +307,7 @@ class _Placement:
             out = {"operation": "remove_replica", "node": self.nodes[action - n - 1], "node_index": action - n - 1}
         if current is not None:
             if len(current) != n or any(not 0 <= r <= cap for r, cap in zip(current, self.caps, strict=True)):
-                raise ServingError(
+                raise ApiError(
                     422,
                     "VALIDATION_ERROR",
                     f"current_replicas must list {n} nodes {self.nodes} with 0..{self.caps} replicas",
@@ -354,12 +354,8 @@ class RLServing:
             loaded = self.agents.get(model_id)
             if loaded is not None and loaded.sha256 == doc["artifact_sha256"]:
                 return loaded
-            bucket = AsyncGridFSBucket(self.db, bucket_name=mongo.ARTIFACT_BUCKET)
-            stream = await bucket.open_download_stream(ObjectId(doc["artifact_id"]))
-            data = await stream.read()
-            sha = hashlib.sha256(data).hexdigest()
-            if sha != doc["artifact_sha256"]:
-                raise ServingError(500, "ARTIFACT_CORRUPT", f"artifact of {model_id} does not match its sha256")
+            data = await artifacts.model_artifact(self.db, doc | {"model_id": model_id})
+            sha = doc["artifact_sha256"]
             agent = await asyncio.to_thread(_load_agent, data, doc["model_type"])
             loaded = LoadedAgent(model_id=model_id, model_type=doc["model_type"], sha256=sha, agent=agent)
             self.agents[model_id] = loaded
@@ -376,17 +372,15 @@ class RLServing:
         try:
             request = rl.ActRequest.model_validate({k: v for k, v in body.items() if k != "model_id"})
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise ServingError(422, "VALIDATION_ERROR", f"{where}: {err['msg']}", field=where) from exc
+            raise validation_error(exc) from exc
         doc = await self.model_doc(model_id)
         if doc is None or doc.get("status") != "deployed":  # a refusal is always checked on a fresh read
             doc = await self.model_doc(model_id, fresh=True)
         if doc is None or doc.get("domain") != "rl":
-            raise ServingError(404, "MODEL_NOT_FOUND", f"no RL model {model_id!r}", field="model_id")
+            raise ApiError(404, "MODEL_NOT_FOUND", f"no RL model {model_id!r}", field="model_id")
         if doc["status"] != "deployed":
             self.drop(model_id)
-            raise ServingError(
+            raise ApiError(
                 409, "MODEL_NOT_DEPLOYED", f"model {model_id} is {doc['status']}, not deployed", field="model_id"
             )
         error: str | None = None
@@ -395,7 +389,7 @@ class RLServing:
             loaded = await self.load(model_id, doc)
             size = loaded.agent.observation_shape[0]
             if len(request.observation) != size:
-                raise ServingError(
+                raise ApiError(
                     422,
                     "VALIDATION_ERROR",
                     f"observation must have {size} values (EdgePlacement-v0 layout), got {len(request.observation)}",
@@ -406,7 +400,7 @@ class RLServing:
             if self._placement is None:
                 self._placement = _Placement()
             placement = self._placement.describe(action, request.current_replicas)
-        except ServingError as exc:
+        except ApiError as exc:
             error = exc.error.code
             raise
         except Exception as exc:
@@ -716,7 +710,9 @@ class WorkerSampler:
         self.process = psutil.Process()
         self.host = socket.gethostname()
         self.cpus = psutil.cpu_count() or 1
-        self._task: asyncio.Task[None] | None = None
+        self._sampler = Periodic(  # a missed sample is not worth stopping the worker
+            "worker-sampler", self._write, self.interval, log=log, first_delay=min(1.0, self.interval)
+        )
 
     def sample(self) -> dict[str, Any]:
         memory = psutil.virtual_memory()
@@ -734,28 +730,17 @@ class WorkerSampler:
             "models": sorted(self.serving.agents),
         }
 
-    async def _run(self) -> None:
-        self.process.cpu_percent(None)  # the first reading of a counter is meaningless
-        psutil.cpu_percent(None)
-        await asyncio.sleep(min(1.0, self.interval))
-        while True:
-            try:
-                await self.deps.db[mongo.WORKER_SAMPLES].insert_one(self.sample())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a missed sample is not worth stopping the worker
-                log.warning("worker sample failed", extra={"error": repr(exc), "worker_id": self.deps.worker_id})
-            await asyncio.sleep(self.interval)
+    async def _write(self) -> None:
+        await self.deps.db[mongo.WORKER_SAMPLES].insert_one(self.sample())
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="worker-sampler")
+        if not self._sampler.running:
+            self.process.cpu_percent(None)  # the first reading of a counter is meaningless
+            psutil.cpu_percent(None)
+        self._sampler.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._sampler.stop()
 
 
 class RLWorker:

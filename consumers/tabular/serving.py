@@ -23,20 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from bson import ObjectId
 from faststream.kafka import KafkaBroker
-from gridfs import AsyncGridFSBucket
 
 from consumers.deps import Deps
-from consumers.serving import Alongside, ServingError, ServingService
-from infra import mongo
+from consumers.serving import Alongside, ServingService
+from infra import artifacts, mongo
+from infra.periodic import Periodic
 from ml.canary.routing import choose_arm
 from ml.tabular.isolation_forest import IsolationForestModel
 from ml.tabular.lightgbm_model import LightGBMModel
@@ -44,6 +42,7 @@ from producers.publisher import envelope_headers
 from schemas import deploy
 from schemas.common import new_id, utcnow
 from schemas.envelope import Envelope
+from schemas.errors import ApiError
 
 log = logging.getLogger("modelbus.tabular_serving")
 
@@ -76,29 +75,18 @@ class TabularServing:
         self.deps = deps
         self.state: deploy.DeploymentState | None = None
         self.models: dict[str, Loaded] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = Periodic(  # keeps serving the last good state when a refresh fails
+            "tabular-deploy-refresh", self.refresh, lambda: deps.settings.deploy_refresh_ms / 1000, log=log
+        )
         self._background: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         with contextlib.suppress(Exception):
             await self.refresh()
-        self._task = asyncio.create_task(self._refresh_forever(), name="tabular-deploy-refresh")
+        self._refresher.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.deps.settings.deploy_refresh_ms / 1000)
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - keep serving the last good state
-                log.exception("refreshing the deployment failed")
+        await self._refresher.stop()
 
     async def refresh(self) -> bool:
         """Re-reads the deployment; loads newly needed models before switching. True if it changed."""
@@ -138,11 +126,7 @@ class TabularServing:
         doc = await self.deps.db[mongo.MODELS].find_one({"_id": model_id})
         if doc is None:
             raise RuntimeError(f"model {model_id} is not in the registry")
-        bucket = AsyncGridFSBucket(self.deps.db, bucket_name=mongo.ARTIFACT_BUCKET)
-        stream = await bucket.open_download_stream(ObjectId(doc["artifact_id"]))
-        data = await stream.read()
-        if hashlib.sha256(data).hexdigest() != doc["artifact_sha256"]:
-            raise RuntimeError(f"artifact of {model_id} does not match its sha256")
+        data = await artifacts.model_artifact(self.deps.db, doc)
         cls = LightGBMModel if doc["model_type"] == "lightgbm" else IsolationForestModel
         model = await asyncio.to_thread(cls.from_bytes, data)
         return Loaded(model_id, doc["model_type"], model, list(model.feature_names))
@@ -153,12 +137,12 @@ class TabularServing:
             await self.refresh()
             state = self.state
         if state is None or state.production is None:
-            raise ServingError(
+            raise ApiError(
                 409, "NO_PRODUCTION_MODEL", "no model is in production; promote one with POST /v1/ml/deploy/production"
             )
         records: list[dict[str, Any]] = body.get("records") or []
         if not records:
-            raise ServingError(422, "VALIDATION_ERROR", "no records to score", field="records")
+            raise ApiError(422, "VALIDATION_ERROR", "no records to score", field="records")
         canary = state.canary
         out: list[dict[str, Any]] = []
         groups: dict[str, list[int]] = {}

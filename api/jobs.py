@@ -1,0 +1,107 @@
+"""The API side of the job platform, the same for every domain: finding a job, submitting a training command (the
+one ``TrainRequested`` builder), estimating its duration from the past jobs of its type, and the status fields
+every job view starts from."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from litestar import Request
+from pymongo.asynchronous.database import AsyncDatabase
+
+from api.security import principal_of
+from infra import mongo
+from producers.jobs import submit_training
+from producers.publisher import EventPublisher
+from schemas import jobs
+from schemas.common import new_id, utcnow
+from schemas.errors import ApiError
+
+
+async def find_job(
+    db: AsyncDatabase, job_id: str, domain: str, *, code: str = "JOB_NOT_FOUND", field: str = "job_id"
+) -> dict[str, Any]:
+    """The job document of ``domain``, or 404 ``code``."""
+    doc = await db[mongo.JOBS].find_one({"_id": job_id, "domain": domain})
+    if doc is None:
+        what = "training task" if field == "task_id" else "training job"
+        raise ApiError(404, code, f"no {domain} {what} {job_id!r}", field=field)
+    return doc
+
+
+async def estimate_minutes(
+    db: AsyncDatabase,
+    domain: str,
+    model_type: str,
+    units: float,
+    *,
+    default_minutes_per_unit: float,
+    unit_field: str | None = None,
+    history: int = 20,
+    step: float = 0.1,
+) -> float:
+    """``units`` (records, episodes; 1 for a job of fixed size) × minutes per unit, learnt from the last
+    ``history`` completed jobs of this domain and type (``unit_field`` names a job's units in its document; none:
+    one unit per job), rounded up to ``step``; ``default_minutes_per_unit`` before the first."""
+    projection = {"duration_minutes": 1, **({unit_field: 1} if unit_field else {})}
+    query = {"domain": domain, "model_type": model_type, "status": "completed"}
+    rates: list[float] = []
+    async for doc in db[mongo.JOBS].find(query, projection).sort("submitted_at", -1).limit(history):
+        job_units = _field(doc, unit_field) if unit_field else 1
+        if doc.get("duration_minutes") is not None and job_units:
+            rates.append(doc["duration_minutes"] / float(job_units))
+    rate = sum(rates) / len(rates) if rates else default_minutes_per_unit
+    return max(step, math.ceil(rate * units / step - 1e-9) * step)
+
+
+def _field(doc: dict[str, Any], path: str) -> Any:
+    for part in path.split("."):
+        doc = (doc or {}).get(part)  # type: ignore[assignment]
+    return doc
+
+
+async def submit(
+    request: Request[Any, Any, Any],
+    publisher: EventPublisher,
+    db: AsyncDatabase,
+    *,
+    domain: str,
+    model_type: str,
+    spec: dict[str, Any],
+    estimated_minutes: float,
+    record_count: int | None = None,
+    id_prefix: str = "job",
+) -> jobs.TrainRequested:
+    """Builds the first attempt's command, puts it on ``train.commands`` (acknowledged by Kafka) and in the job
+    projection before the caller answers 202."""
+    principal = principal_of(request)
+    command = jobs.TrainRequested(
+        job_id=new_id(id_prefix),
+        domain=domain,  # type: ignore[arg-type]
+        model_type=model_type,
+        attempt=1,
+        spec=spec,
+        estimated_duration_minutes=round(estimated_minutes, 2),
+        record_count=record_count,
+        requested_by=principal.key_id if principal else None,
+        submitted_at=utcnow(),
+    )
+    await submit_training(publisher, db, command)
+    return command
+
+
+def status_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """The fields every job view shares (``error`` only on a failed or cancelled job); times as stored."""
+    return {
+        "job_id": doc["job_id"],
+        "status": doc["status"],
+        "model_type": doc["model_type"],
+        "model_id": doc.get("model_id"),
+        "progress": doc.get("progress", 0.0),
+        "metrics": doc.get("metrics"),
+        "started_at": doc["started_at"],
+        "completed_at": doc.get("completed_at"),
+        "duration_minutes": doc.get("duration_minutes"),
+        "error": doc.get("error") if doc["status"] in ("failed", "cancelled") else None,
+    }
