@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from producers.rpc import RpcClient, RpcTimeout
 from schemas.errors import ApiError
+from schemas.rpc import B, R, RpcKind
 
 
-async def call_worker(rpc: RpcClient, kind: str, body: dict[str, Any], *, key: str) -> dict[str, Any]:
+async def call_worker(rpc: RpcClient, kind: RpcKind[B, R], body: B, *, key: str) -> R:
     """The worker's result, or the worker's error as an ApiError; 503 when no worker answers."""
     try:
-        reply = await rpc.call(kind, body, key=key)
+        reply = await rpc.call(kind.name, body.model_dump(mode="json"), key=key)
     except RpcTimeout as exc:
         raise ApiError(503, "WORKER_UNAVAILABLE", str(exc), headers={"Retry-After": "5"}) from exc
     if reply.ok:
-        return reply.result or {}
+        return kind.result.model_validate(reply.result or {})
     assert reply.error is not None
     raise ApiError.from_rpc(reply.error)

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from faststream.kafka import KafkaBroker
+from pydantic import BaseModel, ValidationError
 
 from consumers.deps import Deps
 from schemas.envelope import Envelope
-from schemas.errors import ApiError
-from schemas.rpc import RPC_REPLIED, RpcError, RpcReply, RpcRequest
+from schemas.errors import ApiError, validation_error
+from schemas.rpc import PING, RPC_REPLIED, B, NoBody, Pong, R, RpcError, RpcKind, RpcReply, RpcRequest
 
 log = logging.getLogger("modelbus.serving")
 
@@ -26,24 +27,26 @@ class Alongside:
     and work that must not delay the reply at all (``after``: started once the reply is delivered, e.g. a
     shadow model's scoring). All of it is awaited before the next request takes this slot."""
 
-    result: dict[str, Any]
+    result: BaseModel
     work: Awaitable[Any]
     after: Awaitable[Any] | None = None
 
 
-Handler = Callable[[dict[str, Any], Envelope], Awaitable[dict[str, Any] | Alongside]]
+Handler = Callable[[Any, Envelope], Awaitable[Any]]
+"""(the kind's validated body, the request envelope) -> the kind's result, or an ``Alongside`` carrying it"""
 
 
 class ServingService:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        self.handlers: dict[str, Handler] = {"ping": self._ping}
+        self.handlers: dict[str, tuple[RpcKind[Any, Any], Handler]] = {}
+        self.add(PING, self._ping)
 
-    async def _ping(self, body: dict[str, Any], env: Envelope) -> dict[str, Any]:
-        return {"pong": True, "worker_id": self.deps.worker_id}
+    async def _ping(self, body: NoBody, env: Envelope) -> Pong:
+        return Pong(pong=True, worker_id=self.deps.worker_id)
 
-    def add(self, kind: str, handler: Handler) -> None:
-        self.handlers[kind] = handler
+    def add(self, kind: RpcKind[B, R], handler: Callable[[B, Envelope], Awaitable[R | Alongside]]) -> None:
+        self.handlers[kind.name] = (kind, handler)
 
     def register(self, broker: KafkaBroker) -> None:
         settings = self.deps.settings
@@ -90,15 +93,20 @@ class ServingService:
         """The reply, and the handler's work to finish alongside and after sending it (if any)."""
         t0 = time.perf_counter()
         request = env.payload(RpcRequest)
-        handler = self.handlers.get(request.kind)
+        entry = self.handlers.get(request.kind)
         alongside: Alongside | None = None
         try:
-            if handler is None:
+            if entry is None:
                 raise ApiError(400, "UNKNOWN_REQUEST_KIND", f"no handler for {request.kind!r}")
-            result = await handler(request.body, env)
+            kind, handler = entry
+            try:
+                body = kind.body.model_validate(request.body)
+            except ValidationError as exc:
+                raise validation_error(exc) from exc
+            result = await handler(body, env)
             if isinstance(result, Alongside):
                 alongside, result = result, result.result
-            reply = RpcReply(ok=True, result=result)
+            reply = RpcReply(ok=True, result=result.model_dump(mode="json"))
         except ApiError as exc:
             reply = RpcReply(ok=False, error=exc.to_rpc())
         except Exception as exc:  # noqa: BLE001 - the caller gets an error reply, the worker goes on

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.common import UtcDatetime
 from schemas.envelope import Payload
+from schemas.rpc import RpcKind
 
 FAMILY = "tabular"
 UNMATCHED_LABELS = "_unmatched"
@@ -523,8 +524,14 @@ class DeployHistory(BaseModel):
     count: int
 
 
-class Prediction(BaseModel):
-    """One scored record."""
+class ScoreRecords(BaseModel):
+    """``tabular.predict`` request body: the records to score, in order."""
+
+    records: list[PredictRecord] = Field(min_length=1, max_length=MAX_PREDICT_BATCH)
+
+
+class ScoredRecord(BaseModel):
+    """One scored record as the prediction worker answers it."""
 
     prediction_id: str = Field(description="give it to /v1/ml/feedback with the true label")
     model_id: str | None = Field(description="the model that scored the record")
@@ -535,6 +542,20 @@ class Prediction(BaseModel):
     label: int | None = Field(description="predicted 0/1; null if the prediction failed")
     error: str | None = Field(description="why the prediction failed; null otherwise")
     worker_ms: float = Field(description="scoring time in the prediction worker")
+
+
+class ScoredRecords(BaseModel):
+    """``tabular.predict`` result: one scored record per record, in order."""
+
+    predictions: list[ScoredRecord]
+
+
+TABULAR_PREDICT = RpcKind("tabular.predict", ScoreRecords, ScoredRecords)
+
+
+class Prediction(ScoredRecord):
+    """One scored record."""
+
     latency_ms: float = Field(description="round trip from the API to the worker and back")
 
 

@@ -15,6 +15,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.envelope import Payload
+from schemas.rpc import NoBody, RpcKind
 
 MACHINES: Final[tuple[int, ...]] = (1, 2, 3)
 MACHINE_LABELS: Final[tuple[str, ...]] = tuple(f"{m}호기" for m in MACHINES)
@@ -413,3 +414,56 @@ class LottoModelList(BaseModel):
 
 # ---------------------------------------------------------------------------------------------------------------
 # response bodies: monitoring (GET /api/monitoring/metrics and /api/monitoring/health)
+
+
+# -- request/reply with the serving workers (``RpcKind``) -----------------------------------------------------
+
+Machine = Literal[1, 2, 3]
+
+
+class StatisticsBody(_Body):
+    machine: Machine
+    rounds: int = Field(50, ge=1, le=10000)
+
+
+class BacktestBody(_Body):
+    machine: Machine
+    algorithm: Algorithm = "enhanced"
+    rounds: int = Field(100, ge=1, le=500)
+    sets_per_round: int = Field(5, ge=1, le=20)
+    analysis_window: int = Field(50, ge=10, le=100)
+
+
+class GenerateBody(PredictionRequest):
+    machine: Machine
+
+
+class EnsembleBody(EnsemblePredictionRequest):
+    machine: Machine
+
+
+class GeneratedSets(BaseModel):
+    """``lotto.generate`` / ``lotto.ensemble`` result: the response but for the API's stamps (request id, time)."""
+
+    machine_type: str
+    predictions: list[dict[str, Any]]
+    metadata: dict[str, Any]
+
+
+class LottoWorkerStatus(BaseModel):
+    """``lotto.status`` result: what one serving worker holds."""
+
+    worker_id: str
+    models_loaded: list[str]
+    models: list[dict[str, Any]]
+    memory_usage_mb: float
+    last_prediction: str | None
+    draws_in_memory: int
+    cache: dict[str, Any]
+
+
+LOTTO_STATISTICS = RpcKind("lotto.statistics", StatisticsBody, LottoMachineAnalysis)
+LOTTO_BACKTEST = RpcKind("lotto.backtest", BacktestBody, LottoBacktest)
+LOTTO_GENERATE = RpcKind("lotto.generate", GenerateBody, GeneratedSets)
+LOTTO_ENSEMBLE = RpcKind("lotto.ensemble", EnsembleBody, GeneratedSets)
+LOTTO_STATUS = RpcKind("lotto.status", NoBody, LottoWorkerStatus)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from schemas.common import UtcDatetime
 from schemas.envelope import Payload
+from schemas.rpc import RpcKind
 
 RLModelType = Literal["q_learning", "dqn", "ppo"]
 RL_MODEL_TYPES: tuple[str, ...] = ("q_learning", "dqn", "ppo")
@@ -487,6 +488,15 @@ class RLActDecision(BaseModel):
     placement: RLPlacement
     worker_id: str = Field(description="the serving worker that answered")
     latency_ms: float = Field(description="time the worker spent on the request, milliseconds")
+
+
+class ActBody(ActRequest):
+    """``rl.act`` request body: the observation for the deployed agent ``model_id``."""
+
+    model_id: str
+
+
+RL_ACT = RpcKind("rl.act", ActBody, RLActDecision)
 
 
 class Series(BaseModel):

@@ -4,11 +4,38 @@ correlation id in their headers and the caller matches replies by correlation id
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.envelope import Payload
+
+B = TypeVar("B", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class RpcKind(Generic[B, R]):
+    """One kind of request over request/reply: its name and the models of its body and of its result. The
+    caller sends a ``body`` and gets a ``result``; the serving worker's handler takes the validated body (a
+    body that does not validate is answered 422) and returns the result."""
+
+    name: str
+    body: type[B]
+    result: type[R]
+
+
+class NoBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Pong(BaseModel):
+    pong: bool
+    worker_id: str
+
+
+PING = RpcKind("ping", NoBody, Pong)
 
 RPC_REQUESTED = "modelbus.predict.requested"
 RPC_REPLIED = "modelbus.predict.replied"
@@ -16,7 +43,7 @@ RPC_REPLIED = "modelbus.predict.replied"
 
 class RpcRequest(Payload):
     kind: str = Field(description="which handler: tabular.predict, lotto.generate, lotto.ensemble, rl.act")
-    body: dict[str, Any]
+    body: dict[str, Any] = Field(description="the kind's body model, as JSON (``RpcKind.body``)")
 
 
 class RpcError(Payload):
@@ -29,7 +56,7 @@ class RpcError(Payload):
 
 class RpcReply(Payload):
     ok: bool
-    result: dict[str, Any] | None = None
+    result: dict[str, Any] | None = Field(None, description="the kind's result model, as JSON (``RpcKind.result``)")
     error: RpcError | None = None
     worker_id: str | None = None
     handled_ms: float | None = None

@@ -418,15 +418,15 @@ class PredictController(Controller):
     async def predict(self, data: deploy.PredictRequest, rpc: RpcClient) -> deploy.Prediction | deploy.PredictionBatch:
         single = data.records is None
         records = (
-            [{"features": data.features, "routing_key": data.routing_key}]
+            [deploy.PredictRecord(features=data.features or {}, routing_key=data.routing_key)]
             if single
-            else [r.model_dump() for r in data.records or []]
+            else data.records or []
         )
-        key = records[0].get("routing_key") or new_id("pred")
+        key = records[0].routing_key or new_id("pred")
         t0 = time.perf_counter()
-        result = await call_worker(rpc, "tabular.predict", {"records": records}, key=key)
+        result = await call_worker(rpc, deploy.TABULAR_PREDICT, deploy.ScoreRecords(records=records), key=key)
         latency = round((time.perf_counter() - t0) * 1000, 3)
-        predictions = [deploy.Prediction(**p, latency_ms=latency) for p in result["predictions"]]
+        predictions = [deploy.Prediction(**dict(p), latency_ms=latency) for p in result.predictions]
         if single:
             return predictions[0]
         return deploy.PredictionBatch(predictions=predictions, count=len(predictions), latency_ms=latency)

@@ -21,6 +21,7 @@ from litestar import Controller, Request, get, post
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
+from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.errors import request_id_of
@@ -30,11 +31,14 @@ from api.security import api_key_guard, principal_of
 from api.workers import call_worker
 from infra import mongo
 from infra.projections import apply_events
+from ml.lotto.draws import import_draws
+from ml.lotto.params import validate_params
 from producers.publisher import EventPublisher
 from producers.rpc import RpcClient
+from schemas import lotto
 from schemas.common import iso, new_id, utcnow
 from schemas.envelope import Envelope
-from schemas.errors import ApiError
+from schemas.errors import ApiError, validation_error
 from schemas.lotto import (
     ALGORITHMS,
     DRAW_RECORDED,
@@ -73,9 +77,9 @@ def machine_or_400(value: object, field: str = "machine_type") -> int:
     return machine
 
 
-def _stamp(request: Request[Any, Any, Any], result: dict[str, Any]) -> dict[str, Any]:
+def _stamp(request: Request[Any, Any, Any], result: lotto.GeneratedSets) -> dict[str, Any]:
     """The seed's response order: request_id, machine_type, predictions, metadata, generated_at."""
-    return {"request_id": request_id_of(request), **result, "generated_at": iso(utcnow())}
+    return {"request_id": request_id_of(request), **result.model_dump(), "generated_at": iso(utcnow())}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -142,6 +146,20 @@ def _draw_out(doc: dict[str, Any]) -> LottoDraw:
 # training jobs
 
 
+def checked_parameters(machine: int, model_type: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The member's parameters with their defaults, validated here (``ml.lotto.params`` imports no torch)."""
+    if "machine" in parameters and parameters["machine"] != machine:
+        raise ApiError(
+            422, "VALIDATION_ERROR", "parameters.machine: set by machine_type; leave it out", field="parameters.machine"
+        )
+    try:
+        return validate_params(model_type, {**parameters, "machine": machine}).model_dump(mode="json")
+    except ValidationError as exc:
+        raise validation_error(exc, "parameters") from exc
+    except ValueError as exc:
+        raise ApiError(422, "VALIDATION_ERROR", str(exc), field="model_type") from exc
+
+
 def lotto_job_status(doc: dict[str, Any]) -> LottoJobStatus:
     spec = doc.get("spec") or {}
     result = doc.get("result") or {}
@@ -196,16 +214,13 @@ class LottoController(Controller):
         request: Request[Any, Any, Any],
         db: AsyncDatabase,
         publisher: EventPublisher,
-        rpc: RpcClient,
         machine_type: Annotated[
             str | None, Parameter(query="machine_type", description="default machine for rows without one")
         ] = None,
     ) -> LottoDrawImport:
         default_machine = machine_or_400(machine_type) if machine_type is not None else None
         fmt, data = await _import_payload(request)
-        parsed = await call_worker(
-            rpc, "lotto.parse_draws", {"format": fmt, "data": data, "default_machine": default_machine}, key="draws"
-        )
+        parsed = await asyncio.to_thread(import_draws, fmt, data, default_machine)
         draws: list[dict[str, Any]] = parsed["draws"]
         errors: list[dict[str, Any]] = list(parsed["errors"])
         if draws:
@@ -328,8 +343,8 @@ class LottoController(Controller):
         rounds: Annotated[int, Parameter(ge=1, le=10000)] = 50,
     ) -> LottoMachineAnalysis:
         machine = machine_or_400(machine_type)
-        body = {"machine": machine, "rounds": rounds}
-        return LottoMachineAnalysis.model_validate(await call_worker(rpc, "lotto.statistics", body, key=f"m{machine}"))
+        body = lotto.StatisticsBody(machine=machine, rounds=rounds)
+        return await call_worker(rpc, lotto.LOTTO_STATISTICS, body, key=f"m{machine}")
 
     @get("/api/statistics/backtest", summary="Rolling-origin backtest beside the exact random baseline")
     async def backtest(
@@ -350,14 +365,14 @@ class LottoController(Controller):
                 field="algorithm",
                 details=[{"field": "algorithm", "message": f"one of {', '.join(ALGORITHMS)}", "value": algorithm}],
             )
-        body = {
-            "machine": machine,
-            "algorithm": algorithm,
-            "rounds": rounds,
-            "sets_per_round": sets_per_round,
-            "analysis_window": analysis_window,
-        }
-        return LottoBacktest.model_validate(await call_worker(rpc, "lotto.backtest", body, key=f"m{machine}"))
+        body = lotto.BacktestBody(
+            machine=machine,
+            algorithm=algorithm,  # type: ignore[arg-type]  (checked above, with the route's own error)
+            rounds=rounds,
+            sets_per_round=sets_per_round,
+            analysis_window=analysis_window,
+        )
+        return await call_worker(rpc, lotto.LOTTO_BACKTEST, body, key=f"m{machine}")
 
     # -- generation ---------------------------------------------------------------------------------------------
     @post(
@@ -370,8 +385,8 @@ class LottoController(Controller):
         self, request: Request[Any, Any, Any], data: PredictionRequest, rpc: RpcClient
     ) -> PredictionResponse:
         machine = machine_or_400(data.machine_type)
-        body = data.model_dump() | {"machine": machine}
-        result = await call_worker(rpc, "lotto.generate", body, key=f"m{machine}")
+        body = lotto.GenerateBody(**data.model_dump(), machine=machine)
+        result = await call_worker(rpc, lotto.LOTTO_GENERATE, body, key=f"m{machine}")
         return PredictionResponse.model_validate(_stamp(request, result))
 
     @post(
@@ -384,8 +399,8 @@ class LottoController(Controller):
         self, request: Request[Any, Any, Any], data: EnsemblePredictionRequest, rpc: RpcClient
     ) -> EnsembleResponse:
         machine = machine_or_400(data.machine_type)
-        body = data.model_dump() | {"machine": machine}
-        result = await call_worker(rpc, "lotto.ensemble", body, key=f"m{machine}")
+        body = lotto.EnsembleBody(**data.model_dump(), machine=machine)
+        result = await call_worker(rpc, lotto.LOTTO_ENSEMBLE, body, key=f"m{machine}")
         return EnsembleResponse.model_validate(_stamp(request, result))
 
     # -- training and registry ----------------------------------------------------------------------------------
@@ -396,16 +411,9 @@ class LottoController(Controller):
         data: LottoTrainRequest,
         db: AsyncDatabase,
         publisher: EventPublisher,
-        rpc: RpcClient,
     ) -> LottoTrainAccepted:
         machine = machine_or_400(data.machine_type)
-        checked = await call_worker(
-            rpc,
-            "lotto.check_train",
-            {"machine": machine, "model_type": data.model_type, "parameters": data.parameters},
-            key=f"m{machine}",
-        )
-        params = checked["parameters"]
+        params = checked_parameters(machine, data.model_type, data.parameters)
         draws = await db[mongo.LOTTO_DRAWS].count_documents({"machine": machine})
         if draws < params["min_draws"]:
             raise ApiError(

@@ -583,8 +583,7 @@ class RLController(Controller):
             raise ApiError(
                 409, "MODEL_NOT_DEPLOYED", f"model {model_id} is {doc['status']}, not deployed", field="model_id"
             )
-        result = await call_worker(rpc, "rl.act", {"model_id": model_id, **data.model_dump()}, key=model_id)
-        return rl.RLActDecision.model_validate(result)
+        return await call_worker(rpc, rl.RL_ACT, rl.ActBody(**data.model_dump(), model_id=model_id), key=model_id)
 
     @get(
         "/models/{model_id:str}/metrics",

@@ -27,16 +27,14 @@ Every generation, ensemble, statistics and backtest request is written to ``lott
 from __future__ import annotations
 
 import asyncio
-import csv
 import datetime as dt
 import hashlib
-import io
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -46,11 +44,12 @@ from pydantic import ValidationError
 from consumers.deps import Deps
 from consumers.serving import ServingService
 from infra import artifacts, mongo
-from schemas import jobs
+from schemas import jobs, lotto
 from schemas.common import iso, utcnow
 from schemas.envelope import Envelope
 from schemas.errors import ApiError, validation_error
 from schemas.lotto import MODEL_TYPES, machine_label
+from schemas.rpc import NoBody
 
 if TYPE_CHECKING:
     from ml.lotto.draws import Draw
@@ -184,67 +183,6 @@ def _preload() -> None:
 # serving
 
 
-def _csv_records(text: str) -> list[tuple[dict[str, Any], int]]:
-    """The CSV data records with their 1-based line, read as ``ml.lotto.draws.parse_draws_csv`` reads them."""
-    text = text.lstrip("\ufeff")
-    header_line = next((ln for ln in text.splitlines() if ln.strip()), "")
-    delimiter = max((",", ";", "\t"), key=header_line.count)
-    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
-    if reader.fieldnames is None:
-        return []
-    reader.fieldnames = [name.strip() for name in reader.fieldnames]
-    out = []
-    for record in reader:
-        values = [v for k, v in record.items() if k is not None]
-        if all(v is None or not str(v).strip() for v in values):
-            continue
-        clean = {k: (v.strip() if isinstance(v, str) else v) for k, v in record.items() if k is not None}
-        out.append((clean, reader.line_num))
-    return out
-
-
-def _json_records(obj: Any) -> list[Any]:
-    if isinstance(obj, dict):
-        return obj["draws"] if isinstance(obj.get("draws"), list) else [obj]
-    return obj if isinstance(obj, list) else []
-
-
-def parse_draws(fmt: str, data: Any, default_machine: int | None) -> dict[str, Any]:
-    """Parse with ``ml.lotto`` and give every valid draw its record row (and CSV line) back."""
-    from ml.lotto.draws import parse_draws_csv, parse_draws_json
-
-    if fmt == "csv":
-        draws, errors = parse_draws_csv(str(data), default_machine=default_machine)
-        records = _csv_records(str(data))
-    else:
-        draws, errors = parse_draws_json(data, default_machine=default_machine)
-        records = [(r, None) for r in _json_records(data)]
-    bad_rows = {e.row for e in errors}
-    where: dict[int, tuple[int, int | None]] = {}
-    for row, (record, line) in enumerate(records):
-        if row in bad_rows:
-            continue
-        single, _ = parse_draws_json([record], default_machine=default_machine)
-        if single:
-            where.setdefault(single[0].round, (row, line))
-    return {
-        "rows_total": len(records),
-        "draws": [
-            {
-                "row": where.get(d.round, (None, None))[0],
-                "line": where.get(d.round, (None, None))[1],
-                "round": d.round,
-                "date": d.date.isoformat(),
-                "numbers": list(d.numbers),
-                "bonus": d.bonus,
-                "machine": d.machine,
-            }
-            for d in draws
-        ],
-        "errors": [e.model_dump(mode="json") for e in errors],
-    }
-
-
 class LoadedModel:
     def __init__(self, doc: dict[str, Any], model: LottoModel) -> None:
         self.model_id: str = doc["model_id"]
@@ -270,17 +208,11 @@ class LottoServing:
         self.last_prediction: dt.datetime | None = None
         self._model_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        handlers: dict[str, Callable[[dict[str, Any], Envelope], Awaitable[dict[str, Any]]]] = {
-            "lotto.parse_draws": self.parse_draws,
-            "lotto.statistics": self.statistics,
-            "lotto.backtest": self.backtest,
-            "lotto.generate": self.generate,
-            "lotto.ensemble": self.ensemble,
-            "lotto.check_train": self.check_train,
-            "lotto.status": self.status,
-        }
-        for kind, handler in handlers.items():
-            serving.add(kind, handler)
+        serving.add(lotto.LOTTO_STATISTICS, self.statistics)
+        serving.add(lotto.LOTTO_BACKTEST, self.backtest)
+        serving.add(lotto.LOTTO_GENERATE, self.generate)
+        serving.add(lotto.LOTTO_ENSEMBLE, self.ensemble)
+        serving.add(lotto.LOTTO_STATUS, self.status)
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def _record(self, doc: dict[str, Any]) -> None:
@@ -297,18 +229,6 @@ class LottoServing:
             log.warning("could not record a lotto serving event", exc_info=True)
 
     @staticmethod
-    def _machine(body: dict[str, Any]) -> int:
-        machine = body.get("machine")
-        if machine not in (1, 2, 3):
-            raise ApiError(
-                400,
-                "INVALID_MACHINE_TYPE",
-                "올바른 호기를 선택하세요. 가능한 값: 1호기, 2호기, 3호기",
-                field="machine_type",
-            )
-        return int(machine)
-
-    @staticmethod
     def _no_draws(exc: Exception) -> ApiError:
         return ApiError(404, "NO_DRAW_DATA", str(exc), field="machine_type")
 
@@ -321,19 +241,13 @@ class LottoServing:
         return value, False
 
     # -- handlers -----------------------------------------------------------------------------------------------
-    async def parse_draws(self, body: dict[str, Any], env: Envelope) -> dict[str, Any]:
-        fmt = body.get("format", "json")
-        default_machine = body.get("default_machine")
-        return await asyncio.to_thread(parse_draws, fmt, body.get("data"), default_machine)
-
-    async def statistics(self, body: dict[str, Any], env: Envelope) -> dict[str, Any]:
+    async def statistics(self, body: lotto.StatisticsBody, env: Envelope) -> lotto.LottoMachineAnalysis:
         from ml.lotto.backtest import machine_statistics
         from ml.lotto.draws import draws_for_machine
         from ml.lotto.statistics import EmptyHistoryError
 
         t0 = time.perf_counter()
-        machine = self._machine(body)
-        rounds = int(body.get("rounds", 50))
+        machine, rounds = body.machine, body.rounds
         version, draws = await self.store.get()
 
         def compute() -> dict[str, Any]:
@@ -365,20 +279,15 @@ class LottoServing:
                 "handled_ms": round((time.perf_counter() - t0) * 1000, 3),
             }
         )
-        return result
+        return lotto.LottoMachineAnalysis.model_validate(result)
 
-    async def backtest(self, body: dict[str, Any], env: Envelope) -> dict[str, Any]:
+    async def backtest(self, body: lotto.BacktestBody, env: Envelope) -> lotto.LottoBacktest:
         from ml.lotto.backtest import backtest
         from ml.lotto.statistics import EmptyHistoryError
 
         t0 = time.perf_counter()
-        machine = self._machine(body)
-        args = {
-            "algorithm": body.get("algorithm", "enhanced"),
-            "rounds": int(body.get("rounds", 100)),
-            "sets_per_round": int(body.get("sets_per_round", 5)),
-            "analysis_window": int(body.get("analysis_window", 50)),
-        }
+        machine = body.machine
+        args = body.model_dump(exclude={"machine"})
         version, draws = await self.store.get()
 
         def compute() -> dict[str, Any]:
@@ -413,23 +322,23 @@ class LottoServing:
                 "handled_ms": round((time.perf_counter() - t0) * 1000, 3),
             }
         )
-        return result
+        return lotto.LottoBacktest.model_validate(result)
 
-    async def generate(self, body: dict[str, Any], env: Envelope) -> dict[str, Any]:
+    async def generate(self, body: lotto.GenerateBody, env: Envelope) -> lotto.GeneratedSets:
         from ml.lotto.generators import generate_sets
         from ml.lotto.statistics import EmptyHistoryError
 
         t0 = time.perf_counter()
-        machine = self._machine(body)
+        machine = body.machine
         _, draws = await self.store.get()
         try:
             result = await asyncio.to_thread(
                 generate_sets,
                 draws,
                 machine,
-                sets_count=int(body.get("sets_count", 5)),
-                algorithm=body.get("algorithm", "enhanced"),
-                analysis_window=int(body.get("analysis_window", 50)),
+                sets_count=body.sets_count,
+                algorithm=body.algorithm,
+                analysis_window=body.analysis_window,
             )
         except EmptyHistoryError as exc:
             raise self._no_draws(exc) from exc
@@ -437,7 +346,7 @@ class LottoServing:
             raise validation_error(exc) from exc
         out = result.model_dump(mode="json")
         self._served("generate", machine, out["metadata"]["algorithm"], out["predictions"], t0)
-        return out
+        return lotto.GeneratedSets.model_validate(out)
 
     def _served(self, kind: str, machine: int, algorithm: str, sets: list[dict[str, Any]], t0: float) -> None:
         scores = [float(s["confidence_score"]) for s in sets]
@@ -521,13 +430,13 @@ class LottoServing:
                     self.models[(machine, name)] = await self._load(doc)
         return {n: self.models[(machine, n)] for n in names}
 
-    async def ensemble(self, body: dict[str, Any], env: Envelope) -> dict[str, Any]:
+    async def ensemble(self, body: lotto.EnsembleBody, env: Envelope) -> lotto.GeneratedSets:
         t0 = time.perf_counter()
-        machine = self._machine(body)
-        names = [n for n in body.get("models") or ["pytorch_transformer", "sklearn_ensemble"] if n in MODEL_TYPES]
+        machine = body.machine
+        names = [n for n in body.models if n in MODEL_TYPES]
         loaded = await self.members(machine, names)
         _, draws = await self.store.get()
-        method = body.get("ensemble_method", "weighted_voting")
+        method = body.ensemble_method
         stacker = None
         if method == "stacking":
             key = tuple(loaded[n].model_id for n in names)
@@ -552,10 +461,10 @@ class LottoServing:
                 {n: loaded[n].model for n in names},
                 draws,
                 machine,
-                sets_count=int(body.get("sets_count", 5)),
+                sets_count=body.sets_count,
                 method=method,
                 model_names=names,
-                confidence_threshold=float(body.get("confidence_threshold", 0.7)),
+                confidence_threshold=body.confidence_threshold,
                 stacker=stacker,
             )
             return result.model_dump(mode="json")
@@ -567,31 +476,12 @@ class LottoServing:
         out["metadata"]["model_ids"] = {n: loaded[n].model_id for n in names}
         out["metadata"]["model_names"] = {n: loaded[n].model_name for n in names}
         self._served("ensemble", machine, out["metadata"]["algorithm"], out["predictions"], t0)
-        return out
+        return lotto.GeneratedSets.model_validate(out)
 
-    async def check_train(self, body: dict[str, Any], env: Envelope) -> dict[str, Any]:
-        machine = self._machine(body)
-        parameters = dict(body.get("parameters") or {})
-        if "machine" in parameters and parameters["machine"] != machine:
-            raise ApiError(
-                422,
-                "VALIDATION_ERROR",
-                "parameters.machine: set by machine_type; leave it out",
-                field="parameters.machine",
-            )
-        module = await asyncio.to_thread(_models_module)
-        try:
-            model = module.create_model(body["model_type"], {**parameters, "machine": machine})
-        except ValidationError as exc:
-            raise validation_error(exc, "parameters") from exc
-        except ValueError as exc:
-            raise ApiError(422, "VALIDATION_ERROR", str(exc), field="model_type") from exc
-        return {"parameters": model.params.model_dump(mode="json")}
-
-    async def status(self, body: dict[str, Any], env: Envelope) -> dict[str, Any]:
+    async def status(self, body: NoBody, env: Envelope) -> lotto.LottoWorkerStatus:
         loaded = sorted(self.models.values(), key=lambda m: (m.machine, m.model_type))
         process = psutil.Process(os.getpid())
-        return {
+        return lotto.LottoWorkerStatus(**{
             "worker_id": self.deps.worker_id,
             "models_loaded": sorted({machine_label(m.machine) for m in loaded}),
             "models": [
@@ -608,7 +498,7 @@ class LottoServing:
             "last_prediction": iso(self.last_prediction) if self.last_prediction else None,
             "draws_in_memory": len(self.store.draws),
             "cache": self.cache.figures(),
-        }
+        })
 
 
 def register(broker: KafkaBroker, deps: Deps, serving: ServingService | None) -> None:

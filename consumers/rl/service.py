@@ -39,7 +39,6 @@ from typing import Any
 import psutil
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from pydantic import ValidationError
 
 from consumers.deps import Deps
 from consumers.serving import ServingService
@@ -50,7 +49,7 @@ from producers.publisher import envelope_headers
 from schemas import jobs, rl
 from schemas.common import new_id, utcnow
 from schemas.envelope import Envelope
-from schemas.errors import ApiError, validation_error
+from schemas.errors import ApiError
 
 log = logging.getLogger("modelbus.rl")
 
@@ -329,7 +328,7 @@ class RLServing:
         self._locks: dict[str, asyncio.Lock] = {}
         self._placement: _Placement | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        serving.add("rl.act", self.act)
+        serving.add(rl.RL_ACT, self.act)
 
     async def model_doc(self, model_id: str, *, fresh: bool = False) -> dict[str, Any] | None:
         hit = self._docs.get(model_id)
@@ -366,13 +365,9 @@ class RLServing:
         self.agents.pop(model_id, None)
         self._docs.pop(model_id, None)
 
-    async def act(self, body: dict[str, Any], env: Envelope) -> dict[str, Any]:
+    async def act(self, request: rl.ActBody, env: Envelope) -> rl.RLActDecision:
         t0 = time.perf_counter()
-        model_id = str(body.get("model_id") or "")
-        try:
-            request = rl.ActRequest.model_validate({k: v for k, v in body.items() if k != "model_id"})
-        except ValidationError as exc:
-            raise validation_error(exc) from exc
+        model_id = request.model_id
         doc = await self.model_doc(model_id)
         if doc is None or doc.get("status") != "deployed":  # a refusal is always checked on a fresh read
             doc = await self.model_doc(model_id, fresh=True)
@@ -409,14 +404,14 @@ class RLServing:
         finally:
             latency_ms = (time.perf_counter() - t0) * 1000
             self._spawn(self._served(model_id, action, latency_ms, error, env))
-        return {
-            "model_id": model_id,
-            "model_type": loaded.model_type,
-            "action": action,
-            "placement": placement,
-            "worker_id": self.deps.worker_id,
-            "latency_ms": round(latency_ms, 3),
-        }
+        return rl.RLActDecision(
+            model_id=model_id,
+            model_type=loaded.model_type,
+            action=action,
+            placement=placement,
+            worker_id=self.deps.worker_id,
+            latency_ms=round(latency_ms, 3),
+        )
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

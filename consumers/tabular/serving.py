@@ -131,7 +131,7 @@ class TabularServing:
         model = await asyncio.to_thread(cls.from_bytes, data)
         return Loaded(model_id, doc["model_type"], model, list(model.feature_names))
 
-    async def predict(self, body: dict[str, Any], env: Envelope) -> dict[str, Any]:
+    async def predict(self, body: deploy.ScoreRecords, env: Envelope) -> Alongside:
         state = self.state
         if state is None or state.production is None:
             await self.refresh()
@@ -140,15 +140,13 @@ class TabularServing:
             raise ApiError(
                 409, "NO_PRODUCTION_MODEL", "no model is in production; promote one with POST /v1/ml/deploy/production"
             )
-        records: list[dict[str, Any]] = body.get("records") or []
-        if not records:
-            raise ApiError(422, "VALIDATION_ERROR", "no records to score", field="records")
+        records = body.records
         canary = state.canary
         out: list[dict[str, Any]] = []
         groups: dict[str, list[int]] = {}
         for i, record in enumerate(records):
             pid = new_id("pred")
-            key = record.get("routing_key") or pid
+            key = record.routing_key or pid
             arm = choose_arm(key, canary.percentage, salt=canary.canary_id) if canary else "baseline"
             model_id = canary.model_id if canary and arm == "canary" else state.production
             out.append(
@@ -158,7 +156,7 @@ class TabularServing:
                     "arm": arm,
                     "canary_id": canary.canary_id if canary else None,
                     "percentage": canary.percentage if canary else None,
-                    "routing_key": record.get("routing_key"),
+                    "routing_key": record.routing_key,
                     "score": None,
                     "label": None,
                     "error": None,
@@ -170,7 +168,7 @@ class TabularServing:
             t0 = time.perf_counter()
             try:
                 loaded = self.models[model_id]
-                scores, labels = loaded.score([records[i].get("features") or {} for i in rows])
+                scores, labels = loaded.score([records[i].features for i in rows])
                 error = None
             except Exception as exc:  # noqa: BLE001 - reported per prediction and in predict.served
                 log.warning("prediction failed", extra={"model_id": model_id, "error": str(exc)})
@@ -185,18 +183,20 @@ class TabularServing:
                     out[i]["label"] = int(labels[j])
                 else:
                     out[i]["error"] = error
-        result = {
-            "predictions": [
-                {k: v for k, v in p.items() if k not in ("latency_ms", "latency_observed", "percentage")}
-                | {"worker_ms": p["latency_ms"]}
+        result = deploy.ScoredRecords.model_construct(  # built from our own fields: nothing to validate
+            predictions=[
+                deploy.ScoredRecord.model_construct(
+                    **{k: v for k, v in p.items() if k not in ("latency_ms", "latency_observed", "percentage")},
+                    worker_ms=p["latency_ms"],
+                )
                 for p in out
             ]
-        }
+        )
         shadow = self._shadow_after(out, records, state) if state.shadow is not None else None
         return Alongside(result, self._record(out), after=shadow)  # served events travel with the reply
 
     def _shadow(
-        self, out: list[dict[str, Any]], records: list[dict[str, Any]], state: deploy.DeploymentState
+        self, out: list[dict[str, Any]], records: list[deploy.PredictRecord], state: deploy.DeploymentState
     ) -> list[dict[str, Any]]:
         """The shadow model's answers to the sampled requests production answered (after the reply)."""
         shadow = state.shadow
@@ -207,14 +207,14 @@ class TabularServing:
             i
             for i, p in enumerate(out)
             if p["arm"] == "baseline"
-            and choose_arm(records[i].get("routing_key") or p["prediction_id"], shadow.sample_percentage,
+            and choose_arm(records[i].routing_key or p["prediction_id"], shadow.sample_percentage,
                            salt=shadow.shadow_id) == "canary"
         ]
         if not rows:
             return []
         t0 = time.perf_counter()
         try:
-            scores, labels = loaded.score([records[i].get("features") or {} for i in rows])
+            scores, labels = loaded.score([records[i].features for i in rows])
             error = None
         except Exception as exc:  # noqa: BLE001 - a failing shadow must never touch the caller
             scores = labels = None
@@ -239,7 +239,7 @@ class TabularServing:
         ]
 
     async def _shadow_after(
-        self, out: list[dict[str, Any]], records: list[dict[str, Any]], state: deploy.DeploymentState
+        self, out: list[dict[str, Any]], records: list[deploy.PredictRecord], state: deploy.DeploymentState
     ) -> None:
         """Once the reply is delivered: the shadow's answers, recorded like any served prediction."""
         shadowed = self._shadow(out, records, state)
@@ -284,5 +284,5 @@ class TabularServing:
 def register(broker: KafkaBroker, deps: Deps, serving: ServingService | None) -> TabularServing:
     assert serving is not None, "tabular predictions run in the serving role"
     service = TabularServing(deps)
-    serving.add("tabular.predict", service.predict)
+    serving.add(deploy.TABULAR_PREDICT, service.predict)
     return service

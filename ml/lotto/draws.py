@@ -443,3 +443,67 @@ def synthetic_history(
 
 SYNTHETIC: Final = True
 """Marker read by tooling: :func:`synthetic_history` output is synthetic (each draw has ``synthetic=True``)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# importing a draw file (POST /api/draws)
+
+
+def _csv_records(text: str) -> list[tuple[dict[str, Any], int]]:
+    """The CSV data records with their 1-based line, read as ``ml.lotto.draws.parse_draws_csv`` reads them."""
+    text = text.lstrip("\ufeff")
+    header_line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    delimiter = max((",", ";", "\t"), key=header_line.count)
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
+    if reader.fieldnames is None:
+        return []
+    reader.fieldnames = [name.strip() for name in reader.fieldnames]
+    out = []
+    for record in reader:
+        values = [v for k, v in record.items() if k is not None]
+        if all(v is None or not str(v).strip() for v in values):
+            continue
+        clean = {k: (v.strip() if isinstance(v, str) else v) for k, v in record.items() if k is not None}
+        out.append((clean, reader.line_num))
+    return out
+
+
+def _json_records(obj: Any) -> list[Any]:
+    if isinstance(obj, dict):
+        return obj["draws"] if isinstance(obj.get("draws"), list) else [obj]
+    return obj if isinstance(obj, list) else []
+
+
+def import_draws(fmt: str, data: Any, default_machine: int | None) -> dict[str, Any]:
+    """A draw file (``csv`` text or parsed ``json``) parsed, with every valid draw's record row (and CSV line):
+    ``{"rows_total", "draws": [{row, line, round, date, numbers, bonus, machine}], "errors": [...]}``."""
+    if fmt == "csv":
+        draws, errors = parse_draws_csv(str(data), default_machine=default_machine)
+        records = _csv_records(str(data))
+    else:
+        draws, errors = parse_draws_json(data, default_machine=default_machine)
+        records = [(r, None) for r in _json_records(data)]
+    bad_rows = {e.row for e in errors}
+    where: dict[int, tuple[int, int | None]] = {}
+    for row, (record, line) in enumerate(records):
+        if row in bad_rows:
+            continue
+        single, _ = parse_draws_json([record], default_machine=default_machine)
+        if single:
+            where.setdefault(single[0].round, (row, line))
+    return {
+        "rows_total": len(records),
+        "draws": [
+            {
+                "row": where.get(d.round, (None, None))[0],
+                "line": where.get(d.round, (None, None))[1],
+                "round": d.round,
+                "date": d.date.isoformat(),
+                "numbers": list(d.numbers),
+                "bonus": d.bonus,
+                "machine": d.machine,
+            }
+            for d in draws
+        ],
+        "errors": [e.model_dump(mode="json") for e in errors],
+    }

@@ -31,18 +31,17 @@ import pickle
 import struct
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Final, Literal, Self
+from typing import Any, ClassVar, Final, Self
 
 import numpy as np
 import sklearn
 import torch
-from pydantic import Field
 from scipy import stats
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from ml.base import Params, ProgressCallback, Throttle
+from ml.base import ProgressCallback, Throttle
 from ml.lotto.confidence import BASE_RATE, ConfidenceEvidence, evidence_from_holdout
 from ml.lotto.draws import (
     HIGH_MIN,
@@ -52,7 +51,13 @@ from ml.lotto.draws import (
     draws_for_machine,
     multi_hot,
 )
-from ml.lotto.strategies import SMOOTHING, number_model
+from ml.lotto.params import (
+    EnhancedPredictorParams,
+    LottoModelParams,
+    SklearnEnsembleParams,
+    TransformerParams,
+)
+from ml.lotto.strategies import number_model
 
 RANDOM_LOG_LOSS: Final = -(BASE_RATE * math.log(BASE_RATE) + (1 - BASE_RATE) * math.log(1 - BASE_RATE))
 RANDOM_TOP6_HITS: Final = NUMBERS_PER_DRAW * NUMBERS_PER_DRAW / NUMBER_MAX
@@ -135,14 +140,6 @@ def _array_from(blob: bytes) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------------------------
 # common base
-
-
-class LottoModelParams(Params):
-    machine: Literal[1, 2, 3] | None = Field(default=None, description="learn from this machine's draws only")
-    holdout_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
-    min_draws: int = Field(default=30, ge=10, description="fewer draws (after the machine filter) is an error")
-    refit: bool = Field(default=True, description="after evaluation, train again on all draws")
-    seed: int = 0
 
 
 class LottoModel:
@@ -270,19 +267,6 @@ class LottoModel:
 
 # ---------------------------------------------------------------------------------------------------------------
 # pytorch_transformer
-
-
-class TransformerParams(LottoModelParams):
-    context: int = Field(default=12, ge=2, le=100, description="draws in the input sequence")
-    d_model: int = Field(default=32, ge=8, le=256)
-    heads: int = Field(default=2, ge=1, le=8)
-    layers: int = Field(default=2, ge=1, le=6)
-    ff_dim: int = Field(default=64, ge=8, le=1024)
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    epochs: int = Field(default=5, ge=1, le=200)
-    batch_size: int = Field(default=128, ge=1, le=4096)
-    learning_rate: float = Field(default=1e-3, gt=0.0, le=1.0)
-    weight_decay: float = Field(default=1e-4, ge=0.0)
 
 
 class _DrawTransformer(nn.Module):
@@ -414,16 +398,6 @@ def number_features(matrix: np.ndarray, indices: Sequence[int], windows: Sequenc
     return np.vstack(blocks) if blocks else np.zeros((0, len(windows) + 4))
 
 
-class SklearnEnsembleParams(LottoModelParams):
-    estimator: Literal["hist_gradient_boosting", "random_forest"] = "hist_gradient_boosting"
-    n_estimators: int = Field(default=100, ge=10, le=2000, description="boosting iterations or trees")
-    learning_rate: float = Field(default=0.05, gt=0.0, le=1.0, description="boosting only")
-    max_depth: int | None = Field(default=3, ge=1, le=32)
-    min_samples_leaf: int = Field(default=50, ge=1)
-    min_history: int = Field(default=10, ge=1, description="first training target index")
-    step: int = Field(default=25, ge=1, description="estimators added between progress reports")
-
-
 class SklearnEnsembleModel(LottoModel):
     """A scikit-learn tree ensemble (histogram gradient boosting by default, or a random forest) over
     per-number features (:func:`number_features`) predicting "this number appears in the next draw"."""
@@ -497,13 +471,6 @@ class SklearnEnsembleModel(LottoModel):
 
 # ---------------------------------------------------------------------------------------------------------------
 # enhanced_predictor
-
-
-class EnhancedPredictorParams(LottoModelParams):
-    window: int = Field(default=50, ge=10, le=100, description="latest draws counted")
-    smoothing: float = Field(default=SMOOTHING, gt=0.0)
-    half_life: float | None = Field(default=None, gt=0.0, description="recency weighting in draws; None = off")
-    apply_strategy: bool = Field(default=True, description="apply params.machine's strategy")
 
 
 class EnhancedPredictorModel(LottoModel):
