@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from litestar import Request
+from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.security import principal_of
@@ -68,20 +69,20 @@ async def submit(
     *,
     domain: str,
     model_type: str,
-    spec: dict[str, Any],
+    spec: BaseModel,
     estimated_minutes: float,
     record_count: int | None = None,
     id_prefix: str = "job",
 ) -> jobs.TrainRequested:
-    """Builds the first attempt's command, puts it on ``train.commands`` (acknowledged by Kafka) and in the job
-    projection before the caller answers 202."""
+    """Builds the first attempt's command (``spec``: the domain's job spec model), puts it on ``train.commands``
+    (acknowledged by Kafka) and in the job projection before the caller answers 202."""
     principal = principal_of(request)
     command = jobs.TrainRequested(
         job_id=new_id(id_prefix),
         domain=domain,  # type: ignore[arg-type]
         model_type=model_type,
         attempt=1,
-        spec=spec,
+        spec=spec.model_dump(mode="json"),
         estimated_duration_minutes=round(estimated_minutes, 2),
         record_count=record_count,
         requested_by=principal.key_id if principal else None,

@@ -39,10 +39,10 @@ class WorkerHook:
 
 
 Report = Callable[[float, Any], None]
-Runner = Callable[[str, str, dict[str, Any], Report], dict[str, Any]]
-"""(mongodb_url, db_name, command as JSON, report) -> outcome, inside a training pool process: {"status": "completed",
-"artifact": bytes, "sha256", "metrics", "result", "lineage"} and optionally "holdout_predictions": bytes.
-It is passed to the pool by reference (module and name), so it must be a module-level function."""
+Runner = Callable[[str, str, jobs.TrainRequested, Report], jobs.TrainingOutcome]
+"""(mongodb_url, db_name, command, report) -> outcome, inside a training pool process; the runner reads the
+command's ``spec`` with its domain's spec model. It is passed to the pool by reference (module and name), so it
+must be a module-level function."""
 Naming = Callable[[jobs.TrainRequested, int], tuple[str, str, str]]
 """(command, n-th model of its counter) -> (model_id, version, model_name)"""
 
@@ -63,4 +63,6 @@ class TrainingHook:
     naming: Naming
     warm_up: Callable[[], Any] | None = None
     """run once in each training pool process at start (module-level function)"""
+    counter: Callable[[jobs.TrainRequested], str] | None = None
+    """what model versions count within besides the domain and the model type (e.g. the lotto machine)"""
     episodes: EpisodeStream | None = None

@@ -50,9 +50,8 @@ def holdout_predictions_filename(model_id: str) -> str:
     return f"{model_id}.holdout"
 
 
-def counter_key(cmd: jobs.TrainRequested) -> str:
-    machine = cmd.spec.get("machine")
-    return f"model:{cmd.domain}:{cmd.model_type}" + (f":{machine}" if machine is not None else "")
+def counter_key(cmd: jobs.TrainRequested, scope: str | None) -> str:
+    return f"model:{cmd.domain}:{cmd.model_type}" + (f":{scope}" if scope else "")
 
 
 class LeaseLost(RuntimeError):
@@ -217,7 +216,7 @@ class TrainingService:
     async def _run(self, cmd: jobs.TrainRequested, events: JobEvents) -> None:
         try:
             outcome = await self._supervise(cmd, events)
-            if outcome["status"] == "cancelled":
+            if outcome is None:
                 await self._finish(
                     cmd, events, jobs.JOB_CANCELLED, jobs.JobCancelled(job_id=cmd.job_id, attempt=cmd.attempt)
                 )
@@ -237,7 +236,7 @@ class TrainingService:
         finally:
             self._slots.release()
 
-    async def _supervise(self, cmd: jobs.TrainRequested, events: JobEvents) -> dict[str, Any]:
+    async def _supervise(self, cmd: jobs.TrainRequested, events: JobEvents) -> jobs.TrainingOutcome | None:
         assert self._pool is not None and self._manager is not None
         progress_q = self._manager.Queue()
         cancel = self._manager.Event()
@@ -247,7 +246,7 @@ class TrainingService:
                 self._hook(cmd).runner,
                 self.settings.mongodb_url,
                 self.settings.mongodb_db,
-                cmd.model_dump(mode="json"),
+                cmd,
                 progress_q,
                 cancel,
             )
@@ -311,10 +310,10 @@ class TrainingService:
                 *(self.deps.publisher.publish(stream.topic, env, key=cmd.job_id) for env in envelopes[i : i + 200])
             )
 
-    async def _complete(self, cmd: jobs.TrainRequested, events: JobEvents, outcome: dict[str, Any]) -> None:
-        artifact: bytes = outcome["artifact"]
+    async def _complete(self, cmd: jobs.TrainRequested, events: JobEvents, outcome: jobs.TrainingOutcome) -> None:
+        artifact = outcome.artifact
         sha = hashlib.sha256(artifact).hexdigest()
-        if sha != outcome["sha256"]:
+        if sha != outcome.sha256:
             raise RuntimeError("artifact checksum mismatch between training process and worker")
         # the lease must still be ours before anything is registered
         if not await self._heartbeat(cmd):
@@ -325,11 +324,11 @@ class TrainingService:
         )
         stored = [artifact_id]
         holdout_id = None
-        if outcome.get("holdout_predictions") is not None:
+        if outcome.holdout_predictions is not None:
             holdout_id = await artifacts.store(
                 self.db,
                 holdout_predictions_filename(model_id),
-                outcome["holdout_predictions"],
+                outcome.holdout_predictions,
                 {"kind": "holdout_predictions", "job_id": cmd.job_id, "model_id": model_id},
             )
             stored.append(holdout_id)
@@ -339,11 +338,11 @@ class TrainingService:
             domain=cmd.domain,
             model_type=cmd.model_type,
             version=version,
-            metrics=outcome["metrics"],
+            metrics=outcome.metrics,
             lineage={
                 "job_id": cmd.job_id,
                 "attempt": cmd.attempt,
-                **outcome["lineage"],
+                **outcome.lineage,
                 "artifact_sha256": sha,
                 "artifact_bytes": len(artifact),
             },
@@ -375,18 +374,20 @@ class TrainingService:
                 job_id=cmd.job_id,
                 attempt=cmd.attempt,
                 model_id=model_id,
-                metrics=outcome["metrics"],
-                result=outcome["result"],
+                metrics=outcome.metrics,
+                result=outcome.result,
             ),
             final=True,
         )
         log.info("job completed", extra={"job_id": cmd.job_id, "model_id": model_id})
 
     async def _next_version(self, cmd: jobs.TrainRequested) -> tuple[str, str, str]:
+        hook = self._hook(cmd)
+        key = counter_key(cmd, hook.counter(cmd) if hook.counter else None)
         counter = await self.db[mongo.COUNTERS].find_one_and_update(
-            {"_id": counter_key(cmd)}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+            {"_id": key}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
         )
-        return self._hook(cmd).naming(cmd, int(counter["seq"]))
+        return hook.naming(cmd, int(counter["seq"]))
 
     def _hook(self, cmd: jobs.TrainRequested) -> TrainingHook:
         hook = self.hooks.get(cmd.domain)

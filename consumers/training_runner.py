@@ -10,6 +10,7 @@ from typing import Any
 
 from consumers.hooks import Runner
 from ml.base import TrainingCancelled
+from schemas import jobs
 
 
 def limit_threads(threads: int) -> None:
@@ -29,10 +30,9 @@ def warm_up(steps: Sequence[Callable[[], Any]]) -> int:
 
 
 def run_job(
-    runner: Runner, mongodb_url: str, db_name: str, command: dict[str, Any], progress_q: Any, cancel: Any
-) -> dict[str, Any]:
-    """Runs the domain's ``runner``; returns {"status": "completed", ...} or {"status": "cancelled"}; raises on
-    failure."""
+    runner: Runner, mongodb_url: str, db_name: str, command: jobs.TrainRequested, progress_q: Any, cancel: Any
+) -> jobs.TrainingOutcome | None:
+    """Runs the domain's ``runner``; returns its outcome, or None when the job was cancelled; raises on failure."""
 
     def report(pct: float, figures: Any) -> None:
         progress_q.put((float(pct), dict(figures)))  # first, so what was reported just before a cancel arrives
@@ -42,4 +42,4 @@ def run_job(
     try:
         return runner(mongodb_url, db_name, command, report)
     except TrainingCancelled:
-        return {"status": "cancelled"}
+        return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from schemas.common import UtcDatetime
 from schemas.envelope import Envelope, Payload
@@ -140,3 +140,16 @@ def status_changed(
         deployment=deployment,
     )
     return Envelope.wrap(MODEL_STATUS_CHANGED, model_id, payload, source=source, sequence=version, cause=cause)
+
+
+class TrainingOutcome(BaseModel):
+    """What a domain's training runner returns from its pool process: the artifact (with the sha256 the runner
+    computed), the hold-out metrics, the job result and the model's lineage; optionally the per-record hold-out
+    predictions stored beside the artifact."""
+
+    artifact: bytes
+    sha256: str
+    metrics: dict[str, Any]
+    result: dict[str, Any]
+    lineage: dict[str, Any]
+    holdout_predictions: bytes | None = None

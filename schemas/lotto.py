@@ -421,6 +421,13 @@ class LottoModelList(BaseModel):
 Machine = Literal[1, 2, 3]
 
 
+class LottoJobSpec(BaseModel):
+    """The ``spec`` of a lotto ``TrainRequested``: the machine and the member's validated parameters."""
+
+    machine: Machine
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
 class StatisticsBody(_Body):
     machine: Machine
     rounds: int = Field(50, ge=1, le=10000)

@@ -490,6 +490,17 @@ class RLActDecision(BaseModel):
     latency_ms: float = Field(description="time the worker spent on the request, milliseconds")
 
 
+class RLJobSpec(BaseModel):
+    """The ``spec`` of an RL ``TrainRequested``: the task name, the validated parameters, the episodes and the
+    optional Weights & Biases run."""
+
+    name: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    total_episodes: int
+    wandb_project: str | None = None
+    wandb_run_name: str | None = None
+
+
 class ActBody(ActRequest):
     """``rl.act`` request body: the observation for the deployed agent ``model_id``."""
 

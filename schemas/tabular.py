@@ -69,6 +69,13 @@ class DataPeriod(StrictModel):
         return self
 
 
+class TabularJobSpec(BaseModel):
+    """The ``spec`` of a tabular ``TrainRequested``: the records' period and the validated hyperparameters."""
+
+    data_period: DataPeriod
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+
+
 class TrainRequest(StrictModel):
     """``POST /v1/ml/train`` (seed 000)."""
 

@@ -440,7 +440,10 @@ class LottoController(Controller):
             domain="lotto",
             model_type=data.model_type,
             estimated_minutes=estimate,
-            spec={"machine": machine, "parameters": {k: v for k, v in data.parameters.items() if k != "machine"}},
+            spec=lotto.LottoJobSpec(
+                machine=machine,  # type: ignore[arg-type]  (1, 2 or 3: machine_or_400)
+                parameters={k: v for k, v in data.parameters.items() if k != "machine"},
+            ),
             record_count=draws,
         )
         return LottoTrainAccepted(

@@ -325,13 +325,13 @@ class RLController(Controller):
             model_type=data.model_type,
             estimated_minutes=estimate,
             id_prefix="task",
-            spec={
-                "name": data.name,
-                "parameters": params.model_dump(mode="json"),
-                "total_episodes": data.total_episodes,
-                "wandb_project": data.wandb_project,
-                "wandb_run_name": data.wandb_run_name,
-            },
+            spec=rl.RLJobSpec(
+                name=data.name,
+                parameters=params.model_dump(mode="json"),
+                total_episodes=data.total_episodes,
+                wandb_project=data.wandb_project,
+                wandb_run_name=data.wandb_run_name,
+            ),
         )
         return rl.RLTaskCreated(
             task_id=command.job_id,

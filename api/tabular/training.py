@@ -24,6 +24,7 @@ from schemas.tabular import (
     CancelRequested,
     DataPeriod,
     JobStatus,
+    TabularJobSpec,
     TrainAccepted,
     TrainingHistory,
     TrainingJob,
@@ -89,7 +90,7 @@ class TrainingController(Controller):
             domain="tabular",
             model_type=data.model_type,
             estimated_minutes=estimate,
-            spec={"data_period": data.data_period.model_dump(mode="json"), "hyperparameters": params.model_dump()},
+            spec=TabularJobSpec(data_period=data.data_period, hyperparameters=params.model_dump()),
             record_count=records,
         )
         return TrainAccepted(

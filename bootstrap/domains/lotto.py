@@ -16,7 +16,7 @@ DOMAIN = Domain(
     name="lotto",
     routes=[LottoController],
     workers=[WorkerHook("serving", service.register)],
-    training=TrainingHook(service.train_lotto, service.lotto_model_name),
+    training=TrainingHook(service.train_lotto, service.lotto_model_name, counter=service.counter_scope),
     projections=projections.PROJECTIONS,
     topics=[
         TopicSpec(

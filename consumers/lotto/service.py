@@ -516,7 +516,7 @@ def register(broker: KafkaBroker, deps: Deps, serving: ServingService | None) ->
 def lotto_model_name(cmd: jobs.TrainRequested, n: int) -> tuple[str, str, str]:
     """``lotto_<model>_m<machine>_v1.N.0`` / ``1.N.0`` / ``pytorch_transformer 1호기 v1.N.0`` (N counts per
     machine and model type)."""
-    machine = int(cmd.spec["machine"])
+    machine = lotto.LottoJobSpec.model_validate(cmd.spec).machine
     version = f"{LOTTO_MODEL_MAJOR}.{n}.0"
     return (
         f"lotto_{cmd.model_type}_m{machine}_v{version}",
@@ -525,16 +525,16 @@ def lotto_model_name(cmd: jobs.TrainRequested, n: int) -> tuple[str, str, str]:
     )
 
 
-def train_lotto(mongodb_url: str, db_name: str, command: dict[str, Any], report: Any) -> dict[str, Any]:
+def train_lotto(mongodb_url: str, db_name: str, command: jobs.TrainRequested, report: Any) -> jobs.TrainingOutcome:
     """Fits one ensemble member on one machine's draws (runner for domain "lotto")."""
     import numpy as np
     import sklearn
     from pymongo import MongoClient
 
     models = _models_module()
-    spec = command["spec"]
-    machine = int(spec["machine"])
-    parameters = {**(spec.get("parameters") or {}), "machine": machine}
+    spec = lotto.LottoJobSpec.model_validate(command.spec)
+    machine = spec.machine
+    parameters = {**spec.parameters, "machine": machine}
     t0 = time.perf_counter()
     with MongoClient(mongodb_url, tz_aware=True) as client:
         docs = list(client[db_name][mongo.LOTTO_DRAWS].find({"machine": machine}, _DRAW_FIELDS).sort("round", 1))
@@ -542,7 +542,7 @@ def train_lotto(mongodb_url: str, db_name: str, command: dict[str, Any], report:
     load_s = time.perf_counter() - t0
     synthetic = sum(1 for d in draws if d.synthetic)
     report(0.0, {"draws": len(draws), "load_seconds": round(load_s, 3)})
-    model = models.create_model(command["model_type"], parameters)
+    model = models.create_model(command.model_type, parameters)
     t1 = time.perf_counter()
     model.fit(draws, progress=report)
     fit_s = time.perf_counter() - t1
@@ -570,13 +570,12 @@ def train_lotto(mongodb_url: str, db_name: str, command: dict[str, Any], report:
         "description": "constant 6/45 predictor / uniformly random set: draws are uniform random",
     }
     versions = {"numpy": np.__version__, "sklearn": sklearn.__version__}
-    if command["model_type"] == "pytorch_transformer":
+    if command.model_type == "pytorch_transformer":
         import torch
 
         versions["torch"] = torch.__version__
     first, last = (draws[0].round, draws[-1].round) if draws else (None, None)
-    return {
-        "status": "completed",
+    return jobs.TrainingOutcome(**{
         "artifact": artifact,
         "sha256": hashlib.sha256(artifact).hexdigest(),
         "metrics": metrics,
@@ -604,4 +603,9 @@ def train_lotto(mongodb_url: str, db_name: str, command: dict[str, Any], report:
             "library_versions": versions,
             "holdout": holdout,
         },
-    }
+    })
+
+
+def counter_scope(cmd: jobs.TrainRequested) -> str:
+    """Lotto model versions count per machine."""
+    return str(lotto.LottoJobSpec.model_validate(cmd.spec).machine)

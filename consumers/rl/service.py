@@ -61,7 +61,7 @@ STATUS_CACHE_SECONDS = 1.0
 def rl_model_name(cmd: jobs.TrainRequested, n: int) -> tuple[str, str, str]:
     """``rl_<model_type>_v1.N.0`` / ``1.N.0`` / the task name (N counts per model type)."""
     version = f"1.{n}.0"
-    return f"rl_{cmd.model_type}_v{version}", version, str(cmd.spec.get("name") or cmd.model_type)
+    return f"rl_{cmd.model_type}_v{version}", version, rl.RLJobSpec.model_validate(cmd.spec).name or cmd.model_type
 
 
 # -- training (in a training pool process) ------------------------------------------------------------------
@@ -75,9 +75,9 @@ class WandbLogger:
         self.info: dict[str, Any] = {"enabled": False}
 
     @classmethod
-    def start(cls, spec: dict[str, Any], command: dict[str, Any], params: dict[str, Any]) -> WandbLogger:
+    def start(cls, spec: rl.RLJobSpec, command: jobs.TrainRequested, params: dict[str, Any]) -> WandbLogger:
         logger = cls()
-        project = spec.get("wandb_project")
+        project = spec.wandb_project
         if not project:
             return logger
         try:
@@ -92,16 +92,16 @@ class WandbLogger:
             os.makedirs(directory, exist_ok=True)
             logger.run = wandb.init(
                 project=project,
-                name=spec.get("wandb_run_name"),
+                name=spec.wandb_run_name,
                 mode=mode,
                 dir=directory,
                 job_type="train",
-                tags=[command["model_type"], "modelbus"],
+                tags=[command.model_type, "modelbus"],
                 config={
-                    "task_id": command["job_id"],
-                    "attempt": command.get("attempt", 1),
-                    "model_type": command["model_type"],
-                    "total_episodes": spec.get("total_episodes"),
+                    "task_id": command.job_id,
+                    "attempt": command.attempt,
+                    "model_type": command.model_type,
+                    "total_episodes": spec.total_episodes,
                     **params,
                 },
                 settings=wandb.Settings(silent=True, console="off"),
@@ -171,7 +171,7 @@ def _baselines() -> Any:
     return _BASELINES["held_out"]
 
 
-def train_agent(mongodb_url: str, db_name: str, command: dict[str, Any], report: Any) -> dict[str, Any]:
+def train_agent(mongodb_url: str, db_name: str, command: jobs.TrainRequested, report: Any) -> jobs.TrainingOutcome:
     """Runner of domain ``rl`` (see the module doc). ``mongodb_url``/``db_name`` are unused: the
     environment is simulated, no data is read."""
     import platform
@@ -184,10 +184,10 @@ def train_agent(mongodb_url: str, db_name: str, command: dict[str, Any], report:
     from ml.rl import create_agent, default_scenario
     from ml.rl.evaluation import check_days_disjoint, evaluate_held_out
 
-    spec = command["spec"]
-    model_type = command["model_type"]
-    total = int(spec["total_episodes"])
-    agent = create_agent(model_type, spec.get("parameters") or {})
+    spec = rl.RLJobSpec.model_validate(command.spec)
+    model_type = command.model_type
+    total = spec.total_episodes
+    agent = create_agent(model_type, spec.parameters)
     check_days_disjoint(agent.params.seed)
     params = agent.params.model_dump(mode="json")
     wandb_log = WandbLogger.start(spec, command, params)
@@ -231,8 +231,7 @@ def train_agent(mongodb_url: str, db_name: str, command: dict[str, Any], report:
     wandb_log.finish(exit_code=0)
     scenario = default_scenario()
     scenario_json = scenario.model_dump_json()
-    return {
-        "status": "completed",
+    return jobs.TrainingOutcome(**{
         "artifact": artifact,
         "sha256": hashlib.sha256(artifact).hexdigest(),
         "metrics": metrics,
@@ -245,7 +244,7 @@ def train_agent(mongodb_url: str, db_name: str, command: dict[str, Any], report:
             "wandb": wandb_info,
         },
         "lineage": {
-            "task_name": spec.get("name"),
+            "task_name": spec.name,
             "scenario": scenario.name,
             "scenario_sha256": hashlib.sha256(scenario_json.encode()).hexdigest(),
             "hyperparameters": params,
@@ -267,7 +266,7 @@ def train_agent(mongodb_url: str, db_name: str, command: dict[str, Any], report:
             "observation_size": agent.observation_shape[0] if agent.observation_shape else None,
             "n_actions": agent.n_actions,
         },
-    }
+    })
 
 
 # -- serving ----------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from schemas import jobs
+from schemas.tabular import TabularJobSpec
 
 MODEL_MAJOR = {"lightgbm": 1, "isolation_forest": 2}
 MODEL_LABEL = {"lightgbm": "LightGBM", "isolation_forest": "Isolation Forest"}
@@ -29,8 +30,10 @@ def warm_up() -> None:
     import ml.tabular  # noqa: F401
 
 
-def train_tabular_job(mongodb_url: str, db_name: str, command: dict[str, Any], report: Any) -> dict[str, Any]:
-    from datetime import UTC, date, datetime, timedelta
+def train_tabular_job(
+    mongodb_url: str, db_name: str, command: jobs.TrainRequested, report: Any
+) -> jobs.TrainingOutcome:
+    from datetime import UTC, datetime, timedelta
     from datetime import time as dtime
 
     from pymongo import MongoClient
@@ -39,9 +42,9 @@ def train_tabular_job(mongodb_url: str, db_name: str, command: dict[str, Any], r
     from ml.tabular.data import from_blocks
     from ml.tabular.train import train_tabular
 
-    spec = command["spec"]
-    start = datetime.combine(date.fromisoformat(spec["data_period"]["start_date"]), dtime.min, UTC)
-    end = datetime.combine(date.fromisoformat(spec["data_period"]["end_date"]), dtime.min, UTC) + timedelta(days=1)
+    spec = TabularJobSpec.model_validate(command.spec)
+    start = datetime.combine(spec.data_period.start_date, dtime.min, UTC)
+    end = datetime.combine(spec.data_period.end_date, dtime.min, UTC) + timedelta(days=1)
     t0 = time.perf_counter()
     query = {"start": {"$lt": end}, "end": {"$gte": start}}
     with MongoClient(mongodb_url, tz_aware=True) as client:
@@ -59,10 +62,9 @@ def train_tabular_job(mongodb_url: str, db_name: str, command: dict[str, Any], r
     load_s = time.perf_counter() - t0
     report(0.0, {"records": len(data), "load_seconds": round(load_s, 3), "dataset_cached": cached})
     t1 = time.perf_counter()
-    outcome = train_tabular(command["model_type"], spec.get("hyperparameters", {}), data, progress=report)
+    outcome = train_tabular(command.model_type, spec.hyperparameters, data, progress=report)
     fit_s = time.perf_counter() - t1
-    return {
-        "status": "completed",
+    return jobs.TrainingOutcome(**{
         "artifact": outcome.artifact,
         "sha256": outcome.sha256,
         "holdout_predictions": outcome.predictions.to_bytes() if outcome.predictions is not None else None,
@@ -76,10 +78,10 @@ def train_tabular_job(mongodb_url: str, db_name: str, command: dict[str, Any], r
             "dataset_cached": cached,
         },
         "lineage": {
-            "data_period": spec["data_period"],
+            "data_period": spec.data_period.model_dump(mode="json"),
             "record_count": len(data),
-            "hyperparameters": spec.get("hyperparameters", {}),
+            "hyperparameters": spec.hyperparameters,
             "library_versions": outcome.library_versions,
             "holdout": outcome.holdout,
         },
-    }
+    })

@@ -30,6 +30,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from producers.api_client import ApiFailure, DeadlineReached, PacedClient
+from schemas.errors import validation_details
 
 ACCURACY = {"better": (0.90, 0.95), "worse": (0.90, 0.85), "equal": (0.90, 0.90)}
 """scenario -> (baseline accuracy, canary accuracy)"""
@@ -127,10 +128,9 @@ def _parse(model: type[BaseModel], resp: httpx.Response, what: str) -> Any:
     try:
         return model.model_validate_json(resp.content)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
+        first = validation_details(exc, "body")[0]
         raise ApiFailure(
-            f"{what} answered {resp.status_code} with an unexpected body ({where}: {first['msg']})"
+            f"{what} answered {resp.status_code} with an unexpected body ({first['field']}: {first['message']})"
         ) from exc
 
 
