@@ -8,6 +8,7 @@ import importlib.metadata
 import importlib.util
 import os
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from litestar import Controller, Request, Response, get
@@ -30,36 +31,35 @@ from schemas.monitoring import MonitoringHealth, MonitoringHealthComponents
 VERSION = "1.0.0"
 
 
-async def check_database(db: AsyncDatabase) -> ComponentHealth:
+async def _timed(probe: Awaitable[str | None]) -> ComponentHealth:
+    """Runs a probe (None = healthy, else what is wrong) and reports it with its response time."""
     t0 = time.perf_counter()
     try:
-        await asyncio.wait_for(db.command("ping"), timeout=2.0)
-        status = "healthy"
-        error = None
+        problem = await probe
     except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
-        status, error = "unhealthy", exc.__class__.__name__
+        problem = exc.__class__.__name__
     return ComponentHealth(
-        status=status,
+        status="healthy" if problem is None else "unhealthy",
         response_time_ms=round((time.perf_counter() - t0) * 1000, 2),
         last_check=iso(utcnow()),
-        error=error,
+        error=problem,
     )
+
+
+async def check_database(db: AsyncDatabase) -> ComponentHealth:
+    async def ping() -> str | None:
+        await asyncio.wait_for(db.command("ping"), timeout=2.0)
+        return None
+
+    return await _timed(ping())
 
 
 async def check_broker(publisher: EventPublisher) -> ComponentHealth:
-    t0 = time.perf_counter()
-    try:
+    async def ping() -> str | None:
         await publisher.connect()
-        ok = await asyncio.wait_for(publisher.broker.ping(timeout=2.0), timeout=2.5)
-        status, error = ("healthy", None) if ok else ("unhealthy", "no answer")
-    except Exception as exc:  # noqa: BLE001
-        status, error = "unhealthy", exc.__class__.__name__
-    return ComponentHealth(
-        status=status,
-        response_time_ms=round((time.perf_counter() - t0) * 1000, 2),
-        last_check=iso(utcnow()),
-        error=error,
-    )
+        return None if await asyncio.wait_for(publisher.broker.ping(timeout=2.0), timeout=2.5) else "no answer"
+
+    return await _timed(ping())
 
 
 async def check_kubernetes(kubeconfig: str | None) -> KubernetesHealth:
