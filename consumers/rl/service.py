@@ -395,7 +395,7 @@ class RLServing:
                 self._placement = _Placement()
             placement = self._placement.describe(action, request.current_replicas)
         except ApiError as exc:
-            error = exc.error.code
+            error = exc.code
             raise
         except Exception as exc:
             error = exc.__class__.__name__

@@ -33,6 +33,8 @@ from ml.rl.evaluation import (
     score_with_interval,
     validation_seeds,
 )
+from schemas import jobs
+from schemas.common import utcnow
 
 
 @pytest.fixture(scope="module")
@@ -139,15 +141,18 @@ def test_the_reported_figures_are_computed_on_the_held_out_days(baselines: HeldO
 
 def test_the_training_task_reports_held_out_figures() -> None:
     """consumers.rl.train_agent (the API task's runner): its metrics are the artifact's held-out figures."""
-    command = {
-        "job_id": "job_test",
-        "model_type": "q_learning",
-        "spec": {"name": "held-out", "total_episodes": 3, "parameters": {"seed": 5}},
-    }
+    command = jobs.TrainRequested(
+        job_id="job_test",
+        domain="rl",
+        model_type="q_learning",
+        spec={"name": "held-out", "total_episodes": 3, "parameters": {"seed": 5}},
+        estimated_duration_minutes=0.1,
+        submitted_at=utcnow(),
+    )
     outcome = train_agent("mongodb://unused", "unused", command, lambda pct, figures: None)
-    metrics, result = outcome["metrics"], outcome["result"]
+    metrics, result = outcome.metrics, outcome.result
     assert metrics["evaluation_first_seed"] == HELD_OUT_FIRST_SEED and metrics["evaluation_days"] == HELD_OUT_DAYS
-    agent = load_agent(outcome["artifact"])
+    agent = load_agent(outcome.artifact)
     rewards = play_days(agent.act, seeds=held_out_seeds()).rewards
     assert metrics["mean_reward"] == pytest.approx(rewards.mean(), abs=1e-3)
     assert result["held_out"]["per_day"]["agent"] == pytest.approx(rewards.tolist(), abs=1e-3)
@@ -155,7 +160,7 @@ def test_the_training_task_reports_held_out_figures() -> None:
     for key in ("vs_greedy_win_rate", "vs_greedy_mean_difference", "vs_greedy_mean_difference_ci95_low",
                 "vs_greedy_mean_difference_ci95_high", "normalised_score_ci95_low", "normalised_score_ci95_high"):
         assert key in metrics
-    lineage = outcome["lineage"]["evaluation"]
+    lineage = outcome.lineage["evaluation"]
     assert lineage["first_seed"] == HELD_OUT_FIRST_SEED and lineage["training_seed"] == 5
 
 
