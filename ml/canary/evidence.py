@@ -266,8 +266,26 @@ def _f1(precision: float | None, recall: float | None) -> float | None:
     return 2 * precision * recall / (precision + recall)
 
 
+class Confusion:
+    """Sums over the confusion-matrix counts ``tn``, ``fn``, ``fp``, ``tp`` (fields of the dataclasses below)."""
+
+    __slots__ = ()
+    tn: int
+    fn: int
+    fp: int
+    tp: int
+
+    @property
+    def labelled(self) -> int:
+        return self.tn + self.fn + self.fp + self.tp
+
+    @property
+    def correct(self) -> int:
+        return self.tn + self.tp
+
+
 @dataclass(slots=True)
-class ArmCounts:
+class ArmCounts(Confusion):
     """One arm's counters in one stratum (or pooled over several)."""
 
     requests: int = 0
@@ -302,14 +320,6 @@ class ArmCounts:
             self.hist[bucket] = self.hist.get(bucket, 0) + count
 
     @property
-    def labelled(self) -> int:
-        return self.tn + self.fn + self.fp + self.tp
-
-    @property
-    def correct(self) -> int:
-        return self.tn + self.tp
-
-    @property
     def waiting(self) -> int:
         """Successful predictions with no label (yet)."""
         return self.ok - self.labelled - self.too_late
@@ -333,7 +343,7 @@ class ArmCounts:
 
 
 @dataclass(frozen=True, slots=True)
-class ArmTotals:
+class ArmTotals(Confusion):
     """An arm's figures pooled over strata: descriptive figures, latency quantiles and their bounds.
 
     ``latency_buckets`` is the sorted ``(bucket, count)`` log histogram of successful requests' latencies
@@ -361,14 +371,6 @@ class ArmTotals:
     def _bucket_at_rank(self, rank: int) -> int:
         """Histogram bucket holding the ``rank``-th smallest latency (1-based)."""
         return self.latency_buckets[bisect_left(self._cumulative, rank)][0]
-
-    @property
-    def labelled(self) -> int:
-        return self.tn + self.fn + self.fp + self.tp
-
-    @property
-    def correct(self) -> int:
-        return self.tn + self.tp
 
     @property
     def waiting(self) -> int:
