@@ -18,6 +18,7 @@ from opentelemetry import trace
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.caching import RESPONSE_CACHE, ETagMiddleware
+from api.console import console_router, template_config
 from api.errors import EXCEPTION_HANDLERS
 from api.middleware import RequestIdMiddleware
 from api.monitoring import MonitoringController, RequestLogMiddleware, monitoring_lifespan
@@ -107,6 +108,7 @@ def create_app(settings: Settings) -> Litestar:
             HealthController,
             DocsController,
             static_router(),
+            console_router,
             metrics,
         ],
         lifespan=[lifespan, monitoring_lifespan],
@@ -133,6 +135,7 @@ def create_app(settings: Settings) -> Litestar:
         cors_config=CORSConfig(allow_origins=settings.cors_origins),
         logging_config=None,  # the process's own logging (infra.telemetry.setup_logging), not Litestar's default
         response_cache_config=RESPONSE_CACHE,
+        template_config=template_config,
         state=State({"settings": settings}),
         debug=False,
     )

@@ -1,0 +1,142 @@
+"""Console, part B: ``/ui/lotto``: per machine, how often each number was drawn beside the uniform expectation
+(6/45 per draw, with its 95 % band for the number of draws analysed), the set patterns beside their exact
+uniform expectations, and a rolling-origin backtest beside the random baseline with its interval.
+
+The figures come from the serving workers over the same request/reply calls as ``GET
+/api/statistics/machine-analysis/{machine}`` and ``GET /api/statistics/backtest`` (``api/routes/lotto.py``).
+Draws are uniform random: nothing here predicts a draw, and no score is a chance of winning (docs/lotto.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Annotated, Any
+
+from litestar import get
+from litestar.params import Parameter
+from litestar.response import Template
+
+from api.console.session import ConsoleSession, render
+from api.errors import ApiError
+from api.workers import call_worker
+from ml.lotto.draws import MACHINES, NUMBER_MAX, NUMBERS_PER_DRAW
+from producers.rpc import RpcClient
+
+UNIFORM_SHARE = NUMBERS_PER_DRAW / NUMBER_MAX
+"""expected appearances of a number per draw under uniform draws: 6/45"""
+Z95 = 1.959963984540054
+DEFAULT_ROUNDS = 100
+BACKTEST_ROUNDS = 50
+ALGORITHM = "enhanced"
+NOTE = (
+    "Draws are uniform random. These statistics describe past draws; they do not predict the next one, and no "
+    "figure on this page is a chance of winning."
+)
+
+
+def uniform_band(draws: int) -> tuple[float, float]:
+    """The central 95 % band of a number's share (appearances / draws) under uniform draws: each draw contains a
+    given number with probability 6/45, so the share is a binomial proportion (normal approximation)."""
+    if draws <= 0:
+        return (0.0, 1.0)
+    half = Z95 * math.sqrt(UNIFORM_SHARE * (1 - UNIFORM_SHARE) / draws)
+    return (max(0.0, UNIFORM_SHARE - half), min(1.0, UNIFORM_SHARE + half))
+
+
+def frequency_rows(distribution: dict[str, float], draws: int) -> dict[str, Any]:
+    low, high = uniform_band(draws)
+    numbers = list(range(1, NUMBER_MAX + 1))
+    shares = [round(float(distribution.get(str(n), 0.0)), 4) for n in numbers]
+    outside = [n for n, s in zip(numbers, shares, strict=True) if s < low or s > high]
+    return {
+        "numbers": numbers,
+        "shares": shares,
+        "expected": round(UNIFORM_SHARE, 4),
+        "band": [round(low, 4), round(high, 4)],
+        "outside": outside,
+        "outside_expected": round(0.05 * NUMBER_MAX, 2),
+    }
+
+
+async def _machine(rpc: RpcClient, machine: int, rounds: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"machine": machine, "label": f"machine {machine}"}
+    try:
+        stats = await call_worker(rpc, "lotto.statistics", {"machine": machine, "rounds": rounds}, key=f"m{machine}")
+    except ApiError as exc:
+        return out | {"error": f"{exc.code}: {exc.message}"}
+    period = stats.get("analysis_period") or {}
+    draws = int(period.get("total_rounds") or 0)
+    patterns = stats.get("pattern_analysis") or {}
+    baseline = stats.get("random_baseline") or {}
+    out |= {
+        "period": period,
+        "draws": draws,
+        "frequency": frequency_rows((stats.get("number_frequency") or {}).get("frequency_distribution") or {}, draws),
+        "patterns": [
+            {"name": k, "observed": v, "expected": baseline.get(k)}
+            for k, v in patterns.items()
+            if isinstance(v, int | float)
+        ],
+        "data_source": stats.get("data_source") or {},
+    }
+    if draws >= 2:
+        body = {
+            "machine": machine,
+            "algorithm": ALGORITHM,
+            "rounds": min(BACKTEST_ROUNDS, draws - 1),
+            "sets_per_round": 5,
+            "analysis_window": 50,
+        }
+        try:
+            bt = await call_worker(rpc, "lotto.backtest", body, key=f"m{machine}")
+        except ApiError as exc:
+            out["backtest_error"] = f"{exc.code}: {exc.message}"
+        else:
+            hist = bt.get("match_histogram") or {}
+            total = sum(hist.values()) or 1
+            out["backtest"] = {
+                **{
+                    k: bt.get(k)
+                    for k in (
+                        "algorithm",
+                        "rounds_evaluated",
+                        "sets_evaluated",
+                        "mean_matches",
+                        "mean_matches_ci95",
+                        "mean_matches_random_baseline",
+                        "hit_rate_3plus",
+                        "hit_rate_3plus_ci95",
+                        "hit_rate_3plus_random_baseline",
+                        "baseline_within_ci",
+                        "method",
+                    )
+                },
+                "test": bt.get("baseline_test") or {},
+                "histogram": {
+                    "matches": list(range(0, 7)),
+                    "observed": [round(hist.get(str(k), 0) / total, 4) for k in range(7)],
+                    "random": [
+                        round(float((bt.get("match_histogram_random_baseline") or {}).get(str(k), 0.0)), 6)
+                        for k in range(7)
+                    ],
+                },
+            }
+    return out
+
+
+async def lotto_view(rpc: RpcClient, rounds: int = DEFAULT_ROUNDS) -> dict[str, Any]:
+    machines = await asyncio.gather(*(_machine(rpc, m, rounds) for m in MACHINES))
+    return {"machines": list(machines), "rounds": rounds, "note": NOTE, "expected": round(UNIFORM_SHARE, 4)}
+
+
+# -- handlers -------------------------------------------------------------------------------------------------
+
+
+@get("/lotto", name="console:lotto")
+async def lotto_page(
+    console: ConsoleSession, rpc: RpcClient, rounds: Annotated[int, Parameter(ge=10, le=2000)] = DEFAULT_ROUNDS
+) -> Template:
+    return render("lotto.html", console, "lotto", "Lotto", view=await lotto_view(rpc, rounds))
+
+
+HANDLERS = [lotto_page]
