@@ -31,7 +31,10 @@ PAGE_MODULES = [
     "api.console.pages_jobs",
     "api.console.pages_models",
     "api.console.pages_events",
-    # Part B: "api.console.pages_deploy", "api.console.pages_rl", "api.console.pages_lotto",
+    "api.console.pages_deploy",
+    "api.console.pages_canary",
+    "api.console.pages_rl",
+    "api.console.pages_lotto",
 ]
 
 NAV = [
