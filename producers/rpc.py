@@ -2,7 +2,12 @@
 
 Every API process reads all partitions of ``predict.replies`` from the end (no consumer
 group, so each process sees every reply) and resolves the waiting future whose correlation id
-matches; replies for other processes are skipped. A reply that never comes is a timeout."""
+matches; replies for other processes are skipped. A reply that never comes is a timeout.
+
+While no call waits for a reply the reader pauses its partitions (with idle waits on,
+``MODELBUS_IDLE_FETCH_MAX_WAIT_MS`` > 0): a paused consumer sends no fetch at all, which on Tansu, where
+every fetch costs broker CPU, is what an idle API process costs. A call resumes them before it
+publishes its request, from the position where the reader paused, so no reply is skipped."""
 
 from __future__ import annotations
 
@@ -34,6 +39,8 @@ class RpcClient:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._tps: list[TopicPartition] = []
+        self._pause_when_idle = False
 
     async def start(self) -> None:
         async with self._lock:
@@ -56,6 +63,10 @@ class RpcClient:
                 await consumer.seek_to_end(*tps)
                 for tp in tps:  # resolve the lazy seek now, so no reply published after start is missed
                     await consumer.position(tp)
+                self._tps = tps
+                self._pause_when_idle = bool(self.settings.idle_fetch_max_wait_ms)
+                if self._pause_when_idle and not self._pending:
+                    consumer.pause(*tps)
             except Exception as exc:
                 await consumer.stop()
                 raise BrokerUnavailable(f"cannot read replies: {exc.__class__.__name__}") from exc
@@ -83,6 +94,8 @@ class RpcClient:
                         future.set_result(Envelope.from_bytes(rec.value).payload(RpcReply))
                     except Exception as exc:  # noqa: BLE001
                         future.set_exception(exc)
+            if self._pause_when_idle and not self._pending:
+                self._consumer.pause(*self._tps)
 
     async def call(self, kind: str, body: dict[str, Any], *, key: str, timeout_s: float | None = None) -> RpcReply:
         """Publishes a request and waits for its reply (raises RpcTimeout, BrokerUnavailable)."""
@@ -90,6 +103,8 @@ class RpcClient:
         corr = uuid.uuid4().hex
         future: asyncio.Future[RpcReply] = asyncio.get_running_loop().create_future()
         self._pending[corr] = future
+        if self._pause_when_idle and self._consumer is not None:
+            self._consumer.resume(*self._tps)
         env = Envelope.wrap(
             RPC_REQUESTED, key, RpcRequest(kind=kind, body=body), source="modelbus/api", correlationid=corr
         )
