@@ -18,7 +18,7 @@ from opentelemetry import trace
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.caching import RESPONSE_CACHE, ETagMiddleware
-from api.console import console_router, template_config
+from api.console import close_hub, console_router, template_config
 from api.errors import EXCEPTION_HANDLERS
 from api.middleware import RequestIdMiddleware
 from api.monitoring import MonitoringController, RequestLogMiddleware, monitoring_lifespan
@@ -112,6 +112,7 @@ def create_app(settings: Settings) -> Litestar:
             metrics,
         ],
         lifespan=[lifespan, monitoring_lifespan],
+        on_shutdown=[close_hub],  # the console's Kafka readers
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
             "publisher": Provide(provide_publisher, sync_to_thread=False),

@@ -21,6 +21,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from api.console import session
+from api.console.hub import close_hub
 
 CONSOLE_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = CONSOLE_DIR / "templates"
@@ -86,4 +87,4 @@ console_router = Router(
     include_in_schema=False,
 )
 
-__all__ = ["NAV", "PAGE_MODULES", "console_router", "template_config"]
+__all__ = ["NAV", "PAGE_MODULES", "close_hub", "console_router", "template_config"]

@@ -131,7 +131,7 @@ class Hub:
         try:
             partitions = consumer.partitions_for_topic(name)
             if not partitions:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - a topic not yet in the metadata
+                await consumer.topics()  # fetch the metadata (partition counts differ by topic)
                 partitions = consumer.partitions_for_topic(name) or {0}
             tps = [TopicPartition(name, p) for p in sorted(partitions)]
             consumer.assign(tps)
@@ -218,6 +218,8 @@ class Hub:
         await consumer.start()
         items: list[dict[str, Any]] = []
         try:
+            if not consumer.partitions_for_topic(name):
+                await consumer.topics()
             tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or {0})]
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
@@ -248,6 +250,13 @@ class Hub:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await feed.task
         self.feeds.clear()
+
+
+async def close_hub(app: Litestar) -> None:
+    """For ``Litestar(on_shutdown=...)``: stop the hub's consumers before the broker goes away."""
+    hub: Hub | None = getattr(app.state, "console_hub", None)
+    if hub is not None:
+        await hub.close()
 
 
 def hub_of(app: Litestar) -> Hub:

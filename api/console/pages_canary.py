@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -85,19 +87,23 @@ def metric_point(row: dict[str, Any]) -> dict[str, Any]:
     return {"difference": row.get("difference"), "low": low, "high": high, "tolerance": tol}
 
 
-def series(windows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Column-wise series over the windows: ``x`` (window end, epoch seconds), per compared metric its points,
-    and the requests / labelled per arm."""
-    xs: list[float | None] = []
-    metrics: dict[str, dict[str, list[Any]]] = {}
-    arms: dict[str, list[Any]] = {
-        "canary_requests": [],
-        "baseline_requests": [],
-        "canary_labelled": [],
-        "baseline_labelled": [],
+def empty_series() -> dict[str, Any]:
+    return {
+        "x": [],
+        "metrics": {},
+        "arms": {"canary_requests": [], "baseline_requests": [], "canary_labelled": [], "baseline_labelled": []},
+        "verdicts": [],
     }
-    for i, window in enumerate(windows):
+
+
+def extend_series(out: dict[str, Any], windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Appends windows (oldest first) to column-wise series: ``x`` (window end, epoch seconds), per compared
+    metric its points, the requests / labelled per arm, and ``verdicts`` (each window's end and verdict)."""
+    xs, metrics, arms = out["x"], out["metrics"], out["arms"]
+    for window in windows:
+        i = len(xs)
         xs.append(epoch(window.get("window_end")))
+        out["verdicts"].append((window.get("window_end"), window.get("recommendation")))
         seen = set()
         for row in window.get("comparison") or []:
             name = row.get("metric")
@@ -117,7 +123,50 @@ def series(windows: list[dict[str, Any]]) -> dict[str, Any]:
             a = figures.get(arm) or figures.get("shadow" if arm == "canary" else arm) or {}
             arms[f"{arm}_requests"].append(a.get("requests"))
             arms[f"{arm}_labelled"].append(a.get("labelled"))
-    return {"x": xs, "metrics": metrics, "arms": arms}
+    return out
+
+
+def series(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    return extend_series(empty_series(), windows)
+
+
+@dataclass
+class _Cached:
+    last_end: Any
+    series: dict[str, Any]
+
+
+_SERIES: OrderedDict[tuple[str, str, str], _Cached] = OrderedDict()
+SERIES_CACHE_SIZE = 16
+"""canaries whose series are kept in memory: a window document never changes once projected (``_id`` = its event
+id), so a page reads only the windows that closed since the last view of that canary"""
+
+
+async def window_series(db: AsyncDatabase, analysis_id: str) -> dict[str, Any]:
+    """The series of ``analysis_id``'s windows, read incrementally (``SERIES_CACHE_SIZE`` canaries kept)."""
+    key = (str(id(db.client)), db.name, analysis_id)
+    cached = _SERIES.get(key)
+    query: dict[str, Any] = {"canary_id": analysis_id}
+    if cached is not None and cached.last_end is not None:
+        query["window_end"] = {"$gt": cached.last_end}
+    cursor = db[mongo.CANARY_WINDOWS].find(query, WINDOW_FIELDS).sort("window_end", 1)
+    fetched = [w async for w in cursor]
+    cached = _SERIES.get(key) or _Cached(None, empty_series())  # again: another request may have extended it
+    new = [w for w in fetched if cached.last_end is None or w.get("window_end") > cached.last_end]
+    if new:
+        extend_series(cached.series, new)
+        cached.last_end = new[-1].get("window_end")
+    _SERIES[key] = cached
+    _SERIES.move_to_end(key)
+    while len(_SERIES) > SERIES_CACHE_SIZE:
+        _SERIES.popitem(last=False)
+    ser = cached.series  # a copy: later windows extend the cached lists while this page renders
+    return {
+        "x": list(ser["x"]),
+        "metrics": {m: {k: list(v) for k, v in cols.items()} for m, cols in ser["metrics"].items()},
+        "arms": {k: list(v) for k, v in ser["arms"].items()},
+        "verdicts": list(ser["verdicts"]),
+    }
 
 
 # -- the verdict history ------------------------------------------------------------------------------------
@@ -137,7 +186,7 @@ def _archive(settings: Settings) -> AsyncDatabase | None:
 
 
 async def verdict_history(
-    settings: Settings | None, analysis_id: str, kind: str, windows: list[dict[str, Any]]
+    settings: Settings | None, analysis_id: str, kind: str, windows: list[tuple[Any, str | None]]
 ) -> list[dict[str, Any]]:
     """Every verdict of a canary or shadow, oldest first: ``{at, window_end, recommendation, previous, reason}``."""
     rec_type = deploy.SHADOW_RECOMMENDATION if kind == "shadow" else deploy.CANARY_RECOMMENDATION
@@ -162,10 +211,9 @@ async def verdict_history(
     except Exception:  # the archive is a separate server: the page still renders without it
         log.warning("console: the event archive could not be read for %s", analysis_id, exc_info=True)
     out, last = [], None
-    for window in windows:
-        rec = window.get("recommendation")
+    for window_end, rec in windows:  # (window end, verdict) of each window
         if rec and rec != last:
-            end = fmt_time(window.get("window_end"))
+            end = fmt_time(window_end)
             out.append({"at": end, "window_end": end, "recommendation": rec, "previous": last, "reason": ""})
             last = rec
     return out
@@ -187,8 +235,7 @@ async def analysis_view(
         status = shadow_status(doc, "en", unmatched).model_dump(mode="json")
     else:
         status = canary_status(doc, "en", unmatched).model_dump(mode="json")
-    cursor = db[mongo.CANARY_WINDOWS].find({"canary_id": analysis_id}, WINDOW_FIELDS).sort("window_end", 1)
-    windows = [w async for w in cursor]
+    ser = await window_series(db, analysis_id)
     evidence = status["evidence"]
     arms = []
     for arm, label in (("new_model", kind), ("old_model", "production")):
@@ -233,9 +280,9 @@ async def analysis_view(
             for s in doc.get("steps") or []
         ],
         "comparison": status["comparison"],
-        "windows": len(windows),
-        "series": series(windows),
-        "verdicts": await verdict_history(settings, analysis_id, kind, windows),
+        "windows": len(ser["x"]),
+        "series": {k: ser[k] for k in ("x", "metrics", "arms")},
+        "verdicts": await verdict_history(settings, analysis_id, kind, ser["verdicts"]),
     }
 
 

@@ -187,8 +187,9 @@ async def api_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Princ
 
 
 def login_required_handler(request: Request[Any, Any, Any], exc: LoginRequired) -> Response[Any]:
-    """Pages (GET) → 303 to the login form with ``next``; anything else → the API's 401 body."""
-    if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+    """Pages (GET) → 303 to the login form with ``next``; JSON, event streams and writes → the API's 401 body."""
+    accept = request.headers.get("accept", "")
+    if request.method == "GET" and "application/json" not in accept and "text/event-stream" not in accept:
         return Redirect(f"/ui/login?next={quote(request.url.path)}", status_code=303)
     return handle_api_error(request, ApiError(401, "UNAUTHORIZED", "no console session; log in at /ui/login"))
 

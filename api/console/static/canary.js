@@ -50,17 +50,17 @@
       data: [x, col("high"), col("low"), col("difference"), col("tolerance"), new Array(n).fill(0)],
       series: [
         {},
-        { label: "interval high", stroke: "rgba(9,105,218,.35)", width: 1 },
-        { label: "interval low", stroke: "rgba(9,105,218,.35)", width: 1 },
+        { label: "interval high", stroke: "rgba(9,105,218,.35)", width: 1, points: { show: false } },
+        { label: "interval low", stroke: "rgba(9,105,218,.35)", width: 1, points: { show: false } },
         { label: "difference", stroke: "#0969da", width: 2, points: { show: n < 200 } },
-        { label: "tolerance", stroke: "#cf222e", width: 1.5, dash: [6, 4] },
-        { label: "no difference", stroke: "#8c959f", width: 1 },
+        { label: "tolerance", stroke: "#cf222e", width: 1.5, dash: [6, 4], points: { show: false } },
+        { label: "no difference", stroke: "#8c959f", width: 1, points: { show: false } },
       ],
       bands: [{ series: [1, 2], fill: "rgba(9,105,218,.15)" }],
     };
   }
 
-  function makeChart(key, title, note, s) {
+  function makeBox(key, title, note) {
     var box = document.createElement("div");
     box.className = "b-chart";
     box.id = "chart-" + key;
@@ -68,6 +68,11 @@
     box.querySelector("h3").textContent = title;
     box.querySelector("p").textContent = note;
     container.appendChild(box);
+    return box;
+  }
+
+  function makeChart(key, box, s) {
+    // every box is in the grid before any is measured: each chart takes its own column's width
     var opts = {
       width: width(box), height: 220, series: s.series, bands: s.bands,
       scales: { x: { time: true } }, legend: { live: false },
@@ -79,13 +84,14 @@
   function render() {
     Object.keys(charts).forEach(function (k) { charts[k].plot.destroy(); delete charts[k]; });
     container.innerHTML = "";
+    var todo = [];
     Object.keys(metrics).forEach(function (name) {
       var note = name === "latency"
         ? "each arm's quantile with the canary's anytime-valid interval; dashed: the limit production's quantile allows"
         : (HIGHER_IS_WORSE[name] ? "worse upwards" : "worse downwards") + "; level " + levelOf(name);
-      makeChart(name, TITLES[name] || name + ": canary − production", note, spec(name, metrics[name]));
+      todo.push([name, makeBox(name, TITLES[name] || name + ": canary − production", note), spec(name, metrics[name])]);
     });
-    makeChart("evidence", "Requests and labels per arm", "cumulative, per window", {
+    todo.push(["evidence", makeBox("evidence", "Requests and labels per arm", "cumulative, per window"), {
       data: [x, arms.canary_requests, arms.baseline_requests, arms.canary_labelled, arms.baseline_labelled],
       series: [
         {},
@@ -94,7 +100,8 @@
         { label: view.kind + " labelled", stroke: "#bf8700", width: 1, dash: [4, 3] },
         { label: "production labelled", stroke: "#1a7f37", width: 1, dash: [4, 3] },
       ],
-    });
+    }]);
+    todo.forEach(function (t) { makeChart(t[0], t[1], t[2]); });
   }
 
   function levelOf(name) {

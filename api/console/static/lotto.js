@@ -14,20 +14,22 @@
     if (el.getAttribute("data-chart") === "frequency") {
       var f = m.frequency, n = f.numbers.length;
       new uPlot({
-        width: w(el), height: 230, scales: { x: { time: false, range: [0.5, 45.5] } },
+        width: w(el), height: 230, scales: { x: { time: false, range: [0.5, 45.5] }, y: { range: function (u, lo, hi) { return [0, Math.max(hi, f.band[1]) * 1.1]; } } },
+        legend: { live: false },
         axes: [{ label: "number" }, { label: "share of draws", size: 60 }],
         series: [
           { label: "number" },
           { label: "observed", fill: "rgba(9,105,218,.45)", stroke: "#0969da", paths: bars({ size: [0.7, 14] }), points: { show: false } },
-          { label: "6/45", stroke: "#1a7f37", width: 2 },
-          { label: "band low", stroke: "#1a7f37", width: 1, dash: [5, 4] },
-          { label: "band high", stroke: "#1a7f37", width: 1, dash: [5, 4] },
+          { label: "6/45", stroke: "#1a7f37", width: 2, points: { show: false } },
+          { label: "95 % band low", stroke: "#1a7f37", width: 1, dash: [5, 4], points: { show: false } },
+          { label: "95 % band high", stroke: "#1a7f37", width: 1, dash: [5, 4], points: { show: false } },
         ],
       }, [f.numbers, f.shares, flat(n, f.expected), flat(n, f.band[0]), flat(n, f.band[1])], el);
     } else if (m.backtest) {
       var h = m.backtest.histogram;
       new uPlot({
-        width: w(el), height: 230, scales: { x: { time: false, range: [-0.5, 6.5] } },
+        width: w(el), height: 230, scales: { x: { time: false, range: [-0.5, 6.5] }, y: { range: function (u, lo, hi) { return [0, hi * 1.1]; } } },
+        legend: { live: false },
         axes: [{ label: "matched numbers" }, { label: "share of sets", size: 60 }],
         series: [
           { label: "matches" },

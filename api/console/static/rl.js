@@ -13,13 +13,13 @@
   }
   var plot = new uPlot({
     width: Math.max(320, box.clientWidth - 16), height: 320,
-    scales: { x: { time: false } },
+    scales: { x: { time: false } }, legend: { live: false },
     axes: [{ label: "episode" }, { label: "reward per episode (day)", size: 70 }],
     series: [
       { label: "episode" },
       { label: "agent", stroke: "#0969da", width: 1.5, points: { show: false } },
-      { label: "random", stroke: "#cf222e", width: 1.5, dash: [6, 4] },
-      { label: "greedy", stroke: "#1a7f37", width: 1.5, dash: [6, 4] },
+      { label: "random", stroke: "#cf222e", width: 1.5, dash: [6, 4], points: { show: false } },
+      { label: "greedy", stroke: "#1a7f37", width: 1.5, dash: [6, 4], points: { show: false } },
     ],
   }, data(), box);
   window.rlPage = { view: view, plot: plot };
