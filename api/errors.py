@@ -5,16 +5,19 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 
 from producers.publisher import BrokerUnavailable
-from schemas.common import iso, utcnow
+from schemas.common import ErrorBody, iso, utcnow
 
 log = logging.getLogger("modelbus.api")
 
@@ -79,6 +82,9 @@ _STATUS_CODES = {
 }
 
 
+_MISSING = re.compile(r"Missing required (\w+) parameter '([^']+)'")
+
+
 def _details(exc: ValidationException) -> list[dict[str, Any]]:
     out = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
@@ -102,6 +108,17 @@ def handle_api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response
 def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     if isinstance(exc, ValidationException):
         details = _details(exc)
+        missing = _MISSING.match(exc.detail or "")
+        if not details and missing:  # a required query/path/header parameter is absent: not a JSON problem
+            field = missing.group(2)
+            return error_response(
+                request,
+                422,
+                "VALIDATION_ERROR",
+                f"{field}: the {missing.group(1)} parameter is required",
+                field=field,
+                details=[{"field": field, "message": f"required {missing.group(1)} parameter"}],
+            )
         if not details:  # Litestar reports malformed JSON as a ValidationException without field details
             return error_response(request, 400, "INVALID_JSON", f"the request body is not valid JSON: {exc.detail}")
         first = details[0]
@@ -153,3 +170,74 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     ConnectionFailure: handle_unavailable,
     Exception: handle_unexpected,
 }
+
+
+# --- the error answers each operation documents in /openapi.json (every one has the ErrorBody schema) ---
+
+_ERROR_DESCRIPTIONS = {
+    400: "Bad request: the body is not valid JSON (INVALID_JSON) or a request rule was broken",
+    401: "No credentials, or credentials that are not valid (UNAUTHORIZED, INVALID_TOKEN, TOKEN_EXPIRED)",
+    403: "The credentials lack the scope this route needs (FORBIDDEN)",
+    404: "The resource does not exist (…_NOT_FOUND)",
+    409: "The resource is not in a state that allows this (for example a finished job, a model not in staging)",
+    413: "The request body is too large",
+    415: "The request body's media type is not accepted",
+    422: "The request is well-formed but not valid (VALIDATION_ERROR with details, or a domain rule)",
+    429: "Rate limit of the caller's tier exceeded (RATE_LIMIT_EXCEEDED, retry_after_seconds, Retry-After)",
+    500: "Unexpected error (INTERNAL_ERROR, support_id)",
+    503: "The database or the broker is unreachable; nothing was accepted (SERVICE_UNAVAILABLE, Retry-After)",
+}
+
+_ERROR_EXAMPLES: dict[int, dict[str, Any]] = {  # the seed documents' examples (003), with the fields always sent
+    422: {
+        "code": "VALIDATION_ERROR",
+        "message": "입력 데이터 유효성 검사 실패",
+        "field": "sets_count",
+        "details": [{"field": "sets_count", "message": "1 이상 20 이하의 값이어야 합니다", "value": 25}],
+    },
+    429: {
+        "code": "RATE_LIMIT_EXCEEDED",
+        "message": "요청 한도를 초과했습니다. 60초 후 다시 시도하세요",
+        "field": None,
+        "retry_after_seconds": 60,
+    },
+    500: {
+        "code": "INTERNAL_ERROR",
+        "message": "an internal error occurred; quote the support id when reporting it",
+        "field": None,
+        "support_id": "sup_20250827_001",
+    },
+}
+
+GUARDED_ERRORS = (401, 403, 429)
+"""what the API-key guard may answer on any protected route (429 only when rate limits are on)"""
+
+
+def error_responses(*codes: int, guarded: bool = True) -> dict[int, ResponseSpec]:
+    """The ``responses=`` of a route: each code in ``codes`` (plus the guard's 401/403/429 when ``guarded``,
+    and 400, 500 and 503, which any route may answer) documented with the one error body. 400 is always there
+    so that Litestar's own description of a validation failure (another body, which this API never sends:
+    validation failures are 422 with the error body) is replaced."""
+    every = set(codes) | {400, 500, 503} | (set(GUARDED_ERRORS) if guarded else set())
+    out: dict[int, ResponseSpec] = {}
+    for code in sorted(every):
+        example = _ERROR_EXAMPLES.get(code)
+        out[code] = ResponseSpec(
+            data_container=ErrorBody,
+            description=_ERROR_DESCRIPTIONS.get(code, "Error"),
+            generate_examples=False,
+            examples=[
+                Example(
+                    summary=example["code"],
+                    value={
+                        "status": "error",
+                        "error": example,
+                        "timestamp": "2025-08-27T14:30:00.000Z",
+                        "request_id": "req_20250827_001",
+                    },
+                )
+            ]
+            if example
+            else None,
+        )
+    return out

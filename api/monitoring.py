@@ -34,7 +34,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 
-from api.errors import ApiError
+from api.errors import ApiError, error_responses
 from api.security import api_key_guard
 from infra import mongo
 from producers.rpc import RpcClient
@@ -444,7 +444,11 @@ class MonitoringController(Controller):
     guards = [api_key_guard]
     tags = ["monitoring"]
 
-    @get("/api/monitoring/metrics", summary="Request, ML and resource metrics over a period (e.g. 1h)")
+    @get(
+        "/api/monitoring/metrics",
+        summary="Request, ML and resource metrics over a period (e.g. 1h)",
+        responses=error_responses(422),
+    )
     async def metrics(
         self,
         db: AsyncDatabase,

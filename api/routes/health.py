@@ -11,8 +11,10 @@ import time
 from typing import Any
 
 from litestar import Controller, Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 from pymongo.asynchronous.database import AsyncDatabase
 
+from api.errors import error_responses
 from api.monitoring import recent_performance, worker_components
 from producers.publisher import EventPublisher
 from schemas.common import (
@@ -96,7 +98,12 @@ def _uptime(started: float) -> str:
 class HealthController(Controller):
     tags = ["health"]
 
-    @get("/api/v1/health", summary="System status (RL API family)")
+    @get(
+        "/api/v1/health",
+        summary="System status (RL API family)",
+        responses=error_responses(guarded=False)
+        | {503: ResponseSpec(Health, description="The database or Kafka does not answer (status unhealthy)")},
+    )
     async def v1_health(
         self, request: Request[Any, Any, Any], db: AsyncDatabase, publisher: EventPublisher
     ) -> Response[Health]:
@@ -122,7 +129,12 @@ class HealthController(Controller):
         )
         return Response(body, status_code=200 if healthy else 503)
 
-    @get("/api/monitoring/health", summary="System status (lotto API family)")
+    @get(
+        "/api/monitoring/health",
+        summary="System status (lotto API family)",
+        responses=error_responses(guarded=False)
+        | {503: ResponseSpec(MonitoringHealth, description="The database or the broker does not answer (unhealthy)")},
+    )
     async def monitoring_health(
         self, request: Request[Any, Any, Any], db: AsyncDatabase, publisher: EventPublisher
     ) -> Response[MonitoringHealth]:

@@ -23,7 +23,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 from pymongo.asynchronous.database import AsyncDatabase
 
-from api.errors import ApiError, request_id_of
+from api.errors import ApiError, error_responses, request_id_of
 from api.security import api_key_guard, principal_of
 from api.workers import call_worker
 from infra import mongo
@@ -215,6 +215,7 @@ class LottoController(Controller):
             "machine|machine_type (1호기, 2호기, 3호기 or 1, 2, 3; ?machine_type= sets a default). "
             "All or nothing: any bad row rejects the batch with every row's errors."
         ),
+        responses=error_responses(400, 413, 422),
     )
     async def import_draws(
         self,
@@ -304,7 +305,7 @@ class LottoController(Controller):
             recorded_at=iso(events[0].time),
         )
 
-    @get("/api/draws", summary="Recorded draws, newest first")
+    @get("/api/draws", summary="Recorded draws, newest first", responses=error_responses(400, 422))
     async def list_draws(
         self,
         db: AsyncDatabase,
@@ -345,6 +346,7 @@ class LottoController(Controller):
     @get(
         "/api/statistics/machine-analysis/{machine_type:str}",
         summary="Per-machine statistics over its last `rounds` draws, with backtested performance",
+        responses=error_responses(400, 404, 422),
     )
     async def machine_analysis(
         self,
@@ -356,7 +358,11 @@ class LottoController(Controller):
         body = {"machine": machine, "rounds": rounds}
         return LottoMachineAnalysis.model_validate(await call_worker(rpc, "lotto.statistics", body, key=f"m{machine}"))
 
-    @get("/api/statistics/backtest", summary="Rolling-origin backtest beside the exact random baseline")
+    @get(
+        "/api/statistics/backtest",
+        summary="Rolling-origin backtest beside the exact random baseline",
+        responses=error_responses(400, 404, 422),
+    )
     async def backtest(
         self,
         rpc: RpcClient,
@@ -389,7 +395,8 @@ class LottoController(Controller):
         "/api/predictions/generate",
         status_code=HTTP_200_OK,
         summary="Generate number sets for a machine",
-        responses={HTTP_200_OK: ResponseSpec(PredictionResponse, generate_examples=False, description="the sets")},
+        responses={HTTP_200_OK: ResponseSpec(PredictionResponse, generate_examples=False, description="the sets")}
+        | error_responses(400, 404, 409, 422),
     )
     async def generate(
         self, request: Request[Any, Any, Any], data: PredictionRequest, rpc: RpcClient
@@ -403,7 +410,8 @@ class LottoController(Controller):
         ["/api/ensemble/predictions", "/api/ensemble/predictions/"],
         status_code=HTTP_200_OK,
         summary="Ensemble of trained members (weighted_voting, stacking, blending)",
-        responses={HTTP_200_OK: ResponseSpec(EnsembleResponse, generate_examples=False, description="the sets")},
+        responses={HTTP_200_OK: ResponseSpec(EnsembleResponse, generate_examples=False, description="the sets")}
+        | error_responses(400, 404, 409, 422),
     )
     async def ensemble(
         self, request: Request[Any, Any, Any], data: EnsemblePredictionRequest, rpc: RpcClient
@@ -414,7 +422,12 @@ class LottoController(Controller):
         return EnsembleResponse.model_validate(_stamp(request, result))
 
     # -- training and registry ----------------------------------------------------------------------------------
-    @post("/api/models/train", status_code=HTTP_202_ACCEPTED, summary="Train an ensemble member on a machine")
+    @post(
+        "/api/models/train",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Train an ensemble member on a machine",
+        responses=error_responses(400, 404, 409, 422),
+    )
     async def train(
         self,
         request: Request[Any, Any, Any],
@@ -467,14 +480,18 @@ class LottoController(Controller):
             started_at=iso(now),
         )
 
-    @get("/api/models/train/{job_id:str}", summary="Lotto training job status")
+    @get("/api/models/train/{job_id:str}", summary="Lotto training job status", responses=error_responses(404, 422))
     async def train_status(self, job_id: str, db: AsyncDatabase) -> LottoJobStatus:
         doc = await db[mongo.JOBS].find_one({"_id": job_id, "domain": "lotto"})
         if doc is None:
             raise ApiError(404, "JOB_NOT_FOUND", f"no lotto training job {job_id!r}", field="job_id")
         return lotto_job_status(doc)
 
-    @get("/api/models", summary="Registered lotto ensemble members with their lineage, newest first")
+    @get(
+        "/api/models",
+        summary="Registered lotto ensemble members with their lineage, newest first",
+        responses=error_responses(400, 422),
+    )
     async def models(
         self,
         db: AsyncDatabase,

@@ -17,7 +17,7 @@ from litestar.params import Parameter
 from pydantic import BaseModel, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
-from api.errors import ApiError
+from api.errors import ApiError, error_responses
 from api.security import api_key_guard
 from infra import mongo
 from ml.tabular.compare import Entry, NotComparable, compare_models
@@ -71,7 +71,7 @@ class ModelsController(Controller):
     guards = [api_key_guard]
     tags = ["ml: registry"]
 
-    @get("/", summary="Models in the registry")
+    @get("/", summary="Models in the registry", responses=error_responses(422))
     async def list_models(
         self,
         db: AsyncDatabase,
@@ -87,7 +87,7 @@ class ModelsController(Controller):
         docs = db[mongo.MODELS].find(query).sort("trained_at", -1).limit(limit)
         return ModelList(models=[model_summary(d) async for d in docs])
 
-    @get("/{model_id:str}", summary="One model with its lineage")
+    @get("/{model_id:str}", summary="One model with its lineage", responses=error_responses(404, 422))
     async def get_model(self, model_id: str, db: AsyncDatabase) -> ModelDetail:
         doc = await db[mongo.MODELS].find_one({"_id": model_id, "domain": "tabular"})
         if doc is None:
@@ -100,7 +100,12 @@ class ModelsController(Controller):
             history=doc.get("history", []),
         )
 
-    @post("/compare", status_code=200, summary="Compare two or more models on their hold-out metrics")
+    @post(
+        "/compare",
+        status_code=200,
+        summary="Compare two or more models on their hold-out metrics",
+        responses=error_responses(400, 404, 422),
+    )
     async def compare_models(self, data: CompareRequest, db: AsyncDatabase) -> ModelComparison:
         ids = list(dict.fromkeys(data.model_ids))
         if len(ids) < 2:
