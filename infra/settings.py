@@ -53,6 +53,19 @@ class Settings(BaseSettings):
     idle_after_seconds: float = Field(
         10.0, gt=0, le=3600, description="how long a consumer fetches nothing before it waits the idle fetch wait"
     )
+    kafka_embedded: bool = Field(
+        False,
+        description="set by `modelbus up` when it started the embedded Tansu broker (turns on topic generations); "
+        "leave unset with a real Kafka",
+    )
+    generation_max_records: int = Field(
+        3000,
+        ge=0,
+        description="embedded broker only: once a partition of predict.requests, predict.served or an API "
+        "process's reply topic holds this many records, new messages go to a fresh topic generation and the old "
+        "one is deleted when every consumer group (the archive among them) has committed all of it "
+        "(docs/embedded.md); 0 = never",
+    )
     served_linger_ms: int = Field(
         20,
         ge=0,
