@@ -5,8 +5,11 @@ and commits nothing), fanned out to every SSE client of that topic.
 * Started lazily by the first page or stream that needs the topic (``ensure`` returns once the consumer's
   positions are fixed, so a page that calls it *before* reading MongoDB misses no event: it renders the
   projection, then its stream replays what the hub buffered after the sequence number the page got).
-* Each topic keeps the last ``BUFFER`` messages with a sequence number; an SSE client resumes after the
-  ``Last-Event-ID`` its browser sends on reconnect, or after the page's ``after`` number.
+* Each topic keeps the last ``BUFFER`` messages with a sequence number (a new consumer first loads the last
+  ``PRELOAD`` of each partition); an SSE client resumes after the ``Last-Event-ID`` its browser sends on
+  reconnect, or after the page's ``after`` number. A page whose projection may lag the topic (a job that has
+  completed on Kafka but not yet in MongoDB) starts from ``since(topic, seconds)`` and replays the last
+  minutes: the pages' updates are idempotent.
 * A stream ends after ``STREAM_SECONDS`` (the browser's EventSource reconnects and resumes), so a server
   shutting down never waits on an open console tab for long; a topic's consumer stops ``IDLE_SECONDS``
   after its last client left."""
@@ -35,6 +38,8 @@ BUFFER = 2000
 IDLE_SECONDS = 30.0
 STREAM_SECONDS = 20.0
 KEEPALIVE_SECONDS = 10.0
+PRELOAD = 200
+PRELOAD_SECONDS = 3.0
 MAX_VALUE_BYTES = 16_384
 """Bigger message bodies (a 1,000-record batch) reach the browser as their type, subject and size only."""
 
@@ -135,16 +140,46 @@ class Hub:
                 partitions = consumer.partitions_for_topic(name) or {0}
             tps = [TopicPartition(name, p) for p in sorted(partitions)]
             consumer.assign(tps)
-            await consumer.seek_to_end(*tps)
-            for tp in tps:
-                await consumer.position(tp)  # resolve "end" now, not at the first fetch
+            feed = TopicFeed(short, consumer, seq=time.time_ns() // 1000)  # numbers keep growing across restarts
+            await self._preload(feed, tps)
         except BaseException:
             await consumer.stop()
             raise
-        feed = TopicFeed(short, consumer, seq=time.time_ns() // 1000)  # numbers keep growing across restarts
         feed.task = asyncio.create_task(self._run(feed), name=f"console-hub-{short}")
         log.info("console hub: reading %s", name)
         return feed
+
+    async def _preload(self, feed: TopicFeed, tps: list[TopicPartition]) -> None:
+        """Reads the last ``PRELOAD`` messages of each partition into the buffer before the feed goes live, so
+        a page can replay what happened just before it asked (``since``): events already on Kafka that the
+        projection it read had not applied yet."""
+        ends = await feed.consumer.end_offsets(tps)
+        starts = await feed.consumer.beginning_offsets(tps)
+        for tp in tps:
+            feed.consumer.seek(tp, max(starts[tp], ends[tp] - PRELOAD))
+        pending = {tp for tp in tps if ends[tp] > starts[tp]}
+        deadline = time.monotonic() + PRELOAD_SECONDS
+        items: list[dict[str, Any]] = []
+        while pending and time.monotonic() < deadline:
+            batches = await feed.consumer.getmany(*pending, timeout_ms=200, max_records=PRELOAD * len(tps))
+            for messages in batches.values():
+                for msg in messages:
+                    feed.seq += 1
+                    items.append(decode(feed.short, msg, feed.seq))
+            pending = {tp for tp in pending if await feed.consumer.position(tp) < ends[tp]}
+        for tp in pending:  # too slow: go live from the end rather than lag behind
+            feed.consumer.seek(tp, ends[tp])
+        feed.buffer.extend(items)
+
+    def since(self, short: str, seconds: float) -> int:
+        """The sequence number to stream ``after`` to also replay the buffered messages Kafka stamped in the last
+        ``seconds`` (call ``ensure`` first)."""
+        feed = self.feeds[short]
+        cutoff = (time.time() - seconds) * 1000
+        for item in feed.buffer:
+            if (item["timestamp"] or 0) >= cutoff:
+                return int(item["seq"]) - 1
+        return feed.seq
 
     async def _run(self, feed: TopicFeed) -> None:
         try:

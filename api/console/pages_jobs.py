@@ -12,7 +12,7 @@ from litestar.params import Parameter
 from litestar.response import Template
 from pymongo.asynchronous.database import AsyncDatabase
 
-from api.console.hub import hub_of
+from api.console.hub import Hub, hub_of
 from api.console.session import ConsoleSession, render
 from api.security import required_scope
 from infra import mongo
@@ -21,6 +21,7 @@ from schemas import jobs as job_schema
 DomainFilter = Literal["tabular", "lotto", "rl"]
 StatusFilter = Literal["started", "running", "completed", "failed", "cancelled", "active"]
 LIVE_TOPICS = ("train.commands", "train.events")
+REPLAY_SECONDS = 120.0
 
 CANCEL_PATHS = {
     "tabular": "/v1/ml/train/{job_id}/cancel",
@@ -43,6 +44,14 @@ JOB_FIELDS = {
     "record_count": 1,
     "estimated_duration_minutes": 1,
 }
+
+
+async def live_from(hub: Hub) -> dict[str, int]:
+    """Where each page's streams start: the last ``REPLAY_SECONDS`` of job events again (the projection the page
+    reads may not have applied them yet; replaying is harmless)."""
+    for topic in LIVE_TOPICS:
+        await hub.ensure(topic)
+    return {topic: hub.since(topic, REPLAY_SECONDS) for topic in LIVE_TOPICS}
 
 
 def cancel_path(doc: dict[str, Any]) -> str | None:
@@ -73,7 +82,7 @@ async def jobs_page(
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 200,
 ) -> Template:
     hub = hub_of(request.app)
-    seqs = {topic: await hub.ensure(topic) for topic in LIVE_TOPICS}  # before reading: no event falls in between
+    seqs = await live_from(hub)  # before reading MongoDB: no event falls in between
     query: dict[str, Any] = {}
     if domain:
         query["domain"] = domain
@@ -103,7 +112,7 @@ async def job_page(
     request: Request[Any, Any, Any], console: ConsoleSession, db: AsyncDatabase, job_id: str
 ) -> Template:
     hub = hub_of(request.app)
-    seqs = {topic: await hub.ensure(topic) for topic in LIVE_TOPICS}
+    seqs = await live_from(hub)
     doc = await db[mongo.JOBS].find_one({"_id": job_id})
     if doc is None:
         raise NotFoundException(f"no job {job_id!r}")

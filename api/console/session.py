@@ -190,7 +190,8 @@ def login_required_handler(request: Request[Any, Any, Any], exc: LoginRequired) 
     """Pages (GET) → 303 to the login form with ``next``; JSON, event streams and writes → the API's 401 body."""
     accept = request.headers.get("accept", "")
     if request.method == "GET" and "application/json" not in accept and "text/event-stream" not in accept:
-        return Redirect(f"/ui/login?next={quote(request.url.path)}", status_code=303)
+        query = request.url.query
+        return Redirect(f"/ui/login?next={quote(request.url.path + ('?' + query if query else ''))}", status_code=303)
     return handle_api_error(request, ApiError(401, "UNAUTHORIZED", "no console session; log in at /ui/login"))
 
 

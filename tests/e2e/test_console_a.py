@@ -73,7 +73,7 @@ class Session:
         self.page.wait_for_url("**/ui/login**")
         self.page.fill('input[name="api_key"]', key)
         self.page.click("#login-key button[type=submit]")
-        self.page.wait_for_url(f"**{next_path}")
+        self.page.wait_for_url(lambda url: url.endswith(next_path))
 
     def shot(self, name: str) -> None:
         if os.environ.get("MODELBUS_SCREENSHOTS") == "1":
@@ -312,3 +312,34 @@ def test_console_login_with_user_and_csrf(anon: httpx.Client, api: httpx.Client,
         assert c.get("/v1/ml/train/history").status_code == 200
         refused: Any = c.post("/v1/ml/train", json=SEED_TRAIN_BODY)
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "CSRF_FAILED"
+
+
+def test_rl_and_lotto_jobs_and_models(session: Session, api: httpx.Client) -> None:
+    """The jobs and models pages cover the three families (they share the jobs and models projections)."""
+    body = {"name": "console-rl", "model_type": "dqn", "parameters": {}, "total_episodes": 5}
+    rl = api.post("/api/v1/training", json=body)
+    assert rl.status_code == 202, rl.text
+    lotto = api.post(
+        "/api/models/train",
+        json={"machine_type": "2호기", "model_type": "sklearn_ensemble", "parameters": {"n_estimators": 50}},
+    )
+    assert lotto.status_code == 202, lotto.text
+    rl_id, lotto_id = rl.json()["task_id"], lotto.json()["job_id"]
+    page = session.page
+    session.login(TEST_KEY, "/ui/jobs?domain=rl")
+    row = page.locator(f'#jobs tr[data-job-id="{rl_id}"]')
+    expect(row.locator('[data-field="status"]')).to_have_text("completed", timeout=LIVE_TIMEOUT_MS)
+    expect(page.locator(f'#jobs tr[data-job-id="{lotto_id}"]')).to_have_count(0)
+    page.goto(f"{session.base_url}/ui/jobs/{rl_id}")
+    expect(page.locator("#metrics")).to_contain_text("normalised_score")
+    expect(page.locator("#job")).to_contain_text("rl")
+    page.goto(f"{session.base_url}/ui/jobs?domain=lotto")
+    row = page.locator(f'#jobs tr[data-job-id="{lotto_id}"]')
+    expect(row.locator('[data-field="status"]')).to_have_text("completed", timeout=LIVE_TIMEOUT_MS)
+    model_id = row.locator('[data-field="model"] a').inner_text()
+    page.goto(f"{session.base_url}/ui/jobs/{lotto_id}")
+    expect(page.locator("#metrics tbody tr").first).not_to_have_class("empty")
+    page.goto(f"{session.base_url}/ui/models/{model_id}")
+    expect(page.locator("#lineage")).to_contain_text(lotto_id)
+    page.goto(f"{session.base_url}/ui/models?domain=rl")
+    expect(page.locator("#models tbody tr[data-model-id]").first).to_contain_text("rl")

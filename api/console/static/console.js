@@ -157,10 +157,17 @@ function initJobs(table) {
         if (empty) empty.remove();
         row = jobRow(table, u);
         body.prepend(row);
+        const count = document.getElementById("job-count");
+        if (count) count.textContent = String(body.querySelectorAll("tr[data-job-id]").length);
       }
       if (!row) continue;
       if (!applyStatus(row.querySelector('[data-field="status"]'), row, u)) continue;
       setBar(row.querySelector('[data-field="bar"]'), row.querySelector('[data-field="progress"]'), u.progress);
+      if (TERMINAL.has(u.status) && item.time) {
+        const submitted = Date.parse((row.querySelector("time") || {}).dateTime || "");
+        const minutes = (Date.parse(item.time) - submitted) / 60000;
+        if (minutes >= 0) row.querySelector('[data-field="duration"]').textContent = `${minutes.toFixed(2)} min`;
+      }
       if (u.completed && u.completed.model_id) {
         const cell = row.querySelector('[data-field="model"]');
         cell.replaceChildren(MB.el("a", { href: `/ui/models/${u.completed.model_id}`, text: u.completed.model_id }));
