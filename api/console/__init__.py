@@ -49,7 +49,7 @@ NAV = [
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-    "script-src 'self' 'unsafe-inline'; connect-src 'self'; font-src 'self'; frame-ancestors 'none'; "
+    "script-src 'self'; connect-src 'self'; font-src 'self'; frame-ancestors 'none'; "
     "form-action 'self'; base-uri 'none'; object-src 'none'"
 )
 """Everything from the server itself: a page cannot load or send anything to another host."""
@@ -84,6 +84,7 @@ console_router = Router(
     dependencies={"console": Provide(session.console_session, sync_to_thread=False)},
     exception_handlers={session.LoginRequired: session.login_required_handler},
     response_headers=[ResponseHeader(name="Content-Security-Policy", value=CONTENT_SECURITY_POLICY)],
+    middleware=[session.RenewSession()],
     include_in_schema=False,
 )
 

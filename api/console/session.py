@@ -27,11 +27,14 @@ from urllib.parse import quote
 import jwt
 from litestar import Request, Response, get, post
 from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie, MutableScopeHeaders
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import ASGIMiddleware
 from litestar.params import Body
 from litestar.response import Redirect, Template
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError, handle_api_error
 from api.security import Principal
@@ -40,6 +43,8 @@ from infra.keys import find_key
 from infra.users import verify_user
 
 COOKIE = "mb_console"
+RENEW_BELOW_SECONDS = 20 * 60
+"""A console response renews the session (same CSRF token, 30 minutes again) once less than this is left."""
 LOGIN_CSRF_COOKIE = "mb_login_csrf"
 CSRF_HEADER = "x-csrf-token"
 SESSION_SECONDS = 30 * 60
@@ -71,7 +76,9 @@ class ConsoleSession:
         return not any(self.can(s) for s in ("train", "deploy", "predict"))
 
 
-def issue_session(secret: str, principal: Principal, kind: str, *, seconds: int = SESSION_SECONDS) -> str:
+def issue_session(
+    secret: str, principal: Principal, kind: str, *, seconds: int = SESSION_SECONDS, csrf: str | None = None
+) -> str:
     now = int(time.time())
     claims = {
         "type": TOKEN_TYPE,
@@ -80,7 +87,7 @@ def issue_session(secret: str, principal: Principal, kind: str, *, seconds: int 
         "kind": kind,
         "tier": principal.tier,
         "scopes": list(principal.scopes),
-        "csrf": secrets.token_urlsafe(24),
+        "csrf": csrf or secrets.token_urlsafe(24),
         "iat": now,
         "exp": now + seconds,
     }
@@ -263,9 +270,7 @@ async def login(
         return _login_page(request, next_url, error, 401, mode)
     token = issue_session(request.app.state.jwt_secret, principal, kind)
     response: Response[Any] = Redirect(next_url, status_code=303)
-    response.set_cookie(
-        COOKIE, token, path="/", httponly=True, samesite="strict", secure=_secure(request), max_age=SESSION_SECONDS
-    )
+    response.set_cookie(_session_cookie(token, _secure(request)))
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/ui/login")
     return response
 
@@ -278,6 +283,7 @@ async def logout(
     session = await load_session(request)
     if session is not None and not csrf_ok(session, data.get("csrf")):
         raise ApiError(403, "CSRF_FAILED", "missing or wrong CSRF token; reload the page")
+    request.scope.get("state", {}).pop("console_session", None)  # type: ignore[attr-defined]  # not renewed
     response: Response[Any] = Redirect("/ui/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
@@ -295,3 +301,36 @@ def render(template: str, console: ConsoleSession, active: str, title: str, **co
     """A console page: ``base.html``'s nav (``active`` is a ``NAV`` key), the session (``console``: scopes for
     enabling buttons, ``console.csrf`` for forms and ``X-CSRF-Token``) and the page's own context."""
     return Template(template, context={"console": console, "active": active, "title": title, **context})
+
+
+def _session_cookie(token: str, secure: bool) -> Cookie:
+    return Cookie(
+        key=COOKIE, value=token, path="/", httponly=True, samesite="strict", secure=secure, max_age=SESSION_SECONDS
+    )
+
+
+class RenewSession(ASGIMiddleware):
+    """Sliding session: a console response to a session with less than ``RENEW_BELOW_SECONDS`` left carries a
+    fresh cookie (same key or user, scopes as stored now, same CSRF token so open pages keep working). A tab
+    left alone expires after 30 minutes; its streams then get 401 and the page says so."""
+
+    scopes = ("http",)  # type: ignore[assignment]
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        async def send_renewed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                session = scope.get("state", {}).get("console_session")  # type: ignore[union-attr]
+                if (
+                    session is not None
+                    and session.principal.key_id != "anonymous"
+                    and session.expires_at - time.time() < RENEW_BELOW_SECONDS
+                ):
+                    app = scope["app"]  # type: ignore[index]
+                    token = issue_session(app.state.jwt_secret, session.principal, session.kind, csrf=session.csrf)
+                    headers = dict(scope.get("headers", []))  # type: ignore[arg-type]
+                    secure = scope.get("scheme") == "https" or headers.get(b"x-forwarded-proto") == b"https"
+                    name, value = _session_cookie(token, secure).to_encoded_header()
+                    MutableScopeHeaders.from_message(message).add(name.decode(), value.decode("latin-1"))
+            await send(message)
+
+        await next_app(scope, receive, send_renewed)

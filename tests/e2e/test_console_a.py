@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,10 +18,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import jwt
 import pytest
 from aiokafka import AIOKafkaProducer
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
 
+from api.console.session import issue_session
+from api.security import Principal
 from infra.settings import Settings
 from tests.conftest import SEED_TRAIN_BODY, TEST_KEY, wait_job
 
@@ -295,6 +299,27 @@ def test_console_assets_ship_offline_with_their_licence(anon: httpx.Client) -> N
     page = anon.get("/ui/login")
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert "http://" not in page.text.replace(str(anon.base_url), "") and "https://" not in page.text
+
+
+def test_session_renews_and_revoked_key_is_out(api: httpx.Client, base_url: str, db: Any) -> None:
+    key = _key(api, ["read"], "console renewal")
+    secret = db["secrets"].find_one({"_id": "jwt"})["value"]
+    doc = db["api_keys"].find_one({"prefix": key[:7], "name": "console renewal"})
+    principal = Principal(doc["_id"], doc["name"], doc["tier"], tuple(doc["scopes"]))
+    with httpx.Client(base_url=base_url, timeout=30) as c:
+        token = issue_session(secret, principal, "key", seconds=120, csrf="t0k3n")
+        c.cookies.set("mb_console", token, domain=urlsplit(base_url).hostname or "")
+        page = c.get("/ui/jobs")
+        assert page.status_code == 200
+        renewed = jwt.decode(page.cookies["mb_console"], secret, algorithms=["HS256"])
+        assert renewed["exp"] - time.time() > 25 * 60 and renewed["csrf"] == "t0k3n"  # same token for open pages
+        assert 'content="t0k3n"' in page.text
+        fresh = c.get("/ui/events?last=0")
+        assert "mb_console" not in fresh.cookies  # plenty left: not renewed on every response
+        api.delete(f"/auth/keys/{doc['_id']}")  # clears this process's key cache: out at once
+        out = c.get("/ui/jobs", follow_redirects=False)
+        assert out.status_code == 303 and out.headers["location"].startswith("/ui/login")
+        assert c.get("/v1/ml/train/history").status_code == 401
 
 
 def test_console_login_with_user_and_csrf(anon: httpx.Client, api: httpx.Client, base_url: str) -> None:

@@ -41,7 +41,13 @@ const MB = (() => {
     let last = after || 0;
     const es = new EventSource(`/ui/stream/${encodeURIComponent(topic)}?${q}`);
     es.onopen = () => { if (state) { state.classList.add("on"); state.classList.remove("off"); } };
-    es.onerror = () => { if (state) { state.classList.remove("on"); state.classList.add("off"); } };
+    es.onerror = () => {
+      if (state) { state.classList.remove("on"); state.classList.add("off"); }
+      if (es.readyState === EventSource.CLOSED) {  // refused (session expired): the browser will not retry
+        if (state) state.textContent = "disconnected: reload to log in again";
+        toast("Live updates stopped: the session has expired or was revoked. Reload the page to log in.", true);
+      }
+    };
     es.onmessage = (ev) => {
       let items;
       try { items = JSON.parse(ev.data); } catch (e) { return; }
