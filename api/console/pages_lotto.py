@@ -2,8 +2,10 @@
 (6/45 per draw, with its 95 % band for the number of draws analysed), the set patterns beside their exact
 uniform expectations, and a rolling-origin backtest beside the random baseline with its interval.
 
-The figures come from the serving workers over the same request/reply calls as ``GET
-/api/statistics/machine-analysis/{machine}`` and ``GET /api/statistics/backtest`` (``api/routes/lotto.py``).
+The figures come from the serving workers over the same request/reply call as ``GET
+/api/statistics/machine-analysis/{machine}`` (``api/routes/lotto.py``), whose ``performance_metrics`` is a
+rolling-origin backtest of the ``enhanced`` generator over the same draws beside the exact random baseline: one
+call per machine (each costs the worker about 1.4 s cold, docs/lotto.md).
 Draws are uniform random: nothing here predicts a draw, and no score is a chance of winning (docs/lotto.md)."""
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ UNIFORM_SHARE = NUMBERS_PER_DRAW / NUMBER_MAX
 """expected appearances of a number per draw under uniform draws: 6/45"""
 Z95 = 1.959963984540054
 DEFAULT_ROUNDS = 100
-BACKTEST_ROUNDS = 50
-ALGORITHM = "enhanced"
 NOTE = (
     "Draws are uniform random. These statistics describe past draws; they do not predict the next one, and no "
     "figure on this page is a chance of winning."
@@ -79,48 +79,28 @@ async def _machine(rpc: RpcClient, machine: int, rounds: int) -> dict[str, Any]:
         ],
         "data_source": stats.get("data_source") or {},
     }
-    if draws >= 2:
-        body = {
-            "machine": machine,
-            "algorithm": ALGORITHM,
-            "rounds": min(BACKTEST_ROUNDS, draws - 1),
-            "sets_per_round": 5,
-            "analysis_window": 50,
+    bt = stats.get("performance_metrics")  # the analysis's own backtest: None with fewer than two draws
+    if bt:
+        out["backtest"] = {
+            **{
+                k: bt.get(k)
+                for k in (
+                    "algorithm",
+                    "rounds_evaluated",
+                    "sets_evaluated",
+                    "mean_matches",
+                    "mean_matches_ci95",
+                    "mean_matches_random_baseline",
+                    "hit_rate_3plus",
+                    "hit_rate_3plus_ci95",
+                    "hit_rate_3plus_random_baseline",
+                    "baseline_within_ci",
+                    "prediction_accuracy",
+                    "prediction_accuracy_random_baseline",
+                )
+            },
+            "test": bt.get("baseline_test") or {},
         }
-        try:
-            bt = await call_worker(rpc, "lotto.backtest", body, key=f"m{machine}")
-        except ApiError as exc:
-            out["backtest_error"] = f"{exc.code}: {exc.message}"
-        else:
-            hist = bt.get("match_histogram") or {}
-            total = sum(hist.values()) or 1
-            out["backtest"] = {
-                **{
-                    k: bt.get(k)
-                    for k in (
-                        "algorithm",
-                        "rounds_evaluated",
-                        "sets_evaluated",
-                        "mean_matches",
-                        "mean_matches_ci95",
-                        "mean_matches_random_baseline",
-                        "hit_rate_3plus",
-                        "hit_rate_3plus_ci95",
-                        "hit_rate_3plus_random_baseline",
-                        "baseline_within_ci",
-                        "method",
-                    )
-                },
-                "test": bt.get("baseline_test") or {},
-                "histogram": {
-                    "matches": list(range(0, 7)),
-                    "observed": [round(hist.get(str(k), 0) / total, 4) for k in range(7)],
-                    "random": [
-                        round(float((bt.get("match_histogram_random_baseline") or {}).get(str(k), 0.0)), 6)
-                        for k in range(7)
-                    ],
-                },
-            }
     return out
 
 

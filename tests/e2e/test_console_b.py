@@ -301,14 +301,17 @@ def test_rl_task_reward_curve_with_baselines(admin: Session, api: httpx.Client, 
 
 def test_lotto_statistics_beside_the_uniform_expectation(admin: Session) -> None:
     page = admin.page
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(f"{admin.base_url}/ui/lotto")
     assert "no figure on this page is a chance of winning" in page.inner_text("#lotto-note")
     for machine in (1, 2, 3):
         section = page.locator(f"#machine-{machine}")
+        assert section.locator('[data-chart="frequency"]').count() == 1, section.inner_text()
         section.locator('[data-chart="frequency"] canvas').wait_for()
         assert "6/45" in section.inner_text()
-        assert section.locator(f'[data-backtest="{machine}"]').count() == 1
-        section.locator('[data-chart="histogram"] canvas').wait_for()
+        assert section.locator(f'[data-backtest="{machine}"]').count() == 1, section.inner_text()
+    assert errors == []
     text = page.inner_text("main").lower()
     assert "probability of winning" not in text and "chance to win" not in text
     admin.shot("lotto")

@@ -201,13 +201,36 @@
   follow("canary.recommendations", { subject: view.id }, function (items) {
     items.forEach(function (it) { if (it.data && it.data.canary_id === view.id) addVerdict(it.data, it.time); });
   });
+  // a deployment step of this canary (traffic raised, promoted, rolled back, emergency rollback): the page shows
+  // it in place, with no navigation (a reload could swallow a click on one of the buttons)
   follow("deploy.events", {}, function (items) {
-    var mine = items.some(function (it) {
+    items.forEach(function (it) {
       var d = it.data || {};
       var named = d.canary_id === view.id || d.shadow_id === view.id;
-      return named && d.state && (view.version == null || d.state.version > view.version);
+      if (!named || !d.state || (view.version != null && d.state.version <= view.version)) return;
+      view.version = d.state.version;
+      var status = view.kind === "shadow" ? d.shadow_status : d.canary_status;
+      if (status) {
+        var el = document.getElementById("status");
+        el.textContent = status; el.className = "badge " + status;
+      }
+      if (d.action === "traffic_increased" && d.percentage != null) {
+        var pct = document.getElementById("percentage");
+        if (pct) pct.textContent = d.percentage + " %";
+        var body = document.querySelector("#steps tbody");
+        if (body) {
+          var tr = document.createElement("tr");
+          [it.time || "", d.percentage + " %", d.actor || ""].forEach(function (t) {
+            var td = document.createElement("td"); td.textContent = t; tr.appendChild(td);
+          });
+          body.appendChild(tr);
+        }
+      }
+      if (status && status !== "monitoring") {
+        Array.prototype.forEach.call(document.querySelectorAll("#actions button:not([data-action=emergency]), #actions input"),
+          function (b) { b.disabled = true; });
+      }
     });
-    if (mine) window.location.replace(window.location.pathname);  // a step of this canary: show the new state
   });
   window.canaryPage = { view: view, charts: charts };
 })();

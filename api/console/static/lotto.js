@@ -1,5 +1,4 @@
-/* Lotto page charts (uPlot): number shares beside the uniform 6/45 expectation and its band; matches per set of
-   the generator's backtest beside the exact shares of a uniformly random set. */
+/* Lotto page charts (uPlot): each machine's number shares beside the uniform 6/45 expectation and its band. */
 (function () {
   "use strict";
   var view = JSON.parse(document.getElementById("lotto-data").textContent);
@@ -25,18 +24,6 @@
           { label: "95 % band high", stroke: "#1a7f37", width: 1, dash: [5, 4], points: { show: false } },
         ],
       }, [f.numbers, f.shares, flat(n, f.expected), flat(n, f.band[0]), flat(n, f.band[1])], el);
-    } else if (m.backtest) {
-      var h = m.backtest.histogram;
-      new uPlot({
-        width: w(el), height: 230, scales: { x: { time: false, range: [-0.5, 6.5] }, y: { range: function (u, lo, hi) { return [0, hi * 1.1]; } } },
-        legend: { live: false },
-        axes: [{ label: "matched numbers" }, { label: "share of sets", size: 60 }],
-        series: [
-          { label: "matches" },
-          { label: "generator", fill: "rgba(9,105,218,.45)", stroke: "#0969da", paths: bars({ size: [0.35, 30], align: -1 }), points: { show: false } },
-          { label: "random set (exact)", fill: "rgba(140,149,159,.5)", stroke: "#57606a", paths: bars({ size: [0.35, 30], align: 1 }), points: { show: false } },
-        ],
-      }, [h.matches, h.observed, h.random], el);
     }
   });
 })();
