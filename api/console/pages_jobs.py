@@ -22,6 +22,7 @@ DomainFilter = Literal["tabular", "lotto", "rl"]
 StatusFilter = Literal["started", "running", "completed", "failed", "cancelled", "active"]
 LIVE_TOPICS = ("train.commands", "train.events")
 REPLAY_SECONDS = 120.0
+LOWER_IS_BETTER = frozenset({"false_positive_rate", "loss", "latency", "mean_latency", "overload", "cost"})
 
 CANCEL_PATHS = {
     "tabular": "/v1/ml/train/{job_id}/cancel",
@@ -68,7 +69,9 @@ def metric_rows(metrics: dict[str, Any] | None, baseline: dict[str, Any] | None)
             continue
         base = baseline.get(name)
         base = base if isinstance(base, (int, float)) and not isinstance(base, bool) else None
-        rows.append({"name": name, "value": value, "baseline": base, "delta": None if base is None else value - base})
+        delta = None if base is None else value - base
+        better = None if not delta else (delta < 0) == (name in LOWER_IS_BETTER)
+        rows.append({"name": name, "value": value, "baseline": base, "delta": delta, "better": better})
     return rows
 
 

@@ -176,6 +176,7 @@ def test_job_reaches_completed_live(session: Session, api: httpx.Client) -> None
     baseline = metrics.locator("tr", has_text="roc_auc").locator("td").nth(2)
     expect(baseline).to_have_text("0.5")
     expect(page.locator("#cancel")).to_be_disabled()  # completed
+    session.shot("job")
 
 
 def test_job_page_follows_progress_and_cancel(session: Session, api: httpx.Client) -> None:

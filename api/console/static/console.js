@@ -193,13 +193,15 @@ function progressChart(host) {
   const data = [[Date.now() / 1000], [parseFloat(document.getElementById("job-progress").textContent) || 0]];
   const chart = new uPlot({
     width: host.clientWidth || 600, height: 180, title: "progress (%) over time",
-    scales: { y: { range: [0, 100] } },
+    scales: { x: { range: (u, min, max) => (max - min < 30 ? [min - 5, min + 60] : [min, max]) }, y: { range: [0, 100] } },
     series: [{}, { label: "progress", stroke: "#2d5bd7", width: 2, fill: "rgba(45,91,215,0.08)" }],
   }, data, host);
   return {
     push(p) { data[0].push(Date.now() / 1000); data[1].push(p); chart.setData(data); },
   };
 }
+
+const LOWER_IS_BETTER = new Set(["false_positive_rate", "loss", "latency", "mean_latency", "overload", "cost"]);
 
 function fillMetrics(completed) {
   const tbody = document.querySelector("#metrics tbody");
@@ -210,9 +212,10 @@ function fillMetrics(completed) {
     if (typeof v !== "number") continue;
     const b = typeof base[name] === "number" ? base[name] : null;
     const delta = b === null ? null : v - b;
+    const better = !delta ? null : (delta < 0) === LOWER_IS_BETTER.has(name);
     rows.push(MB.el("tr", {}, MB.el("td", { text: name }), MB.el("td", { class: "num", text: MB.fmt(v) }),
       MB.el("td", { class: "num", text: MB.fmt(b) }),
-      MB.el("td", { class: `num ${delta > 0 ? "pos" : delta < 0 ? "neg" : ""}`, text: delta === null ? "" : (delta > 0 ? "+" : "") + MB.fmt(delta) })));
+      MB.el("td", { class: `num ${better === true ? "pos" : better === false ? "neg" : ""}`, text: delta === null ? "" : (delta > 0 ? "+" : "") + MB.fmt(delta) })));
   }
   if (rows.length) tbody.replaceChildren(...rows);
 }
