@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from litestar import Litestar
 
 from infra.settings import Settings
+from producers.publisher import BrokerUnavailable
 from schemas.topics import TOPICS
 
 log = logging.getLogger("modelbus.console.hub")
@@ -40,6 +42,7 @@ STREAM_SECONDS = 20.0
 KEEPALIVE_SECONDS = 10.0
 PRELOAD = 200
 PRELOAD_SECONDS = 3.0
+START_SECONDS = 8.0
 MAX_VALUE_BYTES = 16_384
 """Bigger message bodies (a 1,000-record batch) reach the browser as their type, subject and size only."""
 
@@ -116,10 +119,23 @@ class Hub:
         async with self._lock:
             feed = self.feeds.get(short)
             if feed is None or feed.task is None or feed.task.done():
-                feed = await self._start(short)
+                try:
+                    async with asyncio.timeout(START_SECONDS):
+                        feed = await self._start(short)
+                except (KafkaError, OSError, TimeoutError) as exc:
+                    raise BrokerUnavailable(f"the console cannot read {short} from Kafka: {exc!r}") from exc
                 self.feeds[short] = feed
             feed.last_used = time.monotonic()
             return feed.seq
+
+    async def try_ensure(self, short: str) -> int | None:
+        """``ensure`` for a page: None (and a warning) when Kafka cannot be read, so the page still renders
+        what MongoDB holds, without live updates."""
+        try:
+            return await self.ensure(short)
+        except BrokerUnavailable as exc:
+            log.warning("console hub: %s", exc)
+            return None
 
     async def _start(self, short: str) -> TopicFeed:
         name = self.settings.topic(short)
@@ -132,8 +148,8 @@ class Hub:
             fetch_max_wait_ms=200,
             request_timeout_ms=15000,
         )
-        await consumer.start()
         try:
+            await consumer.start()
             partitions = consumer.partitions_for_topic(name)
             if not partitions:
                 await consumer.topics()  # fetch the metadata (partition counts differ by topic)
@@ -174,7 +190,9 @@ class Hub:
     def since(self, short: str, seconds: float) -> int:
         """The sequence number to stream ``after`` to also replay the buffered messages Kafka stamped in the last
         ``seconds`` (call ``ensure`` first)."""
-        feed = self.feeds[short]
+        feed = self.feeds.get(short)
+        if feed is None:
+            return 0
         cutoff = (time.time() - seconds) * 1000
         for item in feed.buffer:
             if (item["timestamp"] or 0) >= cutoff:
@@ -250,9 +268,9 @@ class Hub:
             fetch_max_wait_ms=100,
             request_timeout_ms=15000,
         )
-        await consumer.start()
         items: list[dict[str, Any]] = []
         try:
+            await consumer.start()
             if not consumer.partitions_for_topic(name):
                 await consumer.topics()
             tps = [TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or {0})]

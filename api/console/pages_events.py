@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+from aiokafka.errors import KafkaError
 from litestar import Request, get
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
@@ -84,8 +85,11 @@ async def events_page(
 ) -> Template:
     hub = hub_of(request.app)
     _topic(topic)
-    seq = await hub.ensure(topic)
-    recent = await hub.recent(topic, last) if last else []
+    seq = await hub.try_ensure(topic)
+    try:
+        recent = await hub.recent(topic, last) if last and seq is not None else []
+    except (KafkaError, OSError, TimeoutError):
+        recent = []
     rows = [item for item in recent if matches(item, event_type, subject)]
     rows.reverse()  # newest first, as the live rows are added on top
     spec = TOPICS[topic]

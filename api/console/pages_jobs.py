@@ -50,8 +50,9 @@ JOB_FIELDS = {
 async def live_from(hub: Hub) -> dict[str, int]:
     """Where each page's streams start: the last ``REPLAY_SECONDS`` of job events again (the projection the page
     reads may not have applied them yet; replaying is harmless)."""
-    for topic in LIVE_TOPICS:
-        await hub.ensure(topic)
+    started = [await hub.try_ensure(topic) for topic in LIVE_TOPICS]
+    if None in started:  # Kafka unreachable: the page renders MongoDB's view, its streams will say they are off
+        return {}
     return {topic: hub.since(topic, REPLAY_SECONDS) for topic in LIVE_TOPICS}
 
 

@@ -56,7 +56,7 @@ async def models_page(
     status: Annotated[str | None, Parameter(max_length=40)] = None,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 200,
 ) -> Template:
-    seq = await hub_of(request.app).ensure("model.events")
+    seq = await hub_of(request.app).try_ensure("model.events")
     query: dict[str, Any] = {}
     if domain:
         query["domain"] = domain

@@ -44,8 +44,8 @@ const MB = (() => {
     es.onerror = () => {
       if (state) { state.classList.remove("on"); state.classList.add("off"); }
       if (es.readyState === EventSource.CLOSED) {  // refused (session expired): the browser will not retry
-        if (state) state.textContent = "disconnected: reload to log in again";
-        toast("Live updates stopped: the session has expired or was revoked. Reload the page to log in.", true);
+        if (state) state.textContent = "disconnected";
+        toast("Live updates stopped: the session has expired, or the server cannot read Kafka. Reload the page.", true);
       }
     };
     es.onmessage = (ev) => {
