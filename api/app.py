@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from api.caching import RESPONSE_CACHE, ETagMiddleware
 from api.console import close_hub, console_router, template_config
-from api.errors import EXCEPTION_HANDLERS
+from api.errors import EXCEPTION_HANDLERS, ContractSchemaPlugin
 from api.middleware import RequestIdMiddleware
 from api.monitoring import MonitoringController, RequestLogMiddleware, monitoring_lifespan
 from api.ratelimit import RateLimiter
@@ -126,7 +126,10 @@ def create_app(settings: Settings) -> Litestar:
             ETagMiddleware(),
             PrometheusConfig(app_name="modelbus", group_path=True).middleware,
         ],
-        plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=trace.get_tracer_provider()))],
+        plugins=[
+            OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=trace.get_tracer_provider())),
+            ContractSchemaPlugin(),  # /openapi.json states extra="forbid" and model-level rules (issue 14)
+        ],
         openapi_config=OpenAPIConfig(
             title="modelbus",
             version=VERSION,

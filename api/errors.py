@@ -7,17 +7,23 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Example
+from litestar.openapi.spec import Example, Schema
+from litestar.openapi.spec.enums import OpenAPIType
+from litestar.plugins.pydantic import PydanticSchemaPlugin
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.typing import FieldDefinition
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 
 from producers.publisher import BrokerUnavailable
 from schemas.common import ErrorBody, iso, utcnow
+
+if TYPE_CHECKING:
+    from litestar._openapi.schema_generation import SchemaCreator
 
 log = logging.getLogger("modelbus.api")
 
@@ -241,3 +247,48 @@ def error_responses(*codes: int, guarded: bool = True) -> dict[int, ResponseSpec
             else None,
         )
     return out
+
+
+def _is_array(schema: Schema) -> bool:
+    return schema.type == OpenAPIType.ARRAY or any(
+        isinstance(one, Schema) and one.type == OpenAPIType.ARRAY for one in schema.one_of or ()
+    )
+
+
+def _mend(schema: Schema) -> None:
+    """Two slips of Litestar 2.25's schemas of pydantic fields: a list's ``min_length``/``max_length`` become
+    ``minLength``/``maxLength`` (string keywords, so the list size was not documented), and ``float | int``
+    becomes ``oneOf: [number, integer]``, which no integer satisfies (an integer is also a number)."""
+    if _is_array(schema) and (schema.min_length is not None or schema.max_length is not None):
+        schema.min_items, schema.max_items = schema.min_length, schema.max_length
+        schema.min_length = schema.max_length = None
+    if schema.one_of:
+        kinds = {one.type for one in schema.one_of if isinstance(one, Schema)}
+        if OpenAPIType.NUMBER in kinds and OpenAPIType.INTEGER in kinds:
+            schema.one_of = [o for o in schema.one_of if not (isinstance(o, Schema) and o.type == OpenAPIType.INTEGER)]
+    for child in (*(schema.one_of or ()), schema.items, schema.additional_properties):
+        if isinstance(child, Schema):
+            _mend(child)
+
+
+class ContractSchemaPlugin(PydanticSchemaPlugin):
+    """Litestar's pydantic schema plugin, plus what it leaves out of a model's schema: ``additionalProperties:
+    false`` for a model that forbids extra fields, and the model's ``json_schema_extra`` (model-level rules such
+    as "features or records, not both" as ``oneOf``, and examples), so that the document states what the server
+    validates. Registered in ``api.app`` (the default pydantic init and DI plugins are still added)."""
+
+    @classmethod
+    def for_pydantic_model(cls, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:  # type: ignore[override]
+        schema = super().for_pydantic_model(field_definition, schema_creator)
+        for prop in (schema.properties or {}).values():
+            if isinstance(prop, Schema):
+                _mend(prop)
+        config = field_definition.annotation.model_config
+        if config.get("extra") == "forbid" and schema.additional_properties is None:
+            schema.additional_properties = False
+        extra = config.get("json_schema_extra")
+        if isinstance(extra, dict):
+            aliases = Schema.field_aliases()
+            for key, value in extra.items():
+                setattr(schema, aliases.get(key, key), value)
+        return schema

@@ -59,6 +59,8 @@ MAX_BUFFER = 50_000
 MAX_PERIOD = timedelta(seconds=mongo.TELEMETRY_TTL_SECONDS)
 STATUS_TIMEOUT_S = 3.0
 _PERIOD_RE = re.compile(r"^\s*(\d+)\s*(s|sec|m|min|h|d)\s*$", re.IGNORECASE)
+PERIOD_PATTERN = r"^\s*[0-9]+\s*([sS]|[sS][eE][cC]|[mM]|[mM][iI][nN]|[hH]|[dD])\s*$"
+"""``_PERIOD_RE`` as a JSON-schema pattern (which has no case-insensitive flag)"""
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
@@ -174,8 +176,8 @@ def parse_period(text: str) -> timedelta:
             field="period",
             details=[{"field": "period", "message": "e.g. 15m, 1h, 24h, 7d", "value": text}],
         )
-    period = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2).lower()])
-    if not timedelta(minutes=1) <= period <= MAX_PERIOD:
+    seconds = int(match.group(1)) * _UNITS[match.group(2).lower()]  # compared before a timedelta can overflow
+    if not 60 <= seconds <= MAX_PERIOD.total_seconds():
         raise ApiError(
             422,
             "VALIDATION_ERROR",
@@ -183,7 +185,7 @@ def parse_period(text: str) -> timedelta:
             field="period",
             details=[{"field": "period", "message": "between 1m and 7d", "value": text}],
         )
-    return period
+    return timedelta(seconds=seconds)
 
 
 def _percentile(ordered: list[float], q: float) -> float | None:
@@ -453,7 +455,13 @@ class MonitoringController(Controller):
         self,
         db: AsyncDatabase,
         state: State,
-        period: Annotated[str, Parameter(description="e.g. 15m, 1h, 24h, 7d")] = "1h",
+        period: Annotated[
+            str,
+            Parameter(
+                description="a number and a unit (s, sec, m, min, h, d), e.g. 15m, 1h, 24h, 7d; between 1m and 7d",
+                schema_extra={"pattern": PERIOD_PATTERN},
+            ),
+        ] = "1h",
     ) -> MonitoringMetrics:
         span = parse_period(period)
         request_log: RequestLog | None = state.get("request_log")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -102,7 +102,7 @@ class ErrorDetail(BaseModel):
 
     code: str = Field(description="machine-readable error code, e.g. VALIDATION_ERROR, MODEL_NOT_FOUND")
     message: str = Field(description="human-readable explanation")
-    field: str | None = Field(description="the request field at fault, or null")
+    field: str | None = Field(None, description="the request field at fault, or null (always sent)")
 
 
 class ErrorBody(BaseModel):
@@ -129,3 +129,24 @@ class ErrorBody(BaseModel):
             ]
         }
     )
+
+
+_BOUNDS = (("gt", "exclusiveMinimum"), ("ge", "minimum"), ("lt", "exclusiveMaximum"), ("le", "maximum"))
+
+
+def document_zero_bounds(namespace: dict[str, Any]) -> None:
+    """Litestar 2.25 leaves a bound of zero (``ge=0``, ``gt=0``…: a falsy value) out of ``/openapi.json``; copy
+    such bounds of the pydantic models defined in ``namespace`` (a module's ``globals()``) into their fields'
+    ``json_schema_extra``, which it does carry over, so the document shows every bound the models validate."""
+    for obj in list(namespace.values()):
+        if not (isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == namespace["__name__"]):
+            continue
+        for field in obj.model_fields.values():
+            extra = {
+                key: bound
+                for meta in field.metadata
+                for attr, key in _BOUNDS
+                if (bound := getattr(meta, attr, None)) is not None and not isinstance(bound, bool) and bound == 0
+            }
+            if extra and isinstance(field.json_schema_extra, dict | None):
+                field.json_schema_extra = {**(field.json_schema_extra or {}), **extra}

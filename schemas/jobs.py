@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from schemas.common import UtcDatetime
+from schemas.common import UtcDatetime, document_zero_bounds
 from schemas.envelope import Payload
 
 JobStatus = Literal["started", "running", "completed", "failed", "cancelled"]
@@ -99,3 +99,6 @@ class ModelRegistered(Payload):
         "None for models without a labelled hold-out or trained before they were stored",
     )
     trained_at: UtcDatetime
+
+
+document_zero_bounds(globals())

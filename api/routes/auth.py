@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from litestar import Controller, Request, delete, get, post
 from litestar.status_codes import HTTP_201_CREATED
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.errors import ApiError, error_responses
@@ -19,6 +19,10 @@ Scope = Literal["read", "predict", "train", "deploy", "admin"]
 
 
 class LoginRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"username": "user@example.com", "password": "secure_password"}]}
+    )  # the seed's example
+
     username: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=1, max_length=500)
 

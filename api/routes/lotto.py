@@ -39,6 +39,7 @@ from schemas.lotto import (
     DRAW_RECORDED,
     INVALID_MACHINE_MESSAGE,
     MACHINE_LABELS,
+    MACHINE_TYPE_PARAM,
     MODEL_TYPES,
     DrawRecorded,
     EnsemblePredictionRequest,
@@ -224,7 +225,12 @@ class LottoController(Controller):
         publisher: EventPublisher,
         rpc: RpcClient,
         machine_type: Annotated[
-            str | None, Parameter(query="machine_type", description="default machine for rows without one")
+            str | None,
+            Parameter(
+                query="machine_type",
+                description="default machine for rows without one",
+                schema_extra=MACHINE_TYPE_PARAM,
+            ),
         ] = None,
     ) -> LottoDrawImport:
         default_machine = machine_or_400(machine_type) if machine_type is not None else None
@@ -309,7 +315,7 @@ class LottoController(Controller):
     async def list_draws(
         self,
         db: AsyncDatabase,
-        machine_type: Annotated[str | None, Parameter(query="machine_type")] = None,
+        machine_type: Annotated[str | None, Parameter(query="machine_type", schema_extra=MACHINE_TYPE_PARAM)] = None,
         limit: Annotated[int, Parameter(ge=1, le=5000)] = 100,
     ) -> LottoDrawList:
         query: dict[str, Any] = {}
@@ -351,7 +357,7 @@ class LottoController(Controller):
     async def machine_analysis(
         self,
         rpc: RpcClient,
-        machine_type: str,
+        machine_type: Annotated[str, Parameter(schema_extra=MACHINE_TYPE_PARAM)],
         rounds: Annotated[int, Parameter(ge=1, le=10000)] = 50,
     ) -> LottoMachineAnalysis:
         machine = machine_or_400(machine_type)
@@ -366,8 +372,8 @@ class LottoController(Controller):
     async def backtest(
         self,
         rpc: RpcClient,
-        machine_type: str,
-        algorithm: str = "enhanced",
+        machine_type: Annotated[str, Parameter(schema_extra=MACHINE_TYPE_PARAM)],
+        algorithm: Annotated[str, Parameter(schema_extra={"enum": list(ALGORITHMS)})] = "enhanced",
         rounds: Annotated[int, Parameter(ge=1, le=500)] = 100,
         sets_per_round: Annotated[int, Parameter(ge=1, le=20)] = 5,
         analysis_window: Annotated[int, Parameter(ge=10, le=100)] = 50,
@@ -495,8 +501,8 @@ class LottoController(Controller):
     async def models(
         self,
         db: AsyncDatabase,
-        machine_type: Annotated[str | None, Parameter(query="machine_type")] = None,
-        model_type: str | None = None,
+        machine_type: Annotated[str | None, Parameter(query="machine_type", schema_extra=MACHINE_TYPE_PARAM)] = None,
+        model_type: Annotated[str | None, Parameter(schema_extra={"enum": list(MODEL_TYPES)})] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> LottoModelList:
         query: dict[str, Any] = {"domain": "lotto"}

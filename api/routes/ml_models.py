@@ -14,7 +14,7 @@ from bson import ObjectId
 from gridfs import AsyncGridFSBucket
 from litestar import Controller, get, post
 from litestar.params import Parameter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.errors import ApiError, error_responses
@@ -29,6 +29,10 @@ ModelStatus = Literal["trained", "staging", "canary", "production", "archived", 
 
 
 class CompareRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model_ids": ["model_v1.2.0", "model_v1.3.0"]}]}
+    )  # the seed's example
+
     model_ids: list[str] = Field(min_length=2, max_length=20)
 
 

@@ -315,6 +315,10 @@ async def live_workers(db: AsyncDatabase, settings: Settings) -> list[dict[str, 
 # -- the controller ---------------------------------------------------------------------------------------------
 
 
+ISO_TIME: dict[str, Any] = {"format": "date-time", "examples": ["2025-01-15T10:00:00Z"]}
+"""``schema_extra`` of the ISO 8601 time parameters (``parse_time``)"""
+
+
 class RLController(Controller):
     path = "/api/v1"
     guards = [api_key_guard]
@@ -646,8 +650,8 @@ class RLController(Controller):
         self,
         model_id: str,
         db: AsyncDatabase,
-        start_time: str | None = None,
-        end_time: str | None = None,
+        start_time: Annotated[str | None, Parameter(schema_extra=ISO_TIME)] = None,
+        end_time: Annotated[str | None, Parameter(schema_extra=ISO_TIME)] = None,
         interval: Interval = "1m",
     ) -> rl.RLModelMetrics:
         await rl_model(db, model_id)
@@ -699,8 +703,8 @@ class RLController(Controller):
         self,
         request: Request[Any, Any, Any],
         db: AsyncDatabase,
-        start_time: str | None = None,
-        end_time: str | None = None,
+        start_time: Annotated[str | None, Parameter(schema_extra=ISO_TIME)] = None,
+        end_time: Annotated[str | None, Parameter(schema_extra=ISO_TIME)] = None,
         interval: Interval = "1m",
     ) -> rl.RLSystemMetrics:
         settings = _settings(request)

@@ -16,7 +16,11 @@ from tests.integration.test_canary_restart import small_stack_settings
 
 @pytest.fixture(scope="module")
 def contract_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackThread]:
-    settings = small_stack_settings(tmp_path_factory.mktemp("contract"), "contract")
+    settings = small_stack_settings(tmp_path_factory.mktemp("contract"), "contract").model_copy(
+        # the fuzzer asks for the largest documented lotto backtests while training runs beside them on two
+        # shared cores: give the serving worker 25 s (not 10) before the API answers 503 WORKER_UNAVAILABLE
+        update={"request_timeout_seconds": 25.0}
+    )
     assert not settings.rate_limits_enabled
     thread = StackThread(settings, demo=True)
     thread.start()
