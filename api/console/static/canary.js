@@ -88,7 +88,8 @@
     Object.keys(metrics).forEach(function (name) {
       var note = name === "latency"
         ? "each arm's quantile with the canary's anytime-valid interval; dashed: the limit production's quantile allows"
-        : (HIGHER_IS_WORSE[name] ? "worse upwards" : "worse downwards") + "; level " + levelOf(name);
+        : "difference of proportions (0.01 = 1 pt), " + (HIGHER_IS_WORSE[name] ? "worse upwards" : "worse downwards") +
+          "; level " + levelOf(name);
       todo.push([name, makeBox(name, TITLES[name] || name + ": canary − production", note), spec(name, metrics[name])]);
     });
     todo.push(["evidence", makeBox("evidence", "Requests and labels per arm", "cumulative, per window"), {
