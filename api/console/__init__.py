@@ -16,6 +16,7 @@ from typing import Any
 from litestar import Router
 from litestar.datastructures import ResponseHeader
 from litestar.di import Provide
+from litestar.exceptions import NotFoundException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
@@ -82,7 +83,10 @@ console_router = Router(
     route_handlers=[*_handlers(), static_router],
     guards=[session.console_principal],
     dependencies={"console": Provide(session.console_session, sync_to_thread=False)},
-    exception_handlers={session.LoginRequired: session.login_required_handler},
+    exception_handlers={
+        session.LoginRequired: session.login_required_handler,
+        NotFoundException: session.not_found_handler,
+    },
     response_headers=[ResponseHeader(name="Content-Security-Policy", value=CONTENT_SECURITY_POLICY)],
     middleware=[session.RenewSession()],
     include_in_schema=False,

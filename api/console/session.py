@@ -334,3 +334,22 @@ class RenewSession(ASGIMiddleware):
             await send(message)
 
         await next_app(scope, receive, send_renewed)
+
+
+NOT_FOUND_PAGE = """{% extends "base.html" %}{% block content %}
+<section class="card"><h1>Not found</h1><p>{{ message }}</p><p><a href="/ui/jobs">Back to the jobs</a></p></section>
+{% endblock %}"""
+
+
+def not_found_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """A console page that does not exist (an unknown job or model): an HTML page with the nav for a browser,
+    the API's JSON error body otherwise."""
+    accept = request.headers.get("accept", "")
+    if request.method != "GET" or "text/html" not in accept:
+        return handle_api_error(request, ApiError(404, "NOT_FOUND", str(exc.detail), field=None))
+    session = request.scope.get("state", {}).get("console_session")
+    return Template(
+        template_str=NOT_FOUND_PAGE,
+        context={"console": session, "active": "", "title": "Not found", "message": exc.detail},
+        status_code=404,
+    )

@@ -225,12 +225,16 @@ def test_read_only_key_sees_but_cannot_cancel(browser: Browser, base_url: str, a
 def test_models_registry_and_compare(session: Session, api: httpx.Client) -> None:
     page = session.page
     other = SEED_TRAIN_BODY | {"hyperparameters": {"max_depth": 3, "learning_rate": 0.1, "n_estimators": 30}}
-    jobs = [api.post("/v1/ml/train", json=b).json()["job_id"] for b in (SEED_TRAIN_BODY, other)]
-    a, b = (wait_job(api, j)["model_id"] for j in jobs)
     session.login(TEST_KEY, "/ui/models")
+    _live(page)
+    jobs = [api.post("/v1/ml/train", json=b).json()["job_id"] for b in (SEED_TRAIN_BODY, other)]
+    a, b = (wait_job(api, j)["model_id"] for j in jobs)  # registered while the page is open: rows added live
     expect(page.locator(f'#models tr[data-model-id="{a}"]')).to_be_visible()
     expect(page.locator(f'#models tr[data-model-id="{b}"]')).to_contain_text(jobs[1])
     session.shot("models")
+    page.goto(f"{session.base_url}/ui/models/no-such-model")
+    expect(page.locator("main")).to_contain_text("no model 'no-such-model'")
+    page.go_back()
     page.check(f'#models tr[data-model-id="{a}"] input.pick')
     page.check(f'#models tr[data-model-id="{b}"] input.pick')
     page.click("#compare-go")

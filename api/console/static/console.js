@@ -246,6 +246,36 @@ function initJob(section) {
 }
 
 /* ---- models ----------------------------------------------------------------------------------- */
+const KEY_METRICS = {
+  tabular: ["f1_score", "roc_auc", "precision", "recall", "anomaly_rate"],
+  lotto: ["prediction_accuracy", "mean_matches", "hit_rate_3plus"],
+  rl: ["normalised_score", "mean_reward", "latency"],
+};
+
+function modelWanted(table, d) {
+  return (!table.dataset.domain || table.dataset.domain === d.domain)
+    && (!table.dataset.status || table.dataset.status === "trained");
+}
+
+function modelRow(d) {
+  const { el, fmt } = MB;
+  const metrics = d.metrics || {};
+  let names = (KEY_METRICS[d.domain] || []).filter((n) => typeof metrics[n] === "number");
+  if (!names.length) names = Object.keys(metrics).filter((n) => typeof metrics[n] === "number").slice(0, 3);
+  const lineage = d.lineage || {};
+  const period = lineage.data_period ? `${lineage.data_period.start_date} → ${lineage.data_period.end_date}` : "";
+  return el("tr", { "data-model-id": d.model_id, class: "flash" },
+    el("td", {}, d.domain === "tabular" ? el("input", { type: "checkbox", class: "pick", value: d.model_id, "aria-label": `compare ${d.model_id}` }) : ""),
+    el("td", { class: "nowrap" }, el("a", { href: `/ui/models/${d.model_id}`, text: d.model_name || d.model_id }), el("br"),
+      el("small", {}, el("code", { text: d.model_id }))),
+    el("td", { text: d.domain }), el("td", { text: d.model_type }), el("td", { text: d.version }),
+    el("td", {}, el("span", { class: "badge s-trained", "data-field": "status", text: "trained" })),
+    el("td", { class: "metrics" }, ...names.map((n) => el("span", {}, `${n} `, el("b", { text: fmt(metrics[n]) })))),
+    el("td", {}, lineage.job_id ? el("a", { href: `/ui/jobs/${lineage.job_id}`, text: lineage.job_id }) : ""),
+    el("td", { text: period }),
+    el("td", { text: (d.trained_at || "").replace("T", " ").slice(0, 16) }));
+}
+
 function initModels(table) {
   const picks = () => [...table.querySelectorAll("input.pick:checked")].map((c) => c.value);
   table.addEventListener("change", (ev) => {
@@ -266,8 +296,10 @@ function initModels(table) {
           const badge = row.querySelector('[data-field="status"]');
           badge.textContent = d.status; badge.className = `badge s-${d.status}`;
           row.classList.add("flash");
-        } else if (!row && item.type === "modelbus.model.registered") {
-          document.getElementById("new-models").hidden = false;
+        } else if (!row && item.type === "modelbus.model.registered" && modelWanted(table, d)) {
+          const empty = body.querySelector("tr.empty");
+          if (empty) empty.remove();
+          body.prepend(modelRow(d));
         }
       }
     },
