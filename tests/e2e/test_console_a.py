@@ -351,7 +351,7 @@ def test_rl_and_lotto_jobs_and_models(session: Session, api: httpx.Client) -> No
     assert rl.status_code == 202, rl.text
     lotto = api.post(
         "/api/models/train",
-        json={"machine_type": "2호기", "model_type": "sklearn_ensemble", "parameters": {"n_estimators": 50}},
+        json={"machine_type": "1호기", "model_type": "enhanced_predictor"},  # 2호기's registry is test_lotto_api's
     )
     assert lotto.status_code == 202, lotto.text
     rl_id, lotto_id = rl.json()["task_id"], lotto.json()["job_id"]
