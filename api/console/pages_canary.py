@@ -171,45 +171,53 @@ async def window_series(db: AsyncDatabase, analysis_id: str) -> dict[str, Any]:
 
 # -- the verdict history ------------------------------------------------------------------------------------
 
-_ARCHIVE_CLIENTS: dict[tuple[str, int], AsyncMongoClient] = {}
 
-
-def _archive(settings: Settings) -> AsyncDatabase | None:
-    """The event archive's database (one client per server and event loop), or None without one."""
-    url = settings.archive_url
-    if not url:
-        return None
-    key = (url, id(asyncio.get_running_loop()))
-    if key not in _ARCHIVE_CLIENTS:
-        _ARCHIVE_CLIENTS[key] = mongo.client(settings, archive=True)
-    return _ARCHIVE_CLIENTS[key][settings.mongodb_db]
+async def _archived_verdicts(
+    settings: Settings, db: AsyncDatabase, analysis_id: str, rec_type: str
+) -> list[dict[str, Any]]:
+    """The ``canary.recommendations`` events of one canary or shadow in the event archive (on the main database
+    server, or on a server of its own: then through a client opened for this read and closed after it)."""
+    client: AsyncMongoClient | None = None
+    archive = db
+    if settings.archive_url and settings.archive_url != settings.mongodb_url:
+        client = mongo.client(settings, archive=True)
+        archive = client[settings.mongodb_db]
+    try:
+        out = []
+        query = {"subject": analysis_id, "type": rec_type}
+        async for doc in archive[mongo.ARCHIVE].find(query, {"raw": 1, "time": 1}).sort("time", 1):
+            data = json.loads(doc["raw"]).get("data") or {}
+            out.append(
+                {
+                    "at": fmt_time(doc.get("time")),
+                    "window_end": fmt_time(data.get("window_end")),
+                    "recommendation": data.get("recommendation"),
+                    "previous": data.get("previous"),
+                    "reason": data.get("reason_en") or "",
+                }
+            )
+        return out
+    finally:
+        if client is not None:
+            await client.close()
 
 
 async def verdict_history(
-    settings: Settings | None, analysis_id: str, kind: str, windows: list[tuple[Any, str | None]]
+    settings: Settings | None,
+    db: AsyncDatabase,
+    analysis_id: str,
+    kind: str,
+    windows: list[tuple[Any, str | None]],
 ) -> list[dict[str, Any]]:
     """Every verdict of a canary or shadow, oldest first: ``{at, window_end, recommendation, previous, reason}``."""
     rec_type = deploy.SHADOW_RECOMMENDATION if kind == "shadow" else deploy.CANARY_RECOMMENDATION
-    try:
-        archive = _archive(settings) if settings is not None else None
-        if archive is not None:
-            out = []
-            query = {"subject": analysis_id, "type": rec_type}
-            async for doc in archive[mongo.ARCHIVE].find(query, {"raw": 1, "time": 1}).sort("time", 1):
-                data = json.loads(doc["raw"]).get("data") or {}
-                out.append(
-                    {
-                        "at": fmt_time(doc.get("time")),
-                        "window_end": fmt_time(data.get("window_end")),
-                        "recommendation": data.get("recommendation"),
-                        "previous": data.get("previous"),
-                        "reason": data.get("reason_en") or "",
-                    }
-                )
-            if out:
-                return out
-    except Exception:  # the archive is a separate server: the page still renders without it
-        log.warning("console: the event archive could not be read for %s", analysis_id, exc_info=True)
+    if settings is not None:
+        try:
+            found = await asyncio.wait_for(_archived_verdicts(settings, db, analysis_id, rec_type), timeout=5)
+            if found:
+                return found
+        except Exception:  # the archive may be a server of its own: the page still renders without it
+            log.warning("console: the event archive could not be read for %s", analysis_id, exc_info=True)
     out, last = [], None
     for window_end, rec in windows:  # (window end, verdict) of each window
         if rec and rec != last:
@@ -282,7 +290,7 @@ async def analysis_view(
         "comparison": status["comparison"],
         "windows": len(ser["x"]),
         "series": {k: ser[k] for k in ("x", "metrics", "arms")},
-        "verdicts": await verdict_history(settings, analysis_id, kind, ser["verdicts"]),
+        "verdicts": await verdict_history(settings, db, analysis_id, kind, ser["verdicts"]),
     }
 
 

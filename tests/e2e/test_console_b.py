@@ -195,7 +195,8 @@ def test_canary_page_shows_the_verdict_and_follows_new_windows_live(
     verdict = page.inner_text("#verdict")
     assert verdict in ("proceed", "hold", "rollback"), verdict
     assert page.inner_text("#reason").strip() and not re.search(r"[\uac00-\ud7a3]", page.inner_text("#reason"))
-    assert page.locator("#verdict-history li .badge").count() >= 1  # with its reason
+    assert page.locator("#verdict-history li .badge").count() >= 1
+    assert "→" in page.locator("#verdict-history li").first.inner_text()  # its reason, from the event archive
     assert page.locator("#no-verdict").count() == 0
     rows = {tr.get_attribute("data-arm"): tr for tr in page.locator("#arms tbody tr").all()}
     assert set(rows) == {"canary", "production"}
