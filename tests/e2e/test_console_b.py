@@ -72,17 +72,17 @@ def traffic(api: httpx.Client, canary_id: str, rounds: int = 2, prefix: str = "u
 
 
 @pytest.fixture(scope="module")
-def deployment(api: httpx.Client) -> dict[str, Any]:
-    """Three trained models: ``first`` then ``second`` in production (so an emergency rollback has somewhere to
-    go), ``new`` the canary at 10 % against ``second``, with traffic and labels until a verdict exists; an RL
-    task training meanwhile."""
+def deployment(api: httpx.Client) -> Iterator[dict[str, Any]]:
+    """Four trained models: ``first`` then ``second`` in production (so an emergency rollback has somewhere to
+    go), ``new`` the canary at 10 % against ``second``, with traffic and labels until a verdict exists, ``shadowed``
+    for the shadow test; an RL task training meanwhile. Whatever is still running at the end is ended."""
     task = _ok(
         api.post(
             "/api/v1/training",
             json={"name": "console-b", "model_type": "q_learning", "parameters": {}, "total_episodes": 60},
         )
     )["task_id"]
-    jobs = {name: _train(api, n) for name, n in (("first", 20), ("second", 30), ("new", 40))}
+    jobs = {name: _train(api, n) for name, n in (("first", 20), ("second", 30), ("new", 40), ("shadowed", 25))}
     models = {}
     for name, job_id in jobs.items():
         final = wait_job(api, job_id)
@@ -123,7 +123,12 @@ def deployment(api: httpx.Client) -> dict[str, Any]:
         return body if body["numbers"] and body["metrics"]["new_model"]["labelled"] > 0 else None
 
     status = wait_for(verdict, 60, what="the canary's first verdict")
-    return {**models, "canary_id": canary_id, "status": status, "task_id": task}
+    yield {**models, "canary_id": canary_id, "status": status, "task_id": task}
+    state = api.get("/v1/ml/deploy/current").json()  # leave no canary or shadow to the later modules
+    if state.get("canary"):
+        api.post(f"/v1/ml/deploy/canary/{state['canary']['canary_id']}/rollback")
+    if state.get("shadow"):
+        api.post(f"/v1/ml/deploy/shadow/{state['shadow']['shadow_id']}/stop")
 
 
 @pytest.fixture(scope="module")
@@ -317,3 +322,39 @@ def test_lotto_statistics_beside_the_uniform_expectation(admin: Session) -> None
     assert "probability of winning" not in text and "chance to win" not in text
     admin.shot("lotto")
     assert admin.foreign() == []
+
+
+def test_shadow_page(admin: Session, api: httpx.Client, deployment: dict[str, Any]) -> None:
+    resp = api.post(
+        "/v1/ml/deploy/shadow/start",
+        json={"model_id": deployment["shadowed"], "sample_percentage": 100, "policy": POLICY},
+    )
+    shadow_id = _ok(resp)["shadow_id"]
+    try:
+        keys_ = [f"ui-shadow-{i}" for i in range(120)]
+
+        def mirrored() -> bool:
+            records = [{"features": _features(i), "routing_key": k} for i, k in enumerate(keys_)]
+            preds = _ok(api.post("/v1/ml/predict", json={"records": records}))["predictions"]
+            _ok(
+                api.post(
+                    "/v1/ml/feedback",
+                    json={"feedback": [{"prediction_id": p["prediction_id"], "label": p["label"]} for p in preds]},
+                )
+            )
+            arm = api.get(f"/v1/ml/deploy/shadow/{shadow_id}/status").json()["metrics"]["new_model"]
+            return arm["requests"] > 0
+
+        wait_for(mirrored, 60, interval=1, what="mirrored requests counted")
+        page = admin.page
+        page.goto(f"{admin.base_url}/ui/shadows/{shadow_id}")
+        expect(page.locator("#status")).to_have_text("monitoring")
+        rows = {tr.get_attribute("data-arm") for tr in page.locator("#arms tbody tr").all()}
+        assert rows == {"shadow", "production"}
+        assert page.locator("#actions").count() == 0  # a shadow is stopped through the API, not from here
+        page.wait_for_selector("#chart-evidence canvas")
+        page.goto(f"{admin.base_url}/ui/deployments")
+        assert shadow_id in page.inner_text("#slot-shadow")
+        assert admin.foreign() == []
+    finally:
+        api.post(f"/v1/ml/deploy/shadow/{shadow_id}/stop")
