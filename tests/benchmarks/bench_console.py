@@ -27,6 +27,7 @@ The machine is shared with other work: ``load_average`` before and after is reco
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -350,7 +351,12 @@ def main(out_path: str | Path = DEFAULT_OUT) -> dict[str, Any]:
     result["seconds"] = round(time.perf_counter() - started, 1)
     path = Path(out_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    previous: list[dict[str, Any]] = []
+    if path.exists():  # earlier runs are kept (the machine is shared: one run is one sample of its load)
+        with contextlib.suppress(ValueError):
+            old = json.loads(path.read_text(encoding="utf-8"))
+            previous = [*old.pop("previous_runs", []), old]
+    path.write_text(json.dumps({**result, "previous_runs": previous[-4:]}, indent=2) + "\n", encoding="utf-8")
     return result
 
 
