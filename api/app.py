@@ -19,7 +19,8 @@ from opentelemetry import trace
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.caching import RESPONSE_CACHE, ETagMiddleware
-from api.errors import EXCEPTION_HANDLERS
+from api.console import NavItem, close_hub, console
+from api.errors import EXCEPTION_HANDLERS, ContractSchemaPlugin
 from api.middleware import RequestIdMiddleware
 from api.monitoring import MonitoringController, RequestLogMiddleware, monitoring_lifespan
 from api.ratelimit import RateLimiter
@@ -42,9 +43,14 @@ class MetricsController(PrometheusController):
     include_in_schema = False
 
 
-def create_app(settings: Settings, domain_routes: Sequence[Any]) -> Litestar:
+def create_app(
+    settings: Settings,
+    domain_routes: Sequence[Any],
+    console_pages: Sequence[Any] = (),
+    console_nav: Sequence[NavItem] = (),
+) -> Litestar:
     """The app: the platform's routes (auth, monitoring, health, docs, metrics) and the domains' ``domain_routes``
-    (from the composition root, ``bootstrap``)."""
+    and console pages (from the composition root, ``bootstrap``)."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -86,6 +92,7 @@ def create_app(settings: Settings, domain_routes: Sequence[Any]) -> Litestar:
     def provide_rpc(state: State) -> RpcClient:
         return state.rpc
 
+    console_router, template_config = console(console_pages, console_nav)
     metrics = (
         MetricsController
         if settings.metrics_public
@@ -99,9 +106,11 @@ def create_app(settings: Settings, domain_routes: Sequence[Any]) -> Litestar:
             HealthController,
             DocsController,
             static_router(),
+            console_router,
             metrics,
         ],
         lifespan=[lifespan, monitoring_lifespan],
+        on_shutdown=[close_hub],  # the console's Kafka readers
         dependencies={
             "db": Provide(provide_db, sync_to_thread=False),
             "publisher": Provide(provide_publisher, sync_to_thread=False),
@@ -115,7 +124,10 @@ def create_app(settings: Settings, domain_routes: Sequence[Any]) -> Litestar:
             ETagMiddleware(),
             PrometheusConfig(app_name="modelbus", group_path=True).middleware,
         ],
-        plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=trace.get_tracer_provider()))],
+        plugins=[
+            OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=trace.get_tracer_provider())),
+            ContractSchemaPlugin(),  # /openapi.json states extra="forbid" and model-level rules (issue 14)
+        ],
         openapi_config=OpenAPIConfig(
             title="modelbus",
             version=VERSION,
@@ -125,6 +137,7 @@ def create_app(settings: Settings, domain_routes: Sequence[Any]) -> Litestar:
         cors_config=CORSConfig(allow_origins=settings.cors_origins),
         logging_config=None,  # the process's own logging (infra.telemetry.setup_logging), not Litestar's default
         response_cache_config=RESPONSE_CACHE,
+        template_config=template_config,
         state=State({"settings": settings}),
         debug=False,
     )

@@ -25,7 +25,8 @@ POLICIES: tuple[tuple[str, str], ...] = (
     ("/api/draws", "private, max-age=60"),
 )
 DEFAULT_POLICY = "private, no-cache"
-SKIP = ("/metrics", "/docs", "/redoc", "/openapi.json", "/asyncapi", "/schema")
+SKIP = ("/metrics", "/docs", "/redoc", "/openapi.json", "/asyncapi", "/schema", "/ui/stream")
+"""not buffered for an ETag: static docs, and the console's server-sent-event streams (never complete)"""
 
 
 def cache_control(path: str) -> str:

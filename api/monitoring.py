@@ -34,6 +34,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 
+from api.errors import error_responses
 from api.security import api_key_guard
 from infra import mongo
 from infra.periodic import Periodic
@@ -60,6 +61,8 @@ MAX_BUFFER = 50_000
 MAX_PERIOD = timedelta(seconds=mongo.TELEMETRY_TTL_SECONDS)
 STATUS_TIMEOUT_S = 3.0
 _PERIOD_RE = re.compile(r"^\s*(\d+)\s*(s|sec|m|min|h|d)\s*$", re.IGNORECASE)
+PERIOD_PATTERN = r"^\s*[0-9]+\s*([sS]|[sS][eE][cC]|[mM]|[mM][iI][nN]|[hH]|[dD])\s*$"
+"""``_PERIOD_RE`` as a JSON-schema pattern (which has no case-insensitive flag)"""
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
@@ -165,8 +168,8 @@ def parse_period(text: str) -> timedelta:
             field="period",
             details=[{"field": "period", "message": "e.g. 15m, 1h, 24h, 7d", "value": text}],
         )
-    period = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2).lower()])
-    if not timedelta(minutes=1) <= period <= MAX_PERIOD:
+    seconds = int(match.group(1)) * _UNITS[match.group(2).lower()]  # compared before a timedelta can overflow
+    if not 60 <= seconds <= MAX_PERIOD.total_seconds():
         raise ApiError(
             422,
             "VALIDATION_ERROR",
@@ -174,7 +177,7 @@ def parse_period(text: str) -> timedelta:
             field="period",
             details=[{"field": "period", "message": "between 1m and 7d", "value": text}],
         )
-    return period
+    return timedelta(seconds=seconds)
 
 
 def _percentile(ordered: list[float], q: float) -> float | None:
@@ -435,12 +438,22 @@ class MonitoringController(Controller):
     guards = [api_key_guard]
     tags = ["monitoring"]
 
-    @get("/api/monitoring/metrics", summary="Request, ML and resource metrics over a period (e.g. 1h)")
+    @get(
+        "/api/monitoring/metrics",
+        summary="Request, ML and resource metrics over a period (e.g. 1h)",
+        responses=error_responses(422),
+    )
     async def metrics(
         self,
         db: AsyncDatabase,
         state: State,
-        period: Annotated[str, Parameter(description="e.g. 15m, 1h, 24h, 7d")] = "1h",
+        period: Annotated[
+            str,
+            Parameter(
+                description="a number and a unit (s, sec, m, min, h, d), e.g. 15m, 1h, 24h, 7d; between 1m and 7d",
+                schema_extra={"pattern": PERIOD_PATTERN},
+            ),
+        ] = "1h",
     ) -> MonitoringMetrics:
         span = parse_period(period)
         request_log: RequestLog | None = state.get("request_log")

@@ -2,7 +2,9 @@
 
 Credentials, in this order: ``X-API-Key`` header, ``api_key`` query parameter, ``Authorization:
 Bearer <token>`` where the token is a JWT access token from ``/auth/login`` (or, for the RL
-family's clients, an API key). Refresh tokens, expired and tampered tokens are refused (401).
+family's clients, an API key), or the web console's session cookie (``api/console/session.py``; any
+method but GET/HEAD/OPTIONS then needs its ``X-CSRF-Token``). Refresh tokens, expired and tampered
+tokens are refused (401).
 The scope a route needs follows from its method and path (``required_scope``): no or bad
 credentials → 401, valid credentials without the scope → 403. Then the caller's tier limits
 apply (``api/ratelimit.py``); the headers are added to the response by ``SecurityHeadersMiddleware``."""
@@ -127,6 +129,10 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Princi
         return Principal(
             f"user:{claims['sub']}", claims["sub"], claims.get("tier", "free"), tuple(claims.get("scopes", ()))
         )
+    if "mb_console" in connection.cookies:  # the web console's own fetches (CSRF header checked there)
+        from api.console.session import api_principal
+
+        return await api_principal(connection)
     raise ApiError(
         401, "UNAUTHORIZED", "credentials are required (X-API-Key header, api_key query parameter or Bearer token)"
     )

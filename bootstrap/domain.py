@@ -24,6 +24,10 @@ class Domain:
     name: str
     routes: Sequence[Any] = ()
     """Litestar controllers/routers added to the one API app"""
+    console: Sequence[Any] = ()
+    """the domain's console pages (handlers with paths under ``/ui``, see ``api.console``)"""
+    console_nav: Sequence[tuple[str, str, str]] = ()
+    """(key, label, href) of the domain's console pages in the navigation"""
     workers: Sequence[WorkerHook] = ()
     training: TrainingHook | None = None
     """the runner and model naming of the domain's ``train.commands`` (``TrainRequested.domain == name``)"""
@@ -45,6 +49,14 @@ def install(domains: Iterable[Domain]) -> None:
 
 def routes(domains: Iterable[Domain]) -> list[Any]:
     return [route for domain in domains for route in domain.routes]
+
+
+def console_pages(domains: Iterable[Domain]) -> list[Any]:
+    return [page for domain in domains for page in domain.console]
+
+
+def console_nav(domains: Iterable[Domain]) -> list[tuple[str, str, str]]:
+    return [item for domain in domains for item in domain.console_nav]
 
 
 def workers(domains: Iterable[Domain]) -> list[WorkerHook]:

@@ -73,6 +73,7 @@ class Stack:
                     "kafka_bootstrap": settings.kafka_bootstrap or self.servers.kafka_bootstrap,
                     "mongodb_url": settings.mongodb_url or self.servers.mongodb_url,
                     "archive_mongodb_url": settings.archive_mongodb_url or self.servers.archive_mongodb_url,
+                    "kafka_embedded": not settings.kafka_bootstrap,  # topic generations (infra/topic_generations.py)
                 }
             )
             self.settings = settings

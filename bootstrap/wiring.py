@@ -6,7 +6,7 @@ from __future__ import annotations
 from litestar import Litestar
 
 from api.app import create_app
-from bootstrap.domain import routes, training, workers
+from bootstrap.domain import console_nav, console_pages, routes, training, workers
 from bootstrap.domains import DOMAINS, install
 from consumers.runtime import Consumers, all_roles
 from infra.settings import Settings
@@ -17,7 +17,8 @@ ALL_ROLES: tuple[str, ...] = all_roles(workers(DOMAINS))
 
 
 def app(settings: Settings) -> Litestar:
-    return create_app(settings, routes(install()))
+    domains = install()
+    return create_app(settings, routes(domains), console_pages(domains), console_nav(domains))
 
 
 def consumers(settings: Settings, roles: tuple[str, ...] | None = None) -> Consumers:

@@ -12,6 +12,7 @@ from pymongo.errors import BulkWriteError
 
 from consumers.deps import Deps, batch_subscriber, decode_batch
 from infra import mongo
+from infra.topic_generations import base_topic
 from schemas.topics import TOPICS
 
 log = logging.getLogger("modelbus.archive")
@@ -37,7 +38,8 @@ def register(broker: KafkaBroker, deps: Deps, archive_db: AsyncDatabase) -> None
         docs = [
             {
                 "_id": env.id,
-                "topic": rec.topic.removeprefix(deps.settings.topic_prefix),
+                # a topic generation (``predict.served.g3``, docs/embedded.md) is archived under its catalog name
+                "topic": base_topic(rec.topic).removeprefix(deps.settings.topic_prefix),
                 "partition": rec.partition,
                 "offset": rec.offset,
                 "key": rec.key.decode(errors="replace") if isinstance(rec.key, bytes) else rec.key,

@@ -20,6 +20,7 @@ from consumers.training import TrainingService
 from infra import mongo
 from infra.kafka import make_broker
 from infra.settings import Settings
+from infra.topic_generations import Generations
 from producers.publisher import EventPublisher
 
 log = logging.getLogger("modelbus.consumers")
@@ -59,6 +60,7 @@ class Consumers:
             settings=settings, db=self.client[settings.mongodb_db], publisher=self.publisher, worker_id=self.worker_id
         )
         self.training = TrainingService(self.deps, training) if "training" in self.roles else None
+        self.generations: Generations | None = None
         if "projector" in self.roles:
             projector.register(self.broker, self.deps)
         # the archive's own database server (the main one unless MODELBUS_ARCHIVE_MONGODB_URL says otherwise)
@@ -90,6 +92,8 @@ class Consumers:
         t0 = time.perf_counter()
         await self.publisher.connect(wait_s=120)  # starts the broker and every subscriber
         log.info("broker started", extra={"seconds": round(time.perf_counter() - t0, 2)})
+        self.generations = Generations(self.broker, self.publisher, self.settings, self.deps.db)  # issue 16
+        await self.generations.start()
         for _, service in self.services:
             await service.start()
         log.info("consumers started", extra={"worker_id": self.worker_id, "roles": list(self.roles)})
@@ -106,6 +110,8 @@ class Consumers:
             drained = await drain(self.broker, self.deps, timeout_s=DRAIN_SECONDS)
             log.info("consumers drained" if drained else "consumers not drained in time",
                      extra={"seconds": round(time.perf_counter() - t0, 2)})
+        if self.generations is not None:
+            await self.generations.stop(DRAIN_SECONDS)
         for role, service in self.services:
             if role not in UNDRAINED_ROLES:
                 await service.stop()

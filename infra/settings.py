@@ -41,6 +41,31 @@ class Settings(BaseSettings):
     rpc_fetch_max_wait_ms: int = Field(
         5, ge=1, le=5000, description="fetch wait of the request/reply consumers (latency-critical path)"
     )
+    idle_fetch_max_wait_ms: int = Field(
+        1000,
+        ge=0,
+        le=5000,
+        description="a consumer whose fetches brought nothing for `MODELBUS_IDLE_AFTER_SECONDS` waits up to 10x its "
+        "fetch wait per fetch, at most this long (request consumers 5 -> 50 ms, projector 20 -> 200 ms, background "
+        "100 -> 1000 ms); the first fetch with data restores its wait. Tansu charges every fetch, so this is what an "
+        "idle stack costs. 0 = always the short wait (the polling before issue 16)",
+    )
+    idle_after_seconds: float = Field(
+        10.0, gt=0, le=3600, description="how long a consumer fetches nothing before it waits the idle fetch wait"
+    )
+    kafka_embedded: bool = Field(
+        False,
+        description="set by `modelbus up` when it started the embedded Tansu broker (turns on topic generations); "
+        "leave unset with a real Kafka",
+    )
+    generation_max_records: int = Field(
+        3000,
+        ge=0,
+        description="embedded broker only: once a partition of predict.requests, predict.served or an API "
+        "process's reply topic holds this many records, new messages go to a fresh topic generation and the old "
+        "one is deleted when every consumer group (the archive among them) has committed all of it "
+        "(docs/embedded.md); 0 = never",
+    )
     served_linger_ms: int = Field(
         20,
         ge=0,

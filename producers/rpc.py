@@ -2,11 +2,17 @@
 
 Every API process reads all partitions of ``predict.replies`` from the end (no consumer
 group, so each process sees every reply) and resolves the waiting future whose correlation id
-matches; replies for other processes are skipped. A reply that never comes is a timeout."""
+matches; replies for other processes are skipped. A reply that never comes is a timeout.
+
+While no call waits for a reply the reader pauses its partitions (with idle waits on,
+``MODELBUS_IDLE_FETCH_MAX_WAIT_MS`` > 0): a paused consumer sends no fetch at all, which on Tansu, where
+every fetch costs broker CPU, is what an idle API process costs. A call resumes them before it
+publishes its request, from the position where the reader paused, so no reply is skipped."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from typing import Any
@@ -25,56 +31,114 @@ class RpcTimeout(TimeoutError):
     """No worker answered in time."""
 
 
+class _Reader:
+    """The reader of one reply topic: a consumer without group, from the end of the topic."""
+
+    def __init__(self, topic: str, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        self.topic = topic
+        self.consumer = consumer
+        self.tps = tps
+        self.task: asyncio.Task[None] | None = None
+        self.paused = False
+
+
 class RpcClient:
     def __init__(self, publisher: EventPublisher, settings: Settings) -> None:
         self.publisher = publisher
         self.settings = settings
-        self.reply_topic = settings.topic("predict.replies")
+        self.base_reply_topic = settings.topic("predict.replies")
+        self.reply_topic = self.base_reply_topic
+        """where this process's replies go now (a generation of its own after a rollover, embedded broker)"""
         self._pending: dict[str, asyncio.Future[RpcReply]] = {}
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._reply_topic_of: dict[str, str] = {}
+        self._readers: dict[str, _Reader] = {}
+        self._started = False
         self._lock = asyncio.Lock()
+        self._pause_when_idle = bool(settings.idle_fetch_max_wait_ms)
+        self._uid = uuid.uuid4().hex[:10]
+        self._generation = 0
+        self._rolling: asyncio.Task[None] | None = None
+        self._view: Any = None
+        self._mongo: Any = None
+        self._last_request_topic = ""
+
+    @property
+    def _task(self) -> asyncio.Task[None] | None:
+        reader = self._readers.get(self.reply_topic)
+        return reader.task if reader is not None else None
 
     async def start(self) -> None:
         async with self._lock:
-            if self._task is not None:
+            if self._started:
                 return
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.kafka_bootstrap,
-                enable_auto_commit=False,
-                fetch_max_wait_ms=self.settings.rpc_fetch_max_wait_ms,
-                request_timeout_ms=30000,
-            )
-            try:
-                await consumer.start()
-                parts = consumer.partitions_for_topic(self.reply_topic) or set()
-                if not parts:
-                    await consumer.topics()
-                    parts = consumer.partitions_for_topic(self.reply_topic) or {0}
-                tps = [TopicPartition(self.reply_topic, p) for p in sorted(parts)]
-                consumer.assign(tps)
-                await consumer.seek_to_end(*tps)
-                for tp in tps:  # resolve the lazy seek now, so no reply published after start is missed
-                    await consumer.position(tp)
-            except Exception as exc:
-                await consumer.stop()
-                raise BrokerUnavailable(f"cannot read replies: {exc.__class__.__name__}") from exc
-            self._consumer = consumer
-            self._task = asyncio.create_task(self._read_replies(), name="rpc-replies")
+            await self._open_reader(self.reply_topic)
+            if self.settings.generation_max_records > 0:
+                from infra import mongo
+                from infra.topic_generations import GenerationView
 
-    async def _read_replies(self) -> None:
-        assert self._consumer is not None
+                self._mongo = mongo.client(self.settings)
+                self._view = GenerationView(self.settings, self._mongo[self.settings.mongodb_db])
+                self._view.refresh_soon()
+            self._started = True
+
+    async def _open_reader(self, topic: str) -> _Reader:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.settings.rpc_fetch_max_wait_ms,
+            request_timeout_ms=30000,
+        )
+        try:
+            await consumer.start()
+            parts = consumer.partitions_for_topic(topic) or set()
+            if not parts:
+                await consumer.topics()
+                parts = consumer.partitions_for_topic(topic) or {0}
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_end(*tps)
+            for tp in tps:  # resolve the lazy seek now, so no reply published after start is missed
+                await consumer.position(tp)
+        except Exception as exc:
+            await consumer.stop()
+            raise BrokerUnavailable(f"cannot read replies: {exc.__class__.__name__}") from exc
+        reader = _Reader(topic, consumer, tps)
+        self._readers[topic] = reader
+        self._idle(reader)
+        reader.task = asyncio.create_task(self._read_replies(reader), name=f"rpc-replies-{topic}")
+        return reader
+
+    def _waiting_on(self, topic: str) -> bool:
+        return any(t == topic for t in self._reply_topic_of.values())
+
+    def _idle(self, reader: _Reader) -> None:
+        if self._pause_when_idle and not reader.paused and not self._waiting_on(reader.topic):
+            reader.consumer.pause(*reader.tps)
+            reader.paused = True
+
+    def _wake(self, reader: _Reader) -> None:
+        if reader.paused:
+            reader.consumer.resume(*reader.tps)
+            reader.paused = False
+
+    async def _read_replies(self, reader: _Reader) -> None:
+        consumer = reader.consumer
         while True:
+            if reader.topic != self.reply_topic and not self._waiting_on(reader.topic):
+                await self._retire(reader)  # an old generation nobody waits on any more
+                return
             try:
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                batches = await consumer.getmany(timeout_ms=200, max_records=500)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - keep reading after a broker hiccup
                 log.exception("reading replies failed")
                 await asyncio.sleep(0.5)
                 continue
+            last = -1
             for records in batches.values():
                 for rec in records:
+                    last = max(last, rec.offset)
                     corr = dict(rec.headers or ()).get("x-correlation-id", b"").decode()
                     future = self._pending.get(corr)
                     if future is None or future.done():
@@ -83,6 +147,46 @@ class RpcClient:
                         future.set_result(Envelope.from_bytes(rec.value).payload(RpcReply))
                     except Exception as exc:  # noqa: BLE001
                         future.set_exception(exc)
+            if last + 1 >= self.settings.generation_max_records > 0 and reader.topic == self.reply_topic:
+                self._roll_soon()
+            self._idle(reader)
+
+    def _roll_soon(self) -> None:
+        """Embedded broker: this process's replies move to a fresh topic of its own (see topic_generations)."""
+        if not self.settings.kafka_embedded or (self._rolling is not None and not self._rolling.done()):
+            return
+        self._rolling = asyncio.create_task(self.roll_reply_topic(), name="rpc-reply-rollover")
+
+    async def roll_reply_topic(self) -> str:
+        """Opens the next reply generation and sends new requests' replies there; the current reader goes on
+        until every call waiting on it has its reply (or its timeout), then its topic is deleted."""
+        from infra.topic_generations import create_topic
+
+        self._generation += 1
+        topic = f"{self.base_reply_topic}.{self._uid}.g{self._generation}"
+        await create_topic(self.settings, topic, 1)
+        await self._open_reader(topic)
+        self._forget()
+        old, self.reply_topic = self.reply_topic, topic
+        log.info("reply topic rolled over", extra={"from": old, "to": topic})
+        return topic
+
+    def _forget(self) -> None:
+        from infra.topic_generations import forget_old_generations, publisher_producers
+
+        forget_old_generations(*publisher_producers(self.publisher))
+
+    async def _retire(self, reader: _Reader) -> None:
+        self._readers.pop(reader.topic, None)
+        with contextlib.suppress(Exception):
+            await reader.consumer.stop()
+        if reader.topic != self.base_reply_topic:  # the shared catalog topic stays
+            from infra.topic_generations import delete_topic
+
+            try:
+                await delete_topic(self.settings, reader.topic)
+            except Exception:  # noqa: BLE001 - a topic left behind costs memory, not correctness
+                log.warning("deleting reply topic %s failed", reader.topic, exc_info=True)
 
     async def call(self, kind: str, body: dict[str, Any], *, key: str, timeout_s: float | None = None) -> RpcReply:
         """Publishes a request and waits for its reply (raises RpcTimeout, BrokerUnavailable)."""
@@ -90,12 +194,22 @@ class RpcClient:
         corr = uuid.uuid4().hex
         future: asyncio.Future[RpcReply] = asyncio.get_running_loop().create_future()
         self._pending[corr] = future
+        reply_topic = self.reply_topic
+        self._reply_topic_of[corr] = reply_topic
+        self._wake(self._readers[reply_topic])
+        request_topic = "predict.requests"
+        if self._view is not None:
+            self._view.refresh_soon()
+            request_topic = self._view.full_name("predict.requests")
+            if request_topic != self._last_request_topic:  # a new generation: forget the deleted ones first
+                self._forget()
+                self._last_request_topic = request_topic
         env = Envelope.wrap(
             RPC_REQUESTED, key, RpcRequest(kind=kind, body=body), source="modelbus/api", correlationid=corr
         )
         try:
             await self.publisher.publish_direct(
-                "predict.requests",
+                request_topic,
                 env.to_bytes(),
                 key=key,
                 headers={
@@ -103,7 +217,7 @@ class RpcClient:
                     "ce_type": env.type,
                     "ce_id": env.id,
                     "x-correlation-id": corr,
-                    "x-reply-topic": self.reply_topic,
+                    "x-reply-topic": reply_topic,
                 },
             )
             try:
@@ -112,12 +226,20 @@ class RpcClient:
                 raise RpcTimeout(f"no prediction worker answered {kind} within the timeout") from exc
         finally:
             self._pending.pop(corr, None)
+            self._reply_topic_of.pop(corr, None)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        readers = list(self._readers.values())
+        self._readers.clear()
+        for reader in readers:
+            if reader.task is not None:
+                reader.task.cancel()
+                await asyncio.gather(reader.task, return_exceptions=True)
+            await reader.consumer.stop()
+        if self._rolling is not None:
+            self._rolling.cancel()
+            await asyncio.gather(self._rolling, return_exceptions=True)
+        if self._mongo is not None:
+            await self._mongo.close()
+            self._mongo = None
+        self._started = False

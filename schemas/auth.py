@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from schemas.common import document_zero_bounds
+
 
 class TokenPair(BaseModel):
     """``POST /auth/login`` and ``POST /auth/refresh``: a new access and refresh token (HS256 JWT)."""
@@ -55,3 +57,6 @@ class UserCreated(BaseModel):
     username: str
     tier: str
     scopes: list[str]
+
+
+document_zero_bounds(globals())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 
 
 def utcnow() -> datetime:
@@ -91,3 +91,62 @@ class Health(BaseModel):
     version: str = Field(description="API version")
     uptime: str = Field(description="time since the API started, e.g. 3h05m12s")
     details: HealthDetails
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable machine code, a message for people, the request field at fault (or null).
+    Some errors add fields: ``details`` (every validation problem), ``retry_after_seconds`` (429),
+    ``support_id`` (500), ``valid_values``, ``required_scope`` and the like."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": True})
+
+    code: str = Field(description="machine-readable error code, e.g. VALIDATION_ERROR, MODEL_NOT_FOUND")
+    message: str = Field(description="human-readable explanation")
+    field: str | None = Field(None, description="the request field at fault, or null (always sent)")
+
+
+class ErrorBody(BaseModel):
+    """The one error body of every API family (every 4xx and 5xx answer)."""
+
+    status: Literal["error"] = "error"
+    error: ErrorDetail
+    timestamp: str = Field(description="when the error was answered, ISO 8601 UTC")
+    request_id: str = Field(description="the request id, also in the X-Request-ID header")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "error",
+                    "error": {
+                        "code": "INVALID_MACHINE_TYPE",
+                        "message": "올바른 호기를 선택하세요. 가능한 값: 1호기, 2호기, 3호기",
+                        "field": "machine_type",
+                    },
+                    "timestamp": "2025-08-27T14:30:00.000Z",
+                    "request_id": "req_20250827_001",
+                }
+            ]
+        }
+    )
+
+
+_BOUNDS = (("gt", "exclusiveMinimum"), ("ge", "minimum"), ("lt", "exclusiveMaximum"), ("le", "maximum"))
+
+
+def document_zero_bounds(namespace: dict[str, Any]) -> None:
+    """Litestar 2.25 leaves a bound of zero (``ge=0``, ``gt=0``…: a falsy value) out of ``/openapi.json``; copy
+    such bounds of the pydantic models defined in ``namespace`` (a module's ``globals()``) into their fields'
+    ``json_schema_extra``, which it does carry over, so the document shows every bound the models validate."""
+    for obj in list(namespace.values()):
+        if not (isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == namespace["__name__"]):
+            continue
+        for field in obj.model_fields.values():
+            extra = {
+                key: bound
+                for meta in field.metadata
+                for attr, key in _BOUNDS
+                if (bound := getattr(meta, attr, None)) is not None and not isinstance(bound, bool) and bound == 0
+            }
+            if extra and isinstance(field.json_schema_extra, dict | None):
+                field.json_schema_extra = {**(field.json_schema_extra or {}), **extra}

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from schemas.common import document_zero_bounds
 from schemas.envelope import Payload
 
 RECORDS_BATCH = "modelbus.data.batch.ingested"
@@ -32,3 +33,6 @@ class RecordIngested(Payload):
     features: dict[str, float | int | bool]
     label: int | None = None
     source: str = "stream"
+
+
+document_zero_bounds(globals())

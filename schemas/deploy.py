@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.common import UtcDatetime
+from schemas.common import UtcDatetime, document_zero_bounds
 from schemas.envelope import Payload
 from schemas.rpc import RpcKind
 
@@ -60,6 +60,8 @@ class Strict(BaseModel):
 
 
 class ModelRef(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"model_id": "model_v1.3.0"}]})  # the seed's example
+
     model_id: str = Field(min_length=1, max_length=200)
 
 
@@ -87,6 +89,14 @@ class CanaryPolicyOverrides(Strict):
 
 
 class CanaryStart(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"model_id": "model_v1.3.0", "initial_traffic_percentage": 10, "monitoring_duration_minutes": 30}
+            ]
+        }
+    )  # the seed's example
+
     model_id: str = Field(min_length=1, max_length=200)
     initial_traffic_percentage: float = Field(10, gt=0, le=100)
     monitoring_duration_minutes: float = Field(30, gt=0, le=7 * 24 * 60)
@@ -103,10 +113,18 @@ class ShadowStart(Strict):
 
 
 class TrafficIncrease(Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"target_percentage": 25}]})  # the seed's example
+
     target_percentage: float = Field(gt=0, le=100)
 
 
 class RollbackRequest(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"model_id": "model_v1.2.0", "reason": "v1.3.0의 오탐률이 높아 이전 버전으로 복귀"}]
+        }
+    )  # the seed's example
+
     model_id: str = Field(min_length=1, max_length=200)
     reason: str = Field(min_length=1, max_length=1000)
 
@@ -118,6 +136,20 @@ class PredictRecord(Strict):
 
 class PredictRequest(Strict):
     """One record (``features`` [+ ``routing_key``]) or a batch (``records``, up to 1,000)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            # _one_form, exactly one of the two forms (if/then/else: a generated client reads past it)
+            "if": {"required": ["features"], "properties": {"features": {"type": "object"}}},
+            "then": {"properties": {"records": {"type": "null"}}},
+            "else": {"required": ["records"], "properties": {"records": {"type": "array"}}},
+            "examples": [
+                {"features": {"amount": 125.5, "hour": 14, "log_amount": 4.83}, "routing_key": "user-1"},
+                {"records": [{"features": {"amount": 125.5, "hour": 14}, "routing_key": "user-1"}]},
+            ],
+        },
+    )
 
     features: dict[str, float | int | bool | None] | None = None
     routing_key: str | None = Field(None, max_length=200, description="sticky routing key (user, account…)")
@@ -136,6 +168,20 @@ class FeedbackItem(Strict):
 
 
 class FeedbackRequest(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            # _one_form: a batch, or one labelled prediction
+            "if": {"required": ["feedback"], "properties": {"feedback": {"type": "array"}}},
+            "then": {"properties": {"prediction_id": {"type": "null"}, "label": {"type": "null"}}},
+            "else": {
+                "required": ["prediction_id", "label"],
+                "properties": {"prediction_id": {"type": "string"}, "label": {"enum": [0, 1]}},
+            },
+            "examples": [{"prediction_id": "pred_9f2c1a0b3e4d", "label": 1}],
+        },
+    )
+
     prediction_id: str | None = Field(None, min_length=1, max_length=100)
     label: Literal[0, 1] | None = None
     feedback: list[FeedbackItem] | None = Field(None, min_length=1, max_length=MAX_PREDICT_BATCH)
@@ -285,6 +331,19 @@ class CanaryRecommendation(Payload):
 
 class StagingDeployment(BaseModel):
     """``POST /v1/ml/deploy/staging``: the model is staged."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_id": "model_v1.3.0",
+                    "environment": "staging",
+                    "deployed_at": "2025-11-16T14:00:00Z",
+                    "status": "active",
+                }
+            ]
+        }
+    )  # the seed's example
 
     model_id: str
     environment: str = Field(description="always 'staging'")
@@ -574,3 +633,6 @@ class FeedbackAccepted(BaseModel):
     unknown: list[str] = Field(description="prediction ids not found (batch form only; the single form answers 404)")
     unknown_count: int
     received_at: str = Field(description="ISO 8601 UTC")
+
+
+document_zero_bounds(globals())

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from schemas.common import UtcDatetime
+from schemas.common import UtcDatetime, document_zero_bounds
 from schemas.envelope import Envelope, Payload
 
 JobStatus = Literal["started", "running", "completed", "failed", "cancelled"]
@@ -153,3 +153,6 @@ class TrainingOutcome(BaseModel):
     result: dict[str, Any]
     lineage: dict[str, Any]
     holdout_predictions: bytes | None = None
+
+
+document_zero_bounds(globals())

@@ -14,6 +14,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from schemas.common import document_zero_bounds
 from schemas.envelope import Payload
 from schemas.rpc import NoBody, RpcKind
 
@@ -27,6 +28,20 @@ DRAW_RECORDED: Final = "modelbus.lotto.draw.recorded"
 """Event type on ``lotto.draws``: subject = ``str(round)``, sequence 1 (a round is recorded once)."""
 
 _MACHINE_RE = re.compile(r"^\s*([0-9]+)\s*(?:호기|호)?\s*$")
+
+MACHINE_TYPE_PATTERN: Final = r"^\s*0*[1-3]\s*(호기|호)?\s*$"
+"""``parse_machine_type``'s rule for text, as a JSON-schema pattern (documented only: the route checks, so that an
+unknown machine is the seed's 400 ``INVALID_MACHINE_TYPE``; text with ``%`` escapes is also decoded first)"""
+MACHINE_TYPE_PARAM: Final[dict[str, Any]] = {"pattern": MACHINE_TYPE_PATTERN, "examples": list(MACHINE_LABELS)}
+"""``schema_extra`` of a ``machine_type`` query or path parameter"""
+MACHINE_TYPE_FIELD: Final[dict[str, Any]] = {
+    "type": ["string", "integer"],
+    "pattern": MACHINE_TYPE_PATTERN,
+    "minimum": 1,
+    "maximum": 3,
+    "examples": ["1호기", "2호기", "3호기", 1],
+}
+"""``json_schema_extra`` of a ``machine_type`` body field: a label (``"2호기"``, ``"2"``) or the number 1-3"""
 
 LottoModelType = Literal["pytorch_transformer", "sklearn_ensemble", "enhanced_predictor"]
 Algorithm = Literal["basic", "enhanced", "premium"]
@@ -113,7 +128,16 @@ class EnsembleResponse(BaseModel):
 class PredictionRequest(_Body):
     """``POST /api/predictions/generate`` (seed 003 1.1); ``machine_type`` is checked by the route."""
 
-    machine_type: str = Field(description="로또 추첨기 호기 선택: 1호기, 2호기, 3호기 (1, 2, 3 also accepted)")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"machine_type": "1호기", "sets_count": 5, "algorithm": "enhanced", "analysis_window": 50}]
+        }
+    )  # the seed's example
+
+    machine_type: str = Field(
+        description="로또 추첨기 호기 선택: 1호기, 2호기, 3호기 (1, 2, 3 also accepted)",
+        json_schema_extra={**MACHINE_TYPE_FIELD},
+    )
     sets_count: int = Field(5, ge=1, le=20, description="생성할 번호 세트 개수 (1-20)")
     algorithm: Algorithm = Field("enhanced", description="예측 알고리즘 선택: basic, enhanced, premium")
     analysis_window: int = Field(50, ge=10, le=100, description="분석 대상 회차 수 (10-100)")
@@ -127,13 +151,27 @@ class PredictionRequest(_Body):
 class EnsemblePredictionRequest(_Body):
     """``POST /api/ensemble/predictions/`` (seed 003 2.1)."""
 
-    machine_type: str = Field(description="1호기, 2호기, 3호기")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "machine_type": "2호기",
+                    "sets_count": 10,
+                    "ensemble_method": "weighted_voting",
+                    "models": ["pytorch_transformer", "sklearn_ensemble", "enhanced_predictor"],
+                }
+            ]
+        }
+    )  # the seed's example
+
+    machine_type: str = Field(description="1호기, 2호기, 3호기", json_schema_extra={**MACHINE_TYPE_FIELD})
     sets_count: int = Field(5, ge=1, le=20)
     ensemble_method: EnsembleMethod = "weighted_voting"
     models: list[str] = Field(
         default_factory=lambda: ["pytorch_transformer", "sklearn_ensemble"],
         min_length=1,
         description=f"members, any of {', '.join(MODEL_TYPES)}",
+        json_schema_extra={"items": {"type": "string", "enum": list(MODEL_TYPES)}},
     )
     confidence_threshold: float = Field(0.7, ge=0.0, le=1.0, description=CONFIDENCE_THRESHOLD_DESCRIPTION)
 
@@ -154,7 +192,7 @@ class EnsemblePredictionRequest(_Body):
 class LottoTrainRequest(_Body):
     """``POST /api/models/train``: train one ensemble member on one machine's draws."""
 
-    machine_type: str = Field(description="1호기, 2호기, 3호기")
+    machine_type: str = Field(description="1호기, 2호기, 3호기", json_schema_extra={**MACHINE_TYPE_FIELD})
     model_type: LottoModelType
     parameters: dict[str, Any] = Field(
         default_factory=dict, description="hyperparameters of the member (see docs/lotto.md); validated by the worker"
@@ -474,3 +512,6 @@ LOTTO_BACKTEST = RpcKind("lotto.backtest", BacktestBody, LottoBacktest)
 LOTTO_GENERATE = RpcKind("lotto.generate", GenerateBody, GeneratedSets)
 LOTTO_ENSEMBLE = RpcKind("lotto.ensemble", EnsembleBody, GeneratedSets)
 LOTTO_STATUS = RpcKind("lotto.status", NoBody, LottoWorkerStatus)
+
+
+document_zero_bounds(globals())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, create_model
 
-from schemas.common import ComponentHealth
+from schemas.common import ComponentHealth, document_zero_bounds
 
 
 class MonitoringPeriod(BaseModel):
@@ -171,3 +171,6 @@ class MonitoringHealth(BaseModel):
     timestamp: str
     components: MonitoringHealthComponents
     performance: MonitoringPerformance
+
+
+document_zero_bounds(globals())

@@ -20,7 +20,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.common import UtcDatetime
+from schemas.common import UtcDatetime, document_zero_bounds
 from schemas.envelope import Payload
 from schemas.rpc import RpcKind
 
@@ -130,6 +130,19 @@ class StrictBody(BaseModel):
 class TrainingRequest(StrictBody):
     """``POST /api/v1/training``."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "test-training",
+                    "model_type": "dqn",
+                    "parameters": {"learning_rate": 0.001, "discount_factor": 0.99},
+                    "total_episodes": 1000,
+                }
+            ]
+        }
+    )  # the seed's example
+
     name: str = Field(min_length=1, max_length=100, description="task name; also the name of the trained model")
     model_type: RLModelType
     parameters: dict[str, Any] = Field(description="hyperparameters of model_type, validated per type")
@@ -194,6 +207,12 @@ DeployStrategy = Literal["rolling", "recreate"]
 
 class DeployRequest(StrictBody):
     """``POST /api/v1/models/{model_id}/deploy``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"replicas": 3, "resources": {"cpu": "1", "memory": "1Gi"}, "strategy": "rolling"}]
+        }
+    )  # the seed's example
 
     replicas: int = Field(1, ge=1, le=50)
     resources: Resources = Field(default_factory=Resources)
@@ -596,3 +615,6 @@ class RLSystemMetrics(BaseModel):
     interval: Literal["1m", "5m", "1h"]
     start_time: str
     end_time: str
+
+
+document_zero_bounds(globals())

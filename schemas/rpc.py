@@ -27,7 +27,9 @@ class RpcKind(Generic[B, R]):
 
 
 class NoBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The body of a kind that takes none (anything sent is ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
 
 
 class Pong(BaseModel):

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from schemas import jobs
-from schemas.common import UtcDatetime
+from schemas.common import UtcDatetime, document_zero_bounds
 
 TabularModelType = Literal["lightgbm", "isolation_forest"]
 
@@ -79,6 +79,18 @@ class TabularJobSpec(BaseModel):
 class TrainRequest(StrictModel):
     """``POST /v1/ml/train`` (seed 000)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_type": "lightgbm",
+                    "data_period": {"start_date": "2025-10-01", "end_date": "2025-11-15"},
+                    "hyperparameters": {"max_depth": 7, "learning_rate": 0.1, "n_estimators": 100},
+                }
+            ]
+        }
+    )  # the seed's example
+
     model_type: TabularModelType
     data_period: DataPeriod
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
@@ -101,6 +113,20 @@ class Record(StrictModel):
 
 class TrainAccepted(BaseModel):
     """``POST /v1/ml/train`` (202): the job was put on Kafka and will be trained."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "job_id": "job_abc123",
+                    "status": "started",
+                    "model_type": "lightgbm",
+                    "estimated_duration_minutes": 15,
+                    "started_at": "2025-11-16T12:00:00Z",
+                }
+            ]
+        }
+    )  # the seed's example
 
     job_id: str
     status: str = Field(description="always 'started'")
@@ -299,3 +325,6 @@ class ModelComparison(BaseModel):
     differences: list[ModelDifference] = Field(description="the candidate against each other scored model")
     reason: str
     method: CompareMethod
+
+
+document_zero_bounds(globals())

@@ -16,6 +16,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 from pymongo.asynchronous.database import AsyncDatabase
 
+from api.errors import error_responses
 from api.security import api_key_guard, principal_of
 from api.workers import call_worker
 from infra import mongo
@@ -218,7 +219,12 @@ class DeployController(Controller):
     guards = [api_key_guard]
     tags = ["ml: deployment"]
 
-    @post("/staging", status_code=200, summary="Deploy a trained model to staging")
+    @post(
+        "/staging",
+        status_code=200,
+        summary="Deploy a trained model to staging",
+        responses=error_responses(400, 404, 409, 422),
+    )
     async def staging(
         self, request: Request[Any, Any, Any], data: deploy.ModelRef, db: AsyncDatabase, publisher: EventPublisher
     ) -> deploy.StagingDeployment:
@@ -228,7 +234,12 @@ class DeployController(Controller):
             model_id=data.model_id, environment="staging", deployed_at=iso(step.at), status="active"
         )
 
-    @post("/canary/start", status_code=HTTP_202_ACCEPTED, summary="Start a canary of a staged model")
+    @post(
+        "/canary/start",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Start a canary of a staged model",
+        responses=error_responses(400, 404, 409, 422),
+    )
     async def canary_start(
         self, request: Request[Any, Any, Any], data: deploy.CanaryStart, db: AsyncDatabase, publisher: EventPublisher
     ) -> deploy.CanaryStarted:
@@ -254,7 +265,11 @@ class DeployController(Controller):
             auto=data.auto,
         )
 
-    @get("/canary/{canary_id:str}/status", summary="Canary metrics per arm and the recommendation")
+    @get(
+        "/canary/{canary_id:str}/status",
+        summary="Canary metrics per arm and the recommendation",
+        responses=error_responses(404, 422),
+    )
     async def canary_status(
         self, request: Request[Any, Any, Any], canary_id: str, db: AsyncDatabase
     ) -> deploy.CanaryStatusReport:
@@ -263,7 +278,12 @@ class DeployController(Controller):
             raise ApiError(404, "CANARY_NOT_FOUND", f"no canary {canary_id!r}", field="canary_id")
         return canary_status(doc, language(request), await unmatched_labels(db))
 
-    @post("/shadow/start", status_code=HTTP_202_ACCEPTED, summary="Mirror production's requests to a model")
+    @post(
+        "/shadow/start",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Mirror production's requests to a model",
+        responses=error_responses(400, 404, 409, 422),
+    )
     async def shadow_start(
         self, request: Request[Any, Any, Any], data: deploy.ShadowStart, db: AsyncDatabase, publisher: EventPublisher
     ) -> deploy.ShadowStarted:
@@ -282,7 +302,11 @@ class DeployController(Controller):
             baseline_model_id=step.state.shadow.baseline_model_id,
         )
 
-    @get("/shadow/{shadow_id:str}/status", summary="Shadow model against production on the same requests")
+    @get(
+        "/shadow/{shadow_id:str}/status",
+        summary="Shadow model against production on the same requests",
+        responses=error_responses(404, 422),
+    )
     async def shadow_status(
         self, request: Request[Any, Any, Any], shadow_id: str, db: AsyncDatabase
     ) -> deploy.ShadowStatusReport:
@@ -291,7 +315,12 @@ class DeployController(Controller):
             raise ApiError(404, "SHADOW_NOT_FOUND", f"no shadow {shadow_id!r}", field="shadow_id")
         return shadow_status(doc, language(request), await unmatched_labels(db))
 
-    @post("/shadow/{shadow_id:str}/stop", status_code=200, summary="Stop mirroring requests to the shadow model")
+    @post(
+        "/shadow/{shadow_id:str}/stop",
+        status_code=200,
+        summary="Stop mirroring requests to the shadow model",
+        responses=error_responses(404, 409, 422),
+    )
     async def shadow_stop(
         self, request: Request[Any, Any, Any], shadow_id: str, db: AsyncDatabase, publisher: EventPublisher
     ) -> deploy.ShadowStopped:
@@ -301,7 +330,12 @@ class DeployController(Controller):
         assert step.at is not None
         return deploy.ShadowStopped(shadow_id=shadow_id, status="stopped", stopped_at=iso(step.at))
 
-    @post("/canary/{canary_id:str}/increase-traffic", status_code=200, summary="Raise the canary's traffic share")
+    @post(
+        "/canary/{canary_id:str}/increase-traffic",
+        status_code=200,
+        summary="Raise the canary's traffic share",
+        responses=error_responses(400, 404, 409, 422),
+    )
     async def increase(
         self,
         request: Request[Any, Any, Any],
@@ -316,7 +350,12 @@ class DeployController(Controller):
         status = canary_status(doc, language(request))
         return deploy.CanaryTrafficIncreased(**dict(status), updated_at=iso(step.at))
 
-    @post("/canary/{canary_id:str}/rollback", status_code=200, summary="End a canary without promoting it")
+    @post(
+        "/canary/{canary_id:str}/rollback",
+        status_code=200,
+        summary="End a canary without promoting it",
+        responses=error_responses(404, 409, 422),
+    )
     async def canary_rollback(
         self, request: Request[Any, Any, Any], canary_id: str, db: AsyncDatabase, publisher: EventPublisher
     ) -> deploy.CanaryRolledBack:
@@ -331,7 +370,12 @@ class DeployController(Controller):
             rolled_back_at=iso(step.at),
         )
 
-    @post("/production", status_code=200, summary="Promote a staged or canary model to production (100%)")
+    @post(
+        "/production",
+        status_code=200,
+        summary="Promote a staged or canary model to production (100%)",
+        responses=error_responses(400, 404, 409, 422),
+    )
     async def production(
         self, request: Request[Any, Any, Any], data: deploy.ModelRef, db: AsyncDatabase, publisher: EventPublisher
     ) -> deploy.ProductionDeployment:
@@ -347,7 +391,12 @@ class DeployController(Controller):
             canary_id=step.canary_id,
         )
 
-    @post("/rollback/emergency", status_code=200, summary="Restore the previous production model at once")
+    @post(
+        "/rollback/emergency",
+        status_code=200,
+        summary="Restore the previous production model at once",
+        responses=error_responses(409),
+    )
     async def emergency(
         self, request: Request[Any, Any, Any], db: AsyncDatabase, publisher: EventPublisher
     ) -> deploy.EmergencyRollback:
@@ -363,7 +412,12 @@ class DeployController(Controller):
             canary_id=step.canary_id,
         )
 
-    @post("/rollback", status_code=200, summary="Roll production back to a given earlier model")
+    @post(
+        "/rollback",
+        status_code=200,
+        summary="Roll production back to a given earlier model",
+        responses=error_responses(400, 404, 409, 422),
+    )
     async def rollback(
         self,
         request: Request[Any, Any, Any],
@@ -390,11 +444,15 @@ class DeployController(Controller):
             rolled_back_from=rolled[0] if rolled else None,
         )
 
-    @get("/current", summary="What is deployed now: production, previous models, staging, active canary")
+    @get(
+        "/current",
+        summary="What is deployed now: production, previous models, staging, active canary",
+        responses=error_responses(),
+    )
     async def current(self, db: AsyncDatabase) -> deploy.DeploymentState:
         return await current_state(db)
 
-    @get("/history", summary="Audit trail of every deployment change, newest first")
+    @get("/history", summary="Audit trail of every deployment change, newest first", responses=error_responses(422))
     async def history(
         self,
         db: AsyncDatabase,
@@ -414,7 +472,12 @@ class PredictController(Controller):
     guards = [api_key_guard]
     tags = ["ml: serving"]
 
-    @post("/predict", status_code=200, summary="Score one record or a batch of up to 1,000")
+    @post(
+        "/predict",
+        status_code=200,
+        summary="Score one record or a batch of up to 1,000",
+        responses=error_responses(400, 404, 409, 422),
+    )
     async def predict(self, data: deploy.PredictRequest, rpc: RpcClient) -> deploy.Prediction | deploy.PredictionBatch:
         single = data.records is None
         records = (
@@ -431,7 +494,12 @@ class PredictController(Controller):
             return predictions[0]
         return deploy.PredictionBatch(predictions=predictions, count=len(predictions), latency_ms=latency)
 
-    @post("/feedback", status_code=HTTP_202_ACCEPTED, summary="True labels of earlier predictions")
+    @post(
+        "/feedback",
+        status_code=HTTP_202_ACCEPTED,
+        summary="True labels of earlier predictions",
+        responses=error_responses(400, 404, 422),
+    )
     async def feedback(
         self,
         request: Request[Any, Any, Any],

@@ -24,7 +24,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
-from api.errors import request_id_of
+from api.errors import error_responses, request_id_of
 from api.jobs import estimate_minutes, find_job, status_fields, submit
 from api.registry import model_fields
 from api.security import api_key_guard, principal_of
@@ -44,6 +44,7 @@ from schemas.lotto import (
     DRAW_RECORDED,
     INVALID_MACHINE_MESSAGE,
     MACHINE_LABELS,
+    MACHINE_TYPE_PARAM,
     MODEL_TYPES,
     DrawRecorded,
     EnsemblePredictionRequest,
@@ -208,6 +209,7 @@ class LottoController(Controller):
             "machine|machine_type (1호기, 2호기, 3호기 or 1, 2, 3; ?machine_type= sets a default). "
             "All or nothing: any bad row rejects the batch with every row's errors."
         ),
+        responses=error_responses(400, 413, 422),
     )
     async def import_draws(
         self,
@@ -215,7 +217,12 @@ class LottoController(Controller):
         db: AsyncDatabase,
         publisher: EventPublisher,
         machine_type: Annotated[
-            str | None, Parameter(query="machine_type", description="default machine for rows without one")
+            str | None,
+            Parameter(
+                query="machine_type",
+                description="default machine for rows without one",
+                schema_extra=MACHINE_TYPE_PARAM,
+            ),
         ] = None,
     ) -> LottoDrawImport:
         default_machine = machine_or_400(machine_type) if machine_type is not None else None
@@ -294,11 +301,11 @@ class LottoController(Controller):
             recorded_at=iso(events[0].time),
         )
 
-    @get("/api/draws", summary="Recorded draws, newest first")
+    @get("/api/draws", summary="Recorded draws, newest first", responses=error_responses(400, 422))
     async def list_draws(
         self,
         db: AsyncDatabase,
-        machine_type: Annotated[str | None, Parameter(query="machine_type")] = None,
+        machine_type: Annotated[str | None, Parameter(query="machine_type", schema_extra=MACHINE_TYPE_PARAM)] = None,
         limit: Annotated[int, Parameter(ge=1, le=5000)] = 100,
     ) -> LottoDrawList:
         query: dict[str, Any] = {}
@@ -335,23 +342,28 @@ class LottoController(Controller):
     @get(
         "/api/statistics/machine-analysis/{machine_type:str}",
         summary="Per-machine statistics over its last `rounds` draws, with backtested performance",
+        responses=error_responses(400, 404, 422),
     )
     async def machine_analysis(
         self,
         rpc: RpcClient,
-        machine_type: str,
+        machine_type: Annotated[str, Parameter(schema_extra=MACHINE_TYPE_PARAM)],
         rounds: Annotated[int, Parameter(ge=1, le=10000)] = 50,
     ) -> LottoMachineAnalysis:
         machine = machine_or_400(machine_type)
         body = lotto.StatisticsBody(machine=machine, rounds=rounds)
         return await call_worker(rpc, lotto.LOTTO_STATISTICS, body, key=f"m{machine}")
 
-    @get("/api/statistics/backtest", summary="Rolling-origin backtest beside the exact random baseline")
+    @get(
+        "/api/statistics/backtest",
+        summary="Rolling-origin backtest beside the exact random baseline",
+        responses=error_responses(400, 404, 422),
+    )
     async def backtest(
         self,
         rpc: RpcClient,
-        machine_type: str,
-        algorithm: str = "enhanced",
+        machine_type: Annotated[str, Parameter(schema_extra=MACHINE_TYPE_PARAM)],
+        algorithm: Annotated[str, Parameter(schema_extra={"enum": list(ALGORITHMS)})] = "enhanced",
         rounds: Annotated[int, Parameter(ge=1, le=500)] = 100,
         sets_per_round: Annotated[int, Parameter(ge=1, le=20)] = 5,
         analysis_window: Annotated[int, Parameter(ge=10, le=100)] = 50,
@@ -379,7 +391,8 @@ class LottoController(Controller):
         "/api/predictions/generate",
         status_code=HTTP_200_OK,
         summary="Generate number sets for a machine",
-        responses={HTTP_200_OK: ResponseSpec(PredictionResponse, generate_examples=False, description="the sets")},
+        responses={HTTP_200_OK: ResponseSpec(PredictionResponse, generate_examples=False, description="the sets")}
+        | error_responses(400, 404, 409, 422),
     )
     async def generate(
         self, request: Request[Any, Any, Any], data: PredictionRequest, rpc: RpcClient
@@ -393,7 +406,8 @@ class LottoController(Controller):
         ["/api/ensemble/predictions", "/api/ensemble/predictions/"],
         status_code=HTTP_200_OK,
         summary="Ensemble of trained members (weighted_voting, stacking, blending)",
-        responses={HTTP_200_OK: ResponseSpec(EnsembleResponse, generate_examples=False, description="the sets")},
+        responses={HTTP_200_OK: ResponseSpec(EnsembleResponse, generate_examples=False, description="the sets")}
+        | error_responses(400, 404, 409, 422),
     )
     async def ensemble(
         self, request: Request[Any, Any, Any], data: EnsemblePredictionRequest, rpc: RpcClient
@@ -404,7 +418,12 @@ class LottoController(Controller):
         return EnsembleResponse.model_validate(_stamp(request, result))
 
     # -- training and registry ----------------------------------------------------------------------------------
-    @post("/api/models/train", status_code=HTTP_202_ACCEPTED, summary="Train an ensemble member on a machine")
+    @post(
+        "/api/models/train",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Train an ensemble member on a machine",
+        responses=error_responses(400, 404, 409, 422),
+    )
     async def train(
         self,
         request: Request[Any, Any, Any],
@@ -457,17 +476,21 @@ class LottoController(Controller):
             started_at=iso(command.submitted_at),
         )
 
-    @get("/api/models/train/{job_id:str}", summary="Lotto training job status")
+    @get("/api/models/train/{job_id:str}", summary="Lotto training job status", responses=error_responses(404, 422))
     async def train_status(self, job_id: str, db: AsyncDatabase) -> LottoJobStatus:
         doc = await find_job(db, job_id, "lotto")
         return lotto_job_status(doc)
 
-    @get("/api/models", summary="Registered lotto ensemble members with their lineage, newest first")
+    @get(
+        "/api/models",
+        summary="Registered lotto ensemble members with their lineage, newest first",
+        responses=error_responses(400, 422),
+    )
     async def models(
         self,
         db: AsyncDatabase,
-        machine_type: Annotated[str | None, Parameter(query="machine_type")] = None,
-        model_type: str | None = None,
+        machine_type: Annotated[str | None, Parameter(query="machine_type", schema_extra=MACHINE_TYPE_PARAM)] = None,
+        model_type: Annotated[str | None, Parameter(schema_extra={"enum": list(MODEL_TYPES)})] = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     ) -> LottoModelList:
         query: dict[str, Any] = {"domain": "lotto"}

@@ -35,6 +35,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
+from api.errors import error_responses
 from api.jobs import estimate_minutes, find_job, submit
 from api.registry import find_model, model_fields
 from api.security import api_key_guard, principal_of
@@ -295,13 +296,22 @@ async def live_workers(db: AsyncDatabase, settings: Settings) -> list[dict[str, 
 # -- the controller ---------------------------------------------------------------------------------------------
 
 
+ISO_TIME: dict[str, Any] = {"format": "date-time", "examples": ["2025-01-15T10:00:00Z"]}
+"""``schema_extra`` of the ISO 8601 time parameters (``parse_time``)"""
+
+
 class RLController(Controller):
     path = "/api/v1"
     guards = [api_key_guard]
     tags = ["rl: edge placement"]
 
     # training ---------------------------------------------------------------------------------------------
-    @post("/training", status_code=HTTP_202_ACCEPTED, summary="Create a training task (q_learning, dqn, ppo)")
+    @post(
+        "/training",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Create a training task (q_learning, dqn, ppo)",
+        responses=error_responses(400, 422),
+    )
     async def create_task(
         self, request: Request[Any, Any, Any], data: rl.TrainingRequest, db: AsyncDatabase, publisher: EventPublisher
     ) -> rl.RLTaskCreated:
@@ -344,6 +354,7 @@ class RLController(Controller):
         "/training/{task_id:str}",
         summary="Training task status with per-episode metrics",
         description="progress is a fraction (0..1); episode_latencies are seconds; model_id once completed.",
+        responses=error_responses(404, 422),
     )
     async def get_task(self, task_id: str, db: AsyncDatabase) -> rl.RLTrainingTask:
         doc = await find_job(db, task_id, "rl", code="TASK_NOT_FOUND", field="task_id")
@@ -355,7 +366,8 @@ class RLController(Controller):
         summary="Cancel a training task",
         description="Waits up to 10 s for the worker to stop (200, cancelled); 202 with status cancelling if it "
         "has not stopped by then; 409 if the task had already finished.",
-        responses={202: ResponseSpec(rl.RLTaskCancel, description="the worker has not stopped yet (cancelling)")},
+        responses={202: ResponseSpec(rl.RLTaskCancel, description="the worker has not stopped yet (cancelling)")}
+        | error_responses(404, 409),
     )
     async def cancel_task(
         self, request: Request[Any, Any, Any], task_id: str, db: AsyncDatabase, publisher: EventPublisher
@@ -389,7 +401,12 @@ class RLController(Controller):
         )
 
     # models ----------------------------------------------------------------------------------------------------
-    @get("/models", summary="RL models, newest first", description="metrics.latency is seconds.")
+    @get(
+        "/models",
+        summary="RL models, newest first",
+        description="metrics.latency is seconds.",
+        responses=error_responses(422),
+    )
     async def list_models(
         self,
         db: AsyncDatabase,
@@ -405,7 +422,11 @@ class RLController(Controller):
         models = [rl.RLModelSummary(**model_summary(doc)) async for doc in cursor.limit(per_page)]
         return rl.RLModelList(models=models, total=total, page=page, per_page=per_page)
 
-    @get("/models/{model_id:str}", summary="One RL model with its lineage, history and deployment")
+    @get(
+        "/models/{model_id:str}",
+        summary="One RL model with its lineage, history and deployment",
+        responses=error_responses(404, 422),
+    )
     async def get_model(self, model_id: str, db: AsyncDatabase) -> rl.RLModelDetail:
         doc = await rl_model(db, model_id)
         dep = await db[mongo.RL_DEPLOYMENTS].find_one({"_id": model_id})
@@ -425,6 +446,7 @@ class RLController(Controller):
         "/models/{model_id:str}/deploy",
         status_code=HTTP_202_ACCEPTED,
         summary="Deploy a model (Kubernetes with MODELBUS_KUBECONFIG, else the local serving workers)",
+        responses=error_responses(400, 404, 409, 422),
     )
     async def deploy(
         self,
@@ -516,7 +538,12 @@ class RLController(Controller):
             created_at=iso(now),
         )
 
-    @post("/models/{model_id:str}/undeploy", status_code=HTTP_202_ACCEPTED, summary="Undeploy (archive) a model")
+    @post(
+        "/models/{model_id:str}/undeploy",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Undeploy (archive) a model",
+        responses=error_responses(404, 409, 422),
+    )
     async def undeploy(
         self, request: Request[Any, Any, Any], model_id: str, db: AsyncDatabase, publisher: EventPublisher
     ) -> rl.RLUndeployAccepted:
@@ -556,6 +583,7 @@ class RLController(Controller):
         "/models/{model_id:str}/manifest",
         summary="Kubernetes manifests of the model's deployment (Deployment and Service)",
         description="JSON: a v1 List; format=yaml: multi-document YAML for kubectl apply -f.",
+        responses=error_responses(404, 422),
     )
     async def manifest(
         self, model_id: str, db: AsyncDatabase, format: Literal["json", "yaml"] = "json"
@@ -576,7 +604,12 @@ class RLController(Controller):
             )
         )
 
-    @post("/models/{model_id:str}/act", status_code=200, summary="Placement decision of a deployed agent")
+    @post(
+        "/models/{model_id:str}/act",
+        status_code=200,
+        summary="Placement decision of a deployed agent",
+        responses=error_responses(400, 404, 409, 422),
+    )
     async def act(self, model_id: str, data: rl.ActRequest, db: AsyncDatabase, rpc: RpcClient) -> rl.RLActDecision:
         doc = await rl_model(db, model_id)
         if doc["status"] != "deployed":
@@ -591,13 +624,14 @@ class RLController(Controller):
         description="latency: mean seconds per request; throughput: requests per second; resource_usage: mean "
         "fraction of the machine's CPU and memory used by the workers holding the model. Intervals without "
         "data are left out. Default window: the last 60 intervals (24 for 1h).",
+        responses=error_responses(404, 422),
     )
     async def model_metrics(
         self,
         model_id: str,
         db: AsyncDatabase,
-        start_time: str | None = None,
-        end_time: str | None = None,
+        start_time: Annotated[str | None, Parameter(schema_extra=ISO_TIME)] = None,
+        end_time: Annotated[str | None, Parameter(schema_extra=ISO_TIME)] = None,
         interval: Interval = "1m",
     ) -> rl.RLModelMetrics:
         await rl_model(db, model_id)
@@ -643,13 +677,14 @@ class RLController(Controller):
         description="system: mean machine CPU and memory (fractions) reported by the workers. kubernetes: the "
         "cluster with MODELBUS_KUBECONFIG, otherwise the live local workers (pods = worker processes). training: "
         "RL tasks.",
+        responses=error_responses(422),
     )
     async def system_metrics(
         self,
         request: Request[Any, Any, Any],
         db: AsyncDatabase,
-        start_time: str | None = None,
-        end_time: str | None = None,
+        start_time: Annotated[str | None, Parameter(schema_extra=ISO_TIME)] = None,
+        end_time: Annotated[str | None, Parameter(schema_extra=ISO_TIME)] = None,
         interval: Interval = "1m",
     ) -> rl.RLSystemMetrics:
         settings = _settings(request)

@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from litestar import Controller, Request, delete, get, post
 from litestar.status_codes import HTTP_201_CREATED
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
+from api.errors import error_responses
 from api.security import api_key_guard, decode_token, issue_tokens
 from infra import keys, mongo, users
 from schemas.auth import ApiKeyCreated, ApiKeyInfo, ApiKeyList, ApiKeyRevoked, TokenPair, UserCreated
@@ -19,6 +20,10 @@ Scope = Literal["read", "predict", "train", "deploy", "admin"]
 
 
 class LoginRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"username": "user@example.com", "password": "secure_password"}]}
+    )  # the seed's example
+
     username: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=1, max_length=500)
 
@@ -58,14 +63,24 @@ class AuthController(Controller):
     path = "/auth"
     tags = ["auth"]
 
-    @post("/login", status_code=200, summary="Log in: access and refresh tokens")
+    @post(
+        "/login",
+        status_code=200,
+        summary="Log in: access and refresh tokens",
+        responses=error_responses(400, 401, 422, guarded=False),
+    )
     async def login(self, request: Request[Any, Any, Any], data: LoginRequest, db: AsyncDatabase) -> TokenPair:
         user = await users.verify_user(db, data.username, data.password)
         if user is None:
             raise ApiError(401, "INVALID_CREDENTIALS", "wrong username or password")
         return _tokens(request, user["_id"], user["tier"], user["scopes"])
 
-    @post("/refresh", status_code=200, summary="Exchange a refresh token for a new pair")
+    @post(
+        "/refresh",
+        status_code=200,
+        summary="Exchange a refresh token for a new pair",
+        responses=error_responses(400, 401, 422, guarded=False),
+    )
     async def refresh(self, request: Request[Any, Any, Any], data: RefreshRequest, db: AsyncDatabase) -> TokenPair:
         claims = decode_token(request.app.state.jwt_secret, data.refresh_token, "refresh")
         user = await db[mongo.USERS].find_one({"_id": claims["sub"], "disabled": False})
@@ -73,7 +88,7 @@ class AuthController(Controller):
             raise ApiError(401, "INVALID_TOKEN", "the user no longer exists")
         return _tokens(request, user["_id"], user["tier"], user["scopes"])
 
-    @get("/keys", guards=[api_key_guard], summary="API keys (admin)")
+    @get("/keys", guards=[api_key_guard], summary="API keys (admin)", responses=error_responses())
     async def list_keys(self, db: AsyncDatabase) -> ApiKeyList:
         docs = db[mongo.API_KEYS].find({}, {"hash": 0}).sort("created_at", -1)
         return ApiKeyList(
@@ -91,7 +106,13 @@ class AuthController(Controller):
             ]
         )
 
-    @post("/keys", guards=[api_key_guard], status_code=HTTP_201_CREATED, summary="Create an API key (admin)")
+    @post(
+        "/keys",
+        guards=[api_key_guard],
+        status_code=HTTP_201_CREATED,
+        summary="Create an API key (admin)",
+        responses=error_responses(400, 422),
+    )
     async def create_key(self, data: KeyRequest, db: AsyncDatabase) -> ApiKeyCreated:
         key = keys.generate_key()
         doc = await keys.store_key(db, key, name=data.name, tier=data.tier, scopes=tuple(data.scopes))
@@ -103,7 +124,13 @@ class AuthController(Controller):
             note="shown once; only its hash is stored",
         )
 
-    @delete("/keys/{key_id:str}", guards=[api_key_guard], status_code=200, summary="Revoke an API key (admin)")
+    @delete(
+        "/keys/{key_id:str}",
+        guards=[api_key_guard],
+        status_code=200,
+        summary="Revoke an API key (admin)",
+        responses=error_responses(404, 422),
+    )
     async def revoke_key(self, request: Request[Any, Any, Any], key_id: str, db: AsyncDatabase) -> ApiKeyRevoked:
         result = await db[mongo.API_KEYS].update_one({"_id": key_id}, {"$set": {"revoked": True}})
         if result.matched_count == 0:
@@ -111,7 +138,13 @@ class AuthController(Controller):
         request.app.state.key_cache.entries.clear()
         return ApiKeyRevoked(key_id=key_id, revoked=True)
 
-    @post("/users", guards=[api_key_guard], status_code=HTTP_201_CREATED, summary="Create a user (admin)")
+    @post(
+        "/users",
+        guards=[api_key_guard],
+        status_code=HTTP_201_CREATED,
+        summary="Create a user (admin)",
+        responses=error_responses(400, 422),
+    )
     async def create_user(self, data: UserRequest, db: AsyncDatabase) -> UserCreated:
         doc = await users.create_user(db, data.username, data.password, tier=data.tier, scopes=tuple(data.scopes))
         return UserCreated(username=doc["_id"], tier=doc["tier"], scopes=doc["scopes"])

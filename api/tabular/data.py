@@ -10,6 +10,7 @@ from litestar import Controller, Request, get, post
 from litestar.status_codes import HTTP_201_CREATED
 from pymongo.asynchronous.database import AsyncDatabase
 
+from api.errors import error_responses
 from api.security import api_key_guard
 from api.tabular.training import period_bounds
 from infra.tabular.record_validation import csv_rows, validate_records
@@ -57,7 +58,12 @@ class DataController(Controller):
     guards = [api_key_guard]
     tags = ["ml: data"]
 
-    @post("/", status_code=HTTP_201_CREATED, summary="Ingest records (JSON batch up to 10,000, or CSV)")
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        summary="Ingest records (JSON batch up to 10,000, or CSV)",
+        responses=error_responses(400, 422),
+    )
     async def ingest(
         self, request: Request[Any, Any, Any], db: AsyncDatabase, publisher: EventPublisher
     ) -> RecordsAccepted:
@@ -107,7 +113,11 @@ class DataController(Controller):
             last_timestamp=iso(records[-1]["timestamp"]),
         )
 
-    @get("/summary", summary="Record count, label rate, feature names and types for a period")
+    @get(
+        "/summary",
+        summary="Record count, label rate, feature names and types for a period",
+        responses=error_responses(422),
+    )
     async def data_summary(self, db: AsyncDatabase, start_date: date, end_date: date) -> DataSummary:
         try:
             period = DataPeriod(start_date=start_date, end_date=end_date)

@@ -12,9 +12,10 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, get, post
 from litestar.params import Parameter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
+from api.errors import error_responses
 from api.registry import find_model, model_fields
 from api.security import api_key_guard
 from infra import artifacts, mongo
@@ -27,6 +28,10 @@ ModelStatus = Literal["trained", "staging", "canary", "production", "archived", 
 
 
 class CompareRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"model_ids": ["model_v1.2.0", "model_v1.3.0"]}]}
+    )  # the seed's example
+
     model_ids: list[str] = Field(min_length=2, max_length=20)
 
 
@@ -50,7 +55,7 @@ class ModelsController(Controller):
     guards = [api_key_guard]
     tags = ["ml: registry"]
 
-    @get("/", summary="Models in the registry")
+    @get("/", summary="Models in the registry", responses=error_responses(422))
     async def list_models(
         self,
         db: AsyncDatabase,
@@ -66,7 +71,7 @@ class ModelsController(Controller):
         docs = db[mongo.MODELS].find(query).sort("trained_at", -1).limit(limit)
         return ModelList(models=[model_summary(d) async for d in docs])
 
-    @get("/{model_id:str}", summary="One model with its lineage")
+    @get("/{model_id:str}", summary="One model with its lineage", responses=error_responses(404, 422))
     async def get_model(self, model_id: str, db: AsyncDatabase) -> ModelDetail:
         doc = await find_model(db, model_id, "tabular")
         return ModelDetail(
@@ -77,7 +82,12 @@ class ModelsController(Controller):
             history=doc.get("history", []),
         )
 
-    @post("/compare", status_code=200, summary="Compare two or more models on their hold-out metrics")
+    @post(
+        "/compare",
+        status_code=200,
+        summary="Compare two or more models on their hold-out metrics",
+        responses=error_responses(400, 404, 422),
+    )
     async def compare_models(self, data: CompareRequest, db: AsyncDatabase) -> ModelComparison:
         ids = list(dict.fromkeys(data.model_ids))
         if len(ids) < 2:

@@ -11,6 +11,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
+from api.errors import error_responses
 from api.jobs import estimate_minutes, find_job, status_fields, submit
 from api.security import api_key_guard, principal_of
 from infra import mongo
@@ -63,7 +64,12 @@ class TrainingController(Controller):
     guards = [api_key_guard]
     tags = ["ml: training"]
 
-    @post("/", status_code=HTTP_202_ACCEPTED, summary="Start training (Isolation Forest or LightGBM)")
+    @post(
+        "/",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Start training (Isolation Forest or LightGBM)",
+        responses=error_responses(400, 422),
+    )
     async def train(
         self, request: Request[Any, Any, Any], data: TrainRequest, db: AsyncDatabase, publisher: EventPublisher
     ) -> TrainAccepted:
@@ -101,18 +107,23 @@ class TrainingController(Controller):
             started_at=command.submitted_at,
         )
 
-    @get("/status/{job_id:str}", summary="Training job status")
+    @get("/status/{job_id:str}", summary="Training job status", responses=error_responses(404, 422))
     async def status(self, job_id: str, db: AsyncDatabase) -> JobStatus:
         doc = await find_job(db, job_id, "tabular")
         return job_status(doc)
 
-    @get("/history", summary="Training jobs, newest first")
+    @get("/history", summary="Training jobs, newest first", responses=error_responses(422))
     async def history(self, db: AsyncDatabase, limit: Annotated[int, Parameter(ge=1, le=100)] = 10) -> TrainingHistory:
         cursor = db[mongo.JOBS].find({"domain": "tabular"}).sort("submitted_at", -1).limit(limit)
         items = [training_job(doc) async for doc in cursor]
         return TrainingHistory(jobs=items, count=len(items), limit=limit)
 
-    @post("/{job_id:str}/cancel", status_code=HTTP_202_ACCEPTED, summary="Cancel a training job")
+    @post(
+        "/{job_id:str}/cancel",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Cancel a training job",
+        responses=error_responses(404, 409, 422),
+    )
     async def cancel(
         self, request: Request[Any, Any, Any], job_id: str, db: AsyncDatabase, publisher: EventPublisher
     ) -> CancelRequested:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from api.canary import console, console_deployments
 from api.canary.deploy import DeployController, PredictController
 from bootstrap.domain import Domain
 from consumers.canary import analyser, projections
@@ -16,6 +17,8 @@ from schemas.topics import TopicSpec
 DOMAIN = Domain(
     name="canary",
     routes=[DeployController, PredictController],
+    console=[*console.HANDLERS, *console_deployments.HANDLERS],
+    console_nav=[("deployments", "Deployments", "/ui/deployments")],
     workers=[WorkerHook("analyser", analyser.register)],
     projections=projections.PROJECTIONS,
     topics=[

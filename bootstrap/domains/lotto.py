@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pymongo import ASCENDING, IndexModel
 
+from api.lotto import console
 from api.lotto.routes import LottoController
 from bootstrap.domain import Domain
 from consumers.hooks import TrainingHook, WorkerHook
@@ -15,6 +16,8 @@ from schemas.topics import TopicSpec
 DOMAIN = Domain(
     name="lotto",
     routes=[LottoController],
+    console=console.HANDLERS,
+    console_nav=[("lotto", "Lotto", "/ui/lotto")],
     workers=[WorkerHook("serving", service.register)],
     training=TrainingHook(service.train_lotto, service.lotto_model_name, counter=service.counter_scope),
     projections=projections.PROJECTIONS,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pymongo import ASCENDING, IndexModel
 
+from api.rl import console
 from api.rl.routes import RLController
 from bootstrap.domain import Domain
 from consumers.hooks import EpisodeStream, TrainingHook, WorkerHook
@@ -15,6 +16,8 @@ from schemas.topics import TopicSpec
 DOMAIN = Domain(
     name="rl",
     routes=[RLController],
+    console=console.HANDLERS,
+    console_nav=[("rl", "RL", "/ui/rl")],
     workers=[WorkerHook("serving", service.register)],
     training=TrainingHook(
         service.train_agent,

@@ -17,6 +17,7 @@ BENCHMARKS = [
     "bench_lotto_models",
     "bench_lotto_api",
     "bench_rl",
+    "bench_console",
 ]
 
 

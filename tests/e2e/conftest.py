@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-NEEDS_PRODUCTION = frozenset({"test_canary_simulator.py", "test_cli_client.py"})
+NEEDS_PRODUCTION = frozenset({"test_canary_simulator.py", "test_cli_client.py", "test_console_b.py"})
 """modules that need a model in production, or that add deployment steps (the CLI's ``deploy staging``) which
 ``test_deploy_canary``'s audit-trail assertion would see"""
 RUNS_LAST = frozenset({"test_readme_commands.py"})

@@ -1,0 +1,119 @@
+"""Issue 16: request/reply topics rolled over to fresh generations on the embedded broker lose no reply.
+
+Requests go out at a steady pace while the caller's reply topic rolls over (by its record count and by hand)
+and ``predict.requests`` moves to generation after generation; every call must get its own answer, and a
+drained generation must be deleted (the broker keeps only a small working set)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from bootstrap.stack import StackThread
+from infra import mongo
+from infra.kafka import make_broker
+from infra.settings import Settings
+from infra.topic_generations import COLLECTION, Generations, generation_topic
+from producers.publisher import EventPublisher
+from producers.rpc import RpcClient
+
+
+async def _topics(settings: Settings) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+async def _scenario(settings: Settings) -> dict[str, Any]:
+    rpc_settings = settings.model_copy(update={"generation_max_records": 300})
+    publisher = EventPublisher(make_broker(rpc_settings, client_id="rollover-test", with_metrics=False), rpc_settings)
+    rpc = RpcClient(publisher, rpc_settings)
+    client = mongo.client(settings)
+    db = client[settings.mongodb_db]
+    # a process with no subscribers of its own, only to force the request topic's rollovers
+    coordinator = Generations(SimpleNamespace(subscribers=[]), None, settings, db)
+    results: list[Any] = []
+    reply_topics: set[str] = set()
+    stop = asyncio.Event()
+
+    async def one(i: int) -> None:
+        reply_topics.add(rpc.reply_topic)
+        reply = await rpc.call("ping", {"i": i}, key=f"k{i}", timeout_s=30)
+        results.append((i, reply.ok, (reply.result or {}).get("pong")))
+
+    async def traffic() -> int:
+        tasks = []
+        i = 0
+        while not stop.is_set():
+            tasks.append(asyncio.create_task(one(i)))
+            i += 1
+            await asyncio.sleep(0.02)  # ~50 requests/s
+        await asyncio.gather(*tasks)
+        return i
+
+    async def wait_gen(short: str, gen: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            await coordinator.step()
+            doc = await db[COLLECTION].find_one({"_id": short}) or {}
+            if doc.get("gen", 0) >= gen:
+                return
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"{short} did not reach generation {gen}: {doc}")
+
+    try:
+        await rpc.start()
+        sender = asyncio.create_task(traffic())
+        await asyncio.sleep(2)
+        await rpc.roll_reply_topic()  # by hand, with calls in flight
+        start_gen = (await db[COLLECTION].find_one({"_id": "predict.requests"}) or {}).get("gen", 0)
+        await coordinator.step(force_roll="predict.requests")
+        await wait_gen("predict.requests", start_gen + 1)
+        await asyncio.sleep(3)
+        await coordinator.step(force_roll="predict.requests")
+        await wait_gen("predict.requests", start_gen + 2)
+        await asyncio.sleep(3)
+        stop.set()
+        sent = await sender
+        # the drained generation (start_gen + 1) goes once every producer has moved on and the serving group
+        # has committed all of it
+        old = generation_topic(settings, "predict.requests", start_gen + 1)
+        deadline = time.monotonic() + 60
+        while old in await _topics(settings) and time.monotonic() < deadline:
+            await coordinator.step()
+            await asyncio.sleep(1)
+        await asyncio.sleep(1)
+        remaining = await _topics(settings)
+        return {"sent": sent, "results": results, "reply_topics": reply_topics, "old": old, "topics": remaining,
+                "readers": list(rpc._readers)}
+    finally:
+        await rpc.close()
+        await publisher.close()
+        await client.close()
+
+
+@pytest.mark.timeout(300)
+def test_requests_across_rollovers_lose_no_reply(stack: StackThread, settings: Settings) -> None:
+    if not settings.kafka_embedded:
+        pytest.skip("topic generations exist on the embedded broker only")
+    out = stack.run(_scenario(settings), timeout=280)
+    results = out["results"]
+    assert len(results) == out["sent"] > 200
+    assert sorted(i for i, _, _ in results) == list(range(out["sent"]))  # every call answered, once
+    assert all(ok and pong for _, ok, pong in results), [r for r in results if not (r[1] and r[2])][:5]
+    # the reply topic rolled by hand and by its record count (300), with calls in flight each time
+    assert len(out["reply_topics"]) >= 3, out["reply_topics"]
+    # old reply generations nobody waits on are closed and deleted
+    assert len(out["readers"]) <= 2, out["readers"]
+    gone = {t for t in out["reply_topics"] if ".g" in t} - set(out["readers"])
+    assert gone and not (gone & out["topics"]), (gone, out["readers"])
+    # the drained request generation was deleted
+    assert out["old"] not in out["topics"]
