@@ -256,8 +256,9 @@ def _mend(schema: Schema) -> None:
 class ContractSchemaPlugin(PydanticSchemaPlugin):
     """Litestar's pydantic schema plugin, plus what it leaves out of a model's schema: ``additionalProperties:
     false`` for a model that forbids extra fields, and the model's ``json_schema_extra`` (model-level rules such
-    as "features or records, not both" as ``oneOf``, and examples), so that the document states what the server
-    validates. Registered in ``api.app`` (the default pydantic init and DI plugins are still added)."""
+    as "features or records, not both", written as if/then/else, which openapi-python-client reads past, and the
+    seed documents' examples), so that the document states what the server validates. Registered in ``api.app``
+    (the default pydantic init and DI plugins are still added); ``_mend`` fixes two slips in its field schemas."""
 
     @classmethod
     def for_pydantic_model(cls, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:  # type: ignore[override]

@@ -135,9 +135,10 @@ _BOUNDS = (("gt", "exclusiveMinimum"), ("ge", "minimum"), ("lt", "exclusiveMaxim
 
 
 def document_zero_bounds(namespace: dict[str, Any]) -> None:
-    """Litestar 2.25 leaves a bound of zero (``ge=0``, ``gt=0``…: a falsy value) out of ``/openapi.json``; copy
-    such bounds of the pydantic models defined in ``namespace`` (a module's ``globals()``) into their fields'
-    ``json_schema_extra``, which it does carry over, so the document shows every bound the models validate."""
+    """Litestar 2.25 leaves a bound of zero (``ge=0``, ``gt=0``…: a falsy value) and the ``pattern`` of an optional
+    text field out of ``/openapi.json``; copy them, for the pydantic models defined in ``namespace`` (a module's
+    ``globals()``), into their fields' ``json_schema_extra``, which it does carry over, so the document shows every
+    bound and pattern the models validate."""
     for obj in list(namespace.values()):
         if not (isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == namespace["__name__"]):
             continue
@@ -148,5 +149,8 @@ def document_zero_bounds(namespace: dict[str, Any]) -> None:
                 for attr, key in _BOUNDS
                 if (bound := getattr(meta, attr, None)) is not None and not isinstance(bound, bool) and bound == 0
             }
+            for meta in field.metadata:  # the pattern of an optional text field is left out too
+                if isinstance(getattr(meta, "pattern", None), str):
+                    extra["pattern"] = meta.pattern
             if extra and isinstance(field.json_schema_extra, dict | None):
                 field.json_schema_extra = {**(field.json_schema_extra or {}), **extra}

@@ -4,8 +4,8 @@ cases, and every answer is checked: no server error, a documented status code, t
 a body that matches the documented schema (the error body for every 4xx/5xx), the documented headers.
 
 On a stack of its own (``tests/e2e/contract_stack.py``; rate limits off), because fuzzing trains, deploys and
-rolls back at random. Bounded by ``MAX_EXAMPLES`` per operation and a request timeout; about 3 minutes on two
-cores. Nothing is excluded: every operation, every response check."""
+rolls back at random. Bounded by ``MAX_EXAMPLES`` per operation and a request timeout: 1m50s on the two cores at
+rest, stack start included. Nothing is excluded: every operation, every response check."""
 
 from __future__ import annotations
 
@@ -33,6 +33,18 @@ from tests.e2e.contract_stack import contract_stack, contract_url  # noqa: F401 
 MAX_EXAMPLES = 3
 """random cases per operation in the fuzzing phase (the examples and coverage phases come on top)"""
 
+# Not in CHECKS: schemathesis's positive_data_acceptance and negative_data_rejection (does the server accept
+# every request the schema allows, and refuse every other?). Run by hand with them (``st run`` with
+# ``-c positive_data_acceptance,negative_data_rejection``), they found 27 mismatches in 22 operations, now 10 in 8,
+# each a rule a JSON schema cannot state or that the schema does not yet state:
+# - rules across fields or state: data_period/start_date <= end_date, start_time < end_time and at most 10,000
+#   intervals (GET /api/v1/metrics), "at least two different model ids" (POST /v1/ml/models/compare), period
+#   between 1m and 7d (GET /api/monitoring/metrics; the pattern states the form), NO_DATA_IN_PERIOD (POST
+#   /v1/ml/train: a period must hold records);
+# - hyperparameters/parameters are free objects in the schema, checked per model type by the server (POST
+#   /v1/ml/train, /api/models/train, /api/v1/training);
+# - POST /v1/ml/data and POST /api/draws read JSON or CSV by hand: no request body is documented yet;
+# - lax inputs the server takes beyond the schema: a date given as an integer, an empty start_time.
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
