@@ -3,7 +3,7 @@
 What it shows, and where it comes from:
 
 * requests and labels per arm (labelled / waiting / too late): the canary's projection (``canaries``), shaped
-  by the same function as ``GET /v1/ml/deploy/canary/{id}/status`` (``api.routes.ml_deploy.canary_status``);
+  by the same function as ``GET /v1/ml/deploy/canary/{id}/status`` (``api.canary.deploy.canary_status``);
 * each compared metric's anytime-valid interval of the canary − production difference over time, one point
   per analysis window, with the tolerance: the ``canary_windows`` projection (one document per
   ``canary.metrics`` event);
