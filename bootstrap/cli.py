@@ -67,6 +67,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 f"docs {info['api_url']}/docs)",
                 flush=True,
             )
+            print(f"  console: {info['api_url']}/ui (log in with the API key)", flush=True)
             if stack.demo_key:
                 print(f"  API key (demo admin, every scope, enterprise tier): {stack.demo_key}", flush=True)
                 print(f"  export KEY={stack.demo_key}", flush=True)

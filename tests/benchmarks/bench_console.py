@@ -45,6 +45,7 @@ from pymongo import MongoClient
 from bootstrap.stack import StackThread
 from infra import mongo
 from infra.settings import Settings
+from tests.browser import CHROMIUM, FLAGS
 from tests.conftest import TEST_KEY
 
 DEFAULT_OUT = Path("bench-results/console.json")
@@ -52,16 +53,6 @@ RUNS = 5
 JOBS = 1000
 WINDOWS = 1000
 CANARY_ID = "canary_bench0001"
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 MEASURE = """() => new Promise((resolve) => {
   let fcp = null;

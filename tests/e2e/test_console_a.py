@@ -26,18 +26,9 @@ from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sy
 from api.console.session import issue_session
 from api.security import Principal
 from infra.settings import Settings
+from tests.browser import CHROMIUM, FLAGS
 from tests.conftest import SEED_TRAIN_BODY, TEST_KEY, wait_job
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
 LIVE_TIMEOUT_MS = 120_000
 

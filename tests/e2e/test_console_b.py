@@ -24,18 +24,9 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from bootstrap.stack import StackThread
 from infra import keys, mongo
 from infra.settings import Settings
+from tests.browser import CHROMIUM, FLAGS
 from tests.conftest import SEED_TRAIN_BODY, TEST_KEY, wait_for, wait_job
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 POLICY = {"min_requests": 40, "min_labelled": 20, "window_seconds": 1}
 SCREENSHOTS = os.environ.get("MODELBUS_SCREENSHOTS") == "1"
 IMG = Path(__file__).resolve().parents[2] / "docs" / "img"

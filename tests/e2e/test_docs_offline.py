@@ -12,16 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Route, sync_playwright
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.browser import CHROMIUM, FLAGS
 
 
 @pytest.fixture(scope="module")
