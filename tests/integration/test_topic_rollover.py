@@ -59,8 +59,8 @@ async def _scenario(settings: Settings) -> dict[str, Any]:
         await asyncio.gather(*tasks)
         return i
 
-    async def wait_gen(short: str, gen: int, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_gen(short: str, gen: int) -> None:
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             await coordinator.step()
             doc = await db[COLLECTION].find_one({"_id": short}) or {}
