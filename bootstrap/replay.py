@@ -21,6 +21,7 @@ from consumers.canary.records import canonical_strata, derive_strata, fold_recor
 from infra import mongo, projections
 from infra.projections import fold_all
 from infra.settings import Settings
+from infra.topic_generations import base_topic
 from schemas.envelope import Envelope
 from schemas.topics import TOPICS
 
@@ -58,11 +59,11 @@ async def events_from_kafka(settings: Settings, since: datetime | None) -> Async
     )
     await consumer.start()
     try:
-        names = [settings.topic(t) for t, spec in TOPICS.items() if spec.envelope]
+        catalog = {settings.topic(t) for t, spec in TOPICS.items() if spec.envelope}
+        # and the generations the embedded broker rolled them over to (infra/topic_generations.py); a generation
+        # already drained and deleted is gone from the broker: the archive is the complete record
+        names = sorted(t for t in await consumer.topics() if base_topic(t) in catalog)
         parts = [TopicPartition(t, p) for t in names for p in (consumer.partitions_for_topic(t) or ())]
-        if not parts:
-            await consumer.topics()
-            parts = [TopicPartition(t, p) for t in names for p in (consumer.partitions_for_topic(t) or ())]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)

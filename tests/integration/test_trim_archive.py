@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 import infra.topic_generations as tg
 from bootstrap.stack import StackThread
+from bootstrap.wiring import consumers as build_consumers
 from consumers.runtime import Consumers
 from infra import mongo
 from infra.kafka import ensure_topics
@@ -60,7 +61,7 @@ async def _scenario(base: Settings) -> dict[str, Any]:
     coordinator = tg.Generations(SimpleNamespace(subscribers=[]), None, settings, db)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
-    others = Consumers(settings, roles=("projector", "analyser"))  # every group of predict.served but the archive
+    others = build_consumers(settings, roles=("projector", "analyser"))  # every group of predict.served but the archive
     archiver: Consumers | None = None
     ids: list[str] = []
     out: dict[str, Any] = {}
@@ -101,7 +102,7 @@ async def _scenario(base: Settings) -> dict[str, Any]:
             await asyncio.sleep(0.5)
         out["g1_kept_while_archive_stopped"] = g1 in await _topics(settings)
         out["archived_while_stopped"] = await archive.count_documents({"_id": {"$in": ids}})
-        archiver = Consumers(settings, roles=("archive",))
+        archiver = build_consumers(settings, roles=("archive",))
         await archiver.start()
 
         async def all_archived() -> bool:
