@@ -72,7 +72,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, span_exporter: InMemorySpanE
         demo_records_per_day=200,
         train_processes=2,
         worker_layout="inline",  # consumers in this process: their log lines reach the test log collector
-        generation_max_records=0,  # no topic generations: replay from Kafka sees every event (docs/embedded.md)
         kafka_bootstrap=os.environ.get("MODELBUS_KAFKA_BOOTSTRAP"),
         mongodb_url=os.environ.get("MODELBUS_MONGODB_URL"),
         mongodb_db=f"modelbus_test_{int(time.time())}",

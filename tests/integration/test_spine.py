@@ -153,8 +153,14 @@ def test_replay_from_archive_rebuilds_identical_projections(
     # gives, not by the event's subject (deploy history is keyed by event id, RL episodes by a composite)
     everything = stack.run(replay_stack(settings, since=datetime(2000, 1, 1, tzinfo=UTC)), timeout=180)
     assert everything.identical, everything.to_json()[:3000]
-    # Kafka itself gives the same projections (the embedded broker keeps everything while it runs)
-    assert stack.run(run(False, "kafka")).identical
+    # Kafka itself gives the same projections while the embedded broker still holds every event; once a drained
+    # topic generation was deleted (issue 16, docs/embedded.md) it holds less than the archive, never more
+    kafka = stack.run(run(False, "kafka"))
+    deleted = [d["_id"] for d in db.topic_generations.find() if min(d.get("live") or [0]) > 0]
+    if not deleted:
+        assert kafka.identical, kafka.to_json()[:3000]
+    else:
+        assert all(c["rebuilt"] <= c["live"] for c in kafka.counts.values()), (deleted, kafka.to_json()[:3000])
 
 
 def test_projections_are_the_same_in_any_batching_and_when_applied_twice(
