@@ -302,11 +302,15 @@ def _auto_canary(
             out=lines.append,
         )
     )
-    status = wait_for(
-        lambda: (s := api.get(f"/v1/ml/deploy/canary/{canary_id}/status").json())["status"] != "monitoring" and s,
-        timeout=30,
-        what=f"the end of the {scenario} canary",
-    )
+    try:
+        status = wait_for(
+            lambda: (s := api.get(f"/v1/ml/deploy/canary/{canary_id}/status").json())["status"] != "monitoring" and s,
+            timeout=60,
+            what=f"the end of the {scenario} canary",
+        )
+    except AssertionError:  # end it, so that the modules after this one start from no running canary
+        api.post(f"/v1/ml/deploy/canary/{canary_id}/rollback", json={"reason": "test cleanup"})
+        raise
     assert result["predictions"] > 0 and result["feedback"] > 0
     return state, canary_id, status, result, lines
 
@@ -328,7 +332,7 @@ def test_simulator_drives_an_automatic_promotion(api: httpx.Client, models: dict
     """A canary that is much better climbs 10 → 25 → 50 → 100 on `proceed` verdicts and is promoted (auto: true)."""
     # 0.02 min = 1.2 s at each step before the next one
     _, _, status, _, lines = _auto_canary(
-        api, models, base_url, scenario="better", initial=10, minutes=0.02, accuracies=(0.3, 0.95), duration_s=60
+        api, models, base_url, scenario="better", initial=10, minutes=0.02, accuracies=(0.3, 0.95), duration_s=120
     )
     spare = models["spare"]
     assert status["status"] == "promoted" and status["recommendation"] == "proceed", (status, lines)
