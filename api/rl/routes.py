@@ -37,7 +37,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from api.errors import error_responses
 from api.jobs import estimate_minutes, find_job, submit
-from api.registry import find_model, model_fields
+from api.registry import find_model, iso_or_none, model_fields
 from api.security import api_key_guard, principal_of
 from api.workers import call_worker
 from infra import k8s, mongo
@@ -63,10 +63,6 @@ Interval = Literal["1m", "5m", "1h"]
 
 def _settings(request: Request[Any, Any, Any]) -> Settings:
     return request.app.state.settings
-
-
-def _time(value: Any) -> str | None:
-    return iso(value) if value is not None else None
 
 
 def _duration(seconds: float | None) -> str | None:
@@ -134,8 +130,8 @@ async def task_body(db: AsyncDatabase, doc: dict[str, Any]) -> rl.RLTrainingTask
         total_episodes=total,
         metrics=rl.EpisodeMetrics(episode_rewards=rewards, episode_steps=steps, episode_latencies=latencies),
         model_id=doc.get("model_id"),
-        created_at=_time(doc.get("submitted_at")),
-        updated_at=_time(updated),
+        created_at=iso_or_none(doc.get("submitted_at")),
+        updated_at=iso_or_none(updated),
         evaluation=evaluation,
         error=doc.get("error") if status in ("failed", "cancelled") and doc.get("error") else None,
     )
@@ -193,8 +189,8 @@ def deployment_view(dep: dict[str, Any]) -> rl.RLDeployment:
         strategy=dep["strategy"],
         target=dep["target"],
         status=dep["status"],
-        requested_at=_time(dep.get("requested_at")),
-        deployed_at=_time(dep.get("deployed_at")),
+        requested_at=iso_or_none(dep.get("requested_at")),
+        deployed_at=iso_or_none(dep.get("deployed_at")),
         error=dep.get("error"),
         detail=dep.get("detail") or {},
     )
@@ -374,7 +370,7 @@ class RLController(Controller):
     ) -> Response[rl.RLTaskCancel]:
         doc = await find_job(db, task_id, "rl", code="TASK_NOT_FOUND", field="task_id")
         if doc["status"] == "cancelled":
-            body = rl.RLTaskCancel(task_id=task_id, status="cancelled", updated_at=_time(doc.get("updated_at")))
+            body = rl.RLTaskCancel(task_id=task_id, status="cancelled", updated_at=iso_or_none(doc.get("updated_at")))
             return Response(body, status_code=200)
         if doc["status"] in jobs.TERMINAL:
             raise ApiError(409, "TASK_FINISHED", f"task {task_id} is already {doc['status']}", field="task_id")
@@ -388,7 +384,7 @@ class RLController(Controller):
             await asyncio.sleep(0.1)
         if doc["status"] == "cancelled":
             return Response(
-                rl.RLTaskCancel(task_id=task_id, status="cancelled", updated_at=_time(doc.get("updated_at"))),
+                rl.RLTaskCancel(task_id=task_id, status="cancelled", updated_at=iso_or_none(doc.get("updated_at"))),
                 status_code=200,
             )
         if doc["status"] in jobs.TERMINAL:
@@ -437,7 +433,7 @@ class RLController(Controller):
                 "lineage": doc.get("lineage") or {},
                 "artifact_sha256": doc.get("artifact_sha256"),
                 "status_version": doc.get("status_version"),
-                "history": [{**h, "at": _time(h.get("at"))} for h in doc.get("history", [])],
+                "history": [{**h, "at": iso_or_none(h.get("at"))} for h in doc.get("history", [])],
                 "deployment": deployment_view(dep) if dep else None,
             }
         )
