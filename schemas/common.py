@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 
 def utcnow() -> datetime:
@@ -24,6 +25,24 @@ def iso(dt: datetime) -> str:
 
 UtcDatetime = Annotated[AwareDatetime, PlainSerializer(iso, return_type=str, when_used="json")]
 """A timezone-aware datetime that serialises as ISO 8601 UTC with ``Z``."""
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_date_only(value: Any) -> Any:
+    """A date as JSON carries it, ``YYYY-MM-DD`` text, and nothing else: pydantic's lax mode would also take a
+    number (epoch seconds: ``0`` is 1970-01-01), ``"0"`` or a date-time text, which ``format: date`` refuses.
+    A ``date`` object (built in Python) passes through."""
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value):
+        return value
+    raise ValueError("expected a date as YYYY-MM-DD text (format: date)")
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date_only)]
+"""A calendar date given as ``YYYY-MM-DD`` text (``format: date``), strictly: what the schema documents."""
 
 
 def new_id(prefix: str, nbytes: int = 6) -> str:
@@ -154,3 +173,49 @@ def document_zero_bounds(namespace: dict[str, Any]) -> None:
                     extra["pattern"] = meta.pattern
             if extra and isinstance(field.json_schema_extra, dict | None):
                 field.json_schema_extra = {**(field.json_schema_extra or {}), **extra}
+
+
+def parameters_schema(model: type[BaseModel], *, leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON schema of a parameter model (flat: no ``$defs``), for a per-type rule of ``/openapi.json``;
+    ``leave_out``: fields the request may not set (set elsewhere in the request)."""
+    schema = model.model_json_schema()
+    if "$defs" in schema:
+        raise ValueError(f"{model.__name__}: nested models are not supported in a per-type rule")
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    for name in leave_out:
+        schema.get("properties", {}).pop(name, None)
+        if name in schema.get("required", []):
+            schema["required"].remove(name)
+    schema["additionalProperties"] = False if model.model_config.get("extra") == "forbid" else True
+    return schema
+
+
+def per_type_rules(
+    discriminator: str,
+    field: str,
+    models: dict[str, type[BaseModel]],
+    *,
+    leave_out: tuple[str, ...] = (),
+    wrap: Any = None,
+) -> dict[str, Any]:
+    """``if``/``then``/``else`` (nested: one level per type, the last type is the final ``else``) stating that
+    ``field`` holds the parameters of the type named by ``discriminator``: what the server checks per type
+    (a generated client reads past if/then/else). ``wrap(name, schema)`` may adapt each parameter schema."""
+    names = list(models)
+
+    def branch(i: int) -> dict[str, Any]:
+        schema = parameters_schema(models[names[i]], leave_out=leave_out)
+        if wrap is not None:
+            schema = wrap(names[i], schema)
+        then = {"properties": {field: schema}}
+        if i == len(names) - 1:
+            return then
+        return {
+            "if": {"required": [discriminator], "properties": {discriminator: {"const": names[i]}}},
+            "then": then,
+            "else": branch(i + 1),
+        }
+
+    return branch(0)

@@ -195,7 +195,9 @@ class LottoTrainRequest(_Body):
     machine_type: str = Field(description="1호기, 2호기, 3호기", json_schema_extra={**MACHINE_TYPE_FIELD})
     model_type: LottoModelType
     parameters: dict[str, Any] = Field(
-        default_factory=dict, description="hyperparameters of the member (see docs/lotto.md); validated by the worker"
+        default_factory=dict,
+        description="hyperparameters of the member (see docs/lotto.md), checked per model_type by the API; omitted "
+        "ones take their defaults",
     )
 
     @field_validator("machine_type", mode="before")

@@ -20,7 +20,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.common import UtcDatetime, document_zero_bounds
+from schemas.common import UtcDatetime, document_zero_bounds, per_type_rules
 from schemas.envelope import Payload
 from schemas.rpc import RpcKind
 
@@ -128,10 +128,16 @@ class StrictBody(BaseModel):
 
 
 class TrainingRequest(StrictBody):
-    """``POST /api/v1/training``."""
+    """``POST /api/v1/training``. ``parameters`` are checked against the model type's own hyperparameters (the
+    if/then/else on ``model_type``). Not in the schema (a rule across two fields, 422 VALIDATION_ERROR): for dqn,
+    ``buffer_size`` must be at least ``batch_size``."""
 
     model_config = ConfigDict(
         json_schema_extra={
+            **per_type_rules("model_type", "parameters", RL_PARAMS),
+            "description": "parameters are the model type's own hyperparameters (the if/then/else on model_type). "
+            "A rule the schema does not state (422 VALIDATION_ERROR): for dqn, buffer_size must be at least "
+            "batch_size.",
             "examples": [
                 {
                     "name": "test-training",
@@ -139,13 +145,16 @@ class TrainingRequest(StrictBody):
                     "parameters": {"learning_rate": 0.001, "discount_factor": 0.99},
                     "total_episodes": 1000,
                 }
-            ]
+            ],
         }
     )  # the seed's example
 
     name: str = Field(min_length=1, max_length=100, description="task name; also the name of the trained model")
     model_type: RLModelType
-    parameters: dict[str, Any] = Field(description="hyperparameters of model_type, validated per type")
+    parameters: dict[str, Any] = Field(
+        description="hyperparameters of model_type (QLearningParams, DQNParams or PPOParams), validated per type; "
+        "omitted ones take their defaults; for dqn, buffer_size must be at least batch_size"
+    )
     total_episodes: int = Field(ge=1, le=MAX_EPISODES)
     wandb_project: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
     wandb_run_name: str | None = Field(None, min_length=1, max_length=128)
@@ -323,7 +332,6 @@ class ActServed(Payload):
     latency_ms: float = Field(description="time the worker spent on the request, milliseconds")
     worker_id: str
     error: str | None = None
-
 
 
 # -- API responses ------------------------------------------------------------------------------------------

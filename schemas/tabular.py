@@ -3,13 +3,21 @@ responses."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from schemas import jobs
-from schemas.common import UtcDatetime, document_zero_bounds
+from schemas.common import IsoDate, UtcDatetime, document_zero_bounds, per_type_rules
 
 TabularModelType = Literal["lightgbm", "isolation_forest"]
 
@@ -36,10 +44,36 @@ class LightGBMParams(StrictModel):
 
 class IsolationForestParams(StrictModel):
     n_estimators: int = Field(100, ge=1, le=5000)
-    contamination: float | Literal["auto"] = Field("auto", description="expected anomaly share in (0, 0.5], or 'auto'")
-    max_samples: int | float | Literal["auto"] = Field("auto", description="int rows, float share in (0,1], or 'auto'")
+    contamination: float | Literal["auto"] = Field(
+        "auto",
+        description="expected anomaly share in (0, 0.5], or 'auto'",
+        json_schema_extra={"anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 0.5}, {"const": "auto"}]},
+    )
+    max_samples: int | float | Literal["auto"] = Field(
+        "auto",
+        description="a whole number >= 2: rows per tree; a number in (0, 1]: share of the rows; or 'auto'",
+        json_schema_extra={
+            "anyOf": [
+                {"type": "integer", "minimum": 2},
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                {"const": "auto"},
+            ]
+        },
+    )
     max_features: float = Field(1.0, gt=0, le=1)
     seed: int = Field(42, ge=0)
+
+    @field_validator("max_samples", mode="before")
+    @classmethod
+    def _by_value(cls, value: Any) -> Any:
+        """JSON has one kind of number: 1 and 1.0 are the same value (the whole data), 2.0 is the count 2."""
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer() and value >= 2:
+            return int(value)
+        if isinstance(value, int) and value == 1:
+            return 1.0
+        return value
 
     @model_validator(mode="after")
     def _ranges(self) -> IsolationForestParams:
@@ -59,8 +93,18 @@ HYPERPARAMETERS: dict[str, type[StrictModel]] = {
 
 
 class DataPeriod(StrictModel):
-    start_date: date
-    end_date: date
+    """Whole days, both ends included. A rule across the two fields, stated here because a JSON schema cannot:
+    start_date must not be after end_date (422 VALIDATION_ERROR)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "description": "whole days, both ends included; start_date must not be after end_date (422 "
+            "VALIDATION_ERROR: a rule across the two fields, which the schema does not state)"
+        }
+    )
+
+    start_date: IsoDate = Field(description="first day, YYYY-MM-DD; not after end_date")
+    end_date: IsoDate = Field(description="last day (included), YYYY-MM-DD; not before start_date")
 
     @model_validator(mode="after")
     def _ordered(self) -> DataPeriod:
@@ -77,23 +121,34 @@ class TabularJobSpec(BaseModel):
 
 
 class TrainRequest(StrictModel):
-    """``POST /v1/ml/train`` (seed 000)."""
+    """``POST /v1/ml/train`` (seed 000). ``hyperparameters`` are checked against the model type's own parameters
+    (the if/then/else on ``model_type``). Not in the schema (422 on the rules a JSON schema cannot state):
+    ``data_period.start_date`` must not be after ``end_date``, and the period must hold records
+    (``NO_DATA_IN_PERIOD``)."""
 
     model_config = ConfigDict(
         json_schema_extra={
+            **per_type_rules("model_type", "hyperparameters", HYPERPARAMETERS),
+            "description": "hyperparameters are the model type's own (the if/then/else on model_type). Rules the "
+            "schema does not state (422): data_period.start_date must not be after end_date (VALIDATION_ERROR), "
+            "and the period must hold records (NO_DATA_IN_PERIOD).",
             "examples": [
                 {
                     "model_type": "lightgbm",
                     "data_period": {"start_date": "2025-10-01", "end_date": "2025-11-15"},
                     "hyperparameters": {"max_depth": 7, "learning_rate": 0.1, "n_estimators": 100},
                 }
-            ]
+            ],
         }
     )  # the seed's example
 
     model_type: TabularModelType
     data_period: DataPeriod
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the model type's hyperparameters (LightGBMParams or IsolationForestParams); omitted ones take "
+        "their defaults",
+    )
 
     def params(self) -> StrictModel:
         """The hyperparameters validated for ``model_type`` (raises pydantic ValidationError)."""
