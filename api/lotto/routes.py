@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.openapi import ResponseSpec
-from litestar.params import Parameter
+from litestar.openapi.spec import Example, OpenAPIMediaType, Operation, RequestBody
+from litestar.params import Body, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
@@ -32,11 +34,11 @@ from api.workers import call_worker
 from infra import mongo
 from infra.projections import apply_events
 from ml.lotto.draws import import_draws
-from ml.lotto.params import validate_params
+from ml.lotto.params import PARAMS, validate_params
 from producers.publisher import EventPublisher
 from producers.rpc import RpcClient
 from schemas import lotto
-from schemas.common import iso, new_id, utcnow
+from schemas.common import iso, new_id, per_type_rules, utcnow
 from schemas.envelope import Envelope
 from schemas.errors import ApiError, validation_error
 from schemas.lotto import (
@@ -44,6 +46,7 @@ from schemas.lotto import (
     DRAW_RECORDED,
     INVALID_MACHINE_MESSAGE,
     MACHINE_LABELS,
+    MACHINE_TYPE_FIELD,
     MACHINE_TYPE_PARAM,
     MODEL_TYPES,
     DrawRecorded,
@@ -131,6 +134,95 @@ async def _import_payload(request: Request[Any, Any, Any]) -> tuple[str, Any]:
     return fmt, data
 
 
+# the request body of POST /api/draws as /openapi.json documents it (the handler reads JSON or CSV by hand)
+
+_NUMBER = {"type": "integer", "minimum": 1, "maximum": 45}
+DRAW_RECORD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "one draw. The official names are read too: drwNo (round), drwNoDate (date), drwtNo1..drwtNo6 or n1..n6 "
+        '(numbers), bnusNo (bonus); numbers may be one text such as "3 5 13 20 21 37", integers may be integer '
+        "text, a date may use . or / (2025.08.23). Other fields (totSellamnt…) are ignored. Rules the schema does "
+        "not state (422 INVALID_DRAWS, every bad row listed): the bonus is not among the numbers, a round appears "
+        "once in the request and is not recorded yet, and a row without machine needs ?machine_type=."
+    ),
+    "required": ["round", "date", "numbers", "bonus"],
+    "properties": {
+        "round": {"type": "integer", "minimum": 1, "description": "회차 (drwNo)"},
+        "date": {"type": "string", "format": "date", "description": "추첨일 (drwNoDate), YYYY-MM-DD"},
+        "numbers": {
+            "type": "array",
+            "minItems": 6,
+            "maxItems": 6,
+            "uniqueItems": True,
+            "items": _NUMBER,
+            "description": "the six numbers, any order",
+        },
+        "bonus": {**_NUMBER, "description": "보너스 번호 (bnusNo), not among the numbers"},
+        "machine": {**MACHINE_TYPE_FIELD, "description": "추첨기 호기: 1호기, 2호기, 3호기 or 1, 2, 3"},
+    },
+}
+_DRAWS = {"type": "array", "minItems": 1, "maxItems": MAX_DRAWS_PER_IMPORT, "items": DRAW_RECORD_SCHEMA}
+_DRAW_EXAMPLE = {
+    "round": 1201,
+    "date": "2025-08-30",
+    "numbers": [3, 5, 13, 20, 21, 37],
+    "bonus": 17,
+    "machine": "1호기",
+}
+_DRAWS_CSV_EXAMPLE = (
+    "drwNo,drwNoDate,drwtNo1,drwtNo2,drwtNo3,drwtNo4,drwtNo5,drwtNo6,bnusNo,machine_type\n"
+    "1201,2025-08-30,3,5,13,20,21,37,17,1호기\n"
+)
+_CSV_TEXT = {"type": "string", "description": "CSV text with a header row (comma, semicolon or tab separated)"}
+
+DRAWS_BODY = RequestBody(
+    required=True,
+    description=(
+        f"1 to {MAX_DRAWS_PER_IMPORT:,} draws, at most {MAX_IMPORT_BYTES // 2**20} MB (413), all or nothing. JSON: "
+        'one draw, a list, or {"draws": [...]} (a body of another media type is read as JSON). CSV: the same '
+        "field names as columns, as a text/csv (or text/plain) body or the multipart field 'file' (a file named "
+        "*.json is read as JSON). The content of a CSV text is checked by the server (422 with row and line), not "
+        "by this schema."
+    ),
+    content={
+        "application/json": OpenAPIMediaType(
+            schema={  # type: ignore[arg-type]  (a JSON schema written out: three forms, not one model)
+                "anyOf": [
+                    DRAW_RECORD_SCHEMA,
+                    _DRAWS,
+                    {"type": "object", "required": ["draws"], "properties": {"draws": _DRAWS}},
+                ]
+            },
+            examples={
+                "draw": Example(summary="one draw", value=_DRAW_EXAMPLE),
+                "batch": Example(summary="a batch", value={"draws": [_DRAW_EXAMPLE]}),
+            },
+        ),
+        "text/csv": OpenAPIMediaType(
+            schema=_CSV_TEXT,  # type: ignore[arg-type]
+            examples={"official": Example(summary="official column names", value=_DRAWS_CSV_EXAMPLE)},
+        ),
+        "text/plain": OpenAPIMediaType(schema=_CSV_TEXT),  # type: ignore[arg-type]
+        "multipart/form-data": OpenAPIMediaType(
+            schema={  # type: ignore[arg-type]
+                "type": "object",
+                "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary", "description": "CSV, or JSON (*.json)"}},
+            },
+        ),
+    },
+)
+
+
+@dataclass
+class DrawsImportOperation(Operation):
+    """The operation of ``POST /api/draws`` with its request body (Litestar documents none: no ``data``)."""
+
+    def __post_init__(self) -> None:
+        self.request_body = DRAWS_BODY
+
+
 def _draw_out(doc: dict[str, Any]) -> LottoDraw:
     return LottoDraw(
         round=doc["round"],
@@ -159,6 +251,11 @@ def checked_parameters(machine: int, model_type: str, parameters: dict[str, Any]
         raise validation_error(exc, "parameters") from exc
     except ValueError as exc:
         raise ApiError(422, "VALIDATION_ERROR", str(exc), field="model_type") from exc
+
+
+TRAIN_BODY = Body(schema_extra=per_type_rules("model_type", "parameters", dict(PARAMS), leave_out=("machine",)))
+"""the request body of ``POST /api/models/train``: the per-type rules of ``parameters`` are stated here, beside the
+models they come from (``schemas`` may not import ``ml``)"""
 
 
 def lotto_job_status(doc: dict[str, Any]) -> LottoJobStatus:
@@ -210,6 +307,7 @@ class LottoController(Controller):
             "All or nothing: any bad row rejects the batch with every row's errors."
         ),
         responses=error_responses(400, 413, 422),
+        operation_class=DrawsImportOperation,
     )
     async def import_draws(
         self,
@@ -422,12 +520,17 @@ class LottoController(Controller):
         "/api/models/train",
         status_code=HTTP_202_ACCEPTED,
         summary="Train an ensemble member on a machine",
+        description=(
+            "`parameters` are the member's own hyperparameters (the if/then/else on `model_type`, from "
+            "`ml.lotto.params`; `machine` comes from `machine_type`, so leave it out). Not in the schema (state): "
+            "the machine must hold at least `parameters.min_draws` draws (422 NOT_ENOUGH_DRAWS)."
+        ),
         responses=error_responses(400, 404, 409, 422),
     )
     async def train(
         self,
         request: Request[Any, Any, Any],
-        data: LottoTrainRequest,
+        data: Annotated[LottoTrainRequest, TRAIN_BODY],
         db: AsyncDatabase,
         publisher: EventPublisher,
     ) -> LottoTrainAccepted:
