@@ -60,7 +60,7 @@ FLUSH_SECONDS = 1.0
 MAX_BUFFER = 50_000
 MAX_PERIOD = timedelta(seconds=mongo.TELEMETRY_TTL_SECONDS)
 STATUS_TIMEOUT_S = 3.0
-_PERIOD_RE = re.compile(r"^\s*(\d+)\s*(s|sec|m|min|h|d)\s*$", re.IGNORECASE)
+_PERIOD_RE = re.compile(r"^\s*([0-9]+)\s*(s|sec|m|min|h|d)\s*$", re.IGNORECASE)
 PERIOD_PATTERN = r"^\s*[0-9]+\s*([sS]|[sS][eE][cC]|[mM]|[mM][iI][nN]|[hH]|[dD])\s*$"
 """``_PERIOD_RE`` as a JSON-schema pattern (which has no case-insensitive flag)"""
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
@@ -450,7 +450,9 @@ class MonitoringController(Controller):
         period: Annotated[
             str,
             Parameter(
-                description="a number and a unit (s, sec, m, min, h, d), e.g. 15m, 1h, 24h, 7d; between 1m and 7d",
+                description="a number and a unit (s, sec, m, min, h, d), e.g. 15m, 1h, 24h, 7d. The pattern states "
+                "the form; the span must also be between 1m and 7d (requests are kept 7 days), a rule the schema "
+                "does not state (422 VALIDATION_ERROR)",
                 schema_extra={"pattern": PERIOD_PATTERN},
             ),
         ] = "1h",

@@ -25,6 +25,7 @@ compare-and-set on ``status_version`` (a conflicting request answers 409).
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -222,22 +223,46 @@ async def publish_claimed(
 # -- metrics ----------------------------------------------------------------------------------------------------
 
 
+_RFC3339 = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?)([Zz]|[+\- ][0-9]{2}:[0-9]{2})"
+)
+
+
 def parse_time(value: str | None, field: str) -> datetime | None:
-    if value is None or value == "":
+    """An RFC 3339 time with its zone (``format: date-time``), as the schema documents it; absent: None. Empty
+    text, a time without a zone or any other text is 422 VALIDATION_ERROR. A ``+`` offset left unescaped in a
+    query string arrives as a space and is read as ``+``."""
+    if value is None:
         return None
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace(" ", "+"))
-    except ValueError as exc:
-        raise ApiError(422, "VALIDATION_ERROR", f"{field} must be an ISO 8601 time", field=field) from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
+    match = _RFC3339.fullmatch(value)
+    parsed = None
+    if match is not None:
+        day, clock, zone = match.groups()
+        zone = "+00:00" if zone in ("Z", "z") else zone.replace(" ", "+")
+        try:
+            parsed = datetime.fromisoformat(f"{day}T{clock}{zone}")
+        except ValueError:
+            parsed = None
+    if parsed is None:
+        raise ApiError(
+            422,
+            "VALIDATION_ERROR",
+            f"{field} must be an RFC 3339 time with its zone, e.g. 2025-01-15T10:00:00Z",
+            field=field,
+            details=[{"field": field, "message": "an RFC 3339 date-time with a zone", "value": value}],
+        )
     return parsed.astimezone(UTC)
 
 
 def time_window(start_time: str | None, end_time: str | None, interval: str) -> tuple[datetime, datetime]:
     seconds = INTERVALS[interval][2]
     end = parse_time(end_time, "end_time") or utcnow()
-    start = parse_time(start_time, "start_time") or end - timedelta(seconds=seconds * (24 if interval == "1h" else 60))
+    try:
+        start = parse_time(start_time, "start_time") or end - timedelta(
+            seconds=seconds * (24 if interval == "1h" else 60)
+        )
+    except OverflowError as exc:
+        raise ApiError(422, "VALIDATION_ERROR", "end_time is too early for a default window", field="end_time") from exc
     if start >= end:
         raise ApiError(422, "VALIDATION_ERROR", "start_time must be before end_time", field="start_time")
     if (end - start).total_seconds() / seconds > MAX_INTERVALS:
@@ -293,7 +318,13 @@ async def live_workers(db: AsyncDatabase, settings: Settings) -> list[dict[str, 
 
 
 ISO_TIME: dict[str, Any] = {"format": "date-time", "examples": ["2025-01-15T10:00:00Z"]}
-"""``schema_extra`` of the ISO 8601 time parameters (``parse_time``)"""
+"""``schema_extra`` of the RFC 3339 time parameters (``parse_time``)"""
+
+WINDOW_RULES = (
+    " start_time and end_time are RFC 3339 times with a zone (e.g. 2025-01-15T10:00:00Z). Rules across the "
+    "parameters, which a JSON schema cannot state (422 VALIDATION_ERROR): start_time must be before end_time, "
+    f"and the window may hold at most {MAX_INTERVALS:,} intervals of the chosen interval."
+)
 
 
 class RLController(Controller):
@@ -619,7 +650,7 @@ class RLController(Controller):
         summary="Latency, throughput and CPU/memory series of a deployed model",
         description="latency: mean seconds per request; throughput: requests per second; resource_usage: mean "
         "fraction of the machine's CPU and memory used by the workers holding the model. Intervals without "
-        "data are left out. Default window: the last 60 intervals (24 for 1h).",
+        "data are left out. Default window: the last 60 intervals (24 for 1h)." + WINDOW_RULES,
         responses=error_responses(404, 422),
     )
     async def model_metrics(
@@ -672,7 +703,7 @@ class RLController(Controller):
         summary="System CPU/memory series, workers (pods) and training figures",
         description="system: mean machine CPU and memory (fractions) reported by the workers. kubernetes: the "
         "cluster with MODELBUS_KUBECONFIG, otherwise the live local workers (pods = worker processes). training: "
-        "RL tasks.",
+        "RL tasks." + WINDOW_RULES,
         responses=error_responses(422),
     )
     async def system_metrics(

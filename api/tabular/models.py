@@ -32,7 +32,12 @@ class CompareRequest(BaseModel):
         json_schema_extra={"examples": [{"model_ids": ["model_v1.2.0", "model_v1.3.0"]}]}
     )  # the seed's example
 
-    model_ids: list[str] = Field(min_length=2, max_length=20)
+    model_ids: list[str] = Field(
+        min_length=2,
+        max_length=20,
+        description="2 to 20 model ids; repeats are dropped, and at least two different ids must remain (a rule the "
+        "schema does not state: 422 VALIDATION_ERROR)",
+    )
 
 
 def model_summary(doc: dict[str, Any]) -> ModelSummary:
@@ -86,6 +91,8 @@ class ModelsController(Controller):
         "/compare",
         status_code=200,
         summary="Compare two or more models on their hold-out metrics",
+        description="Repeated ids are compared once; fewer than two different ids is 422 VALIDATION_ERROR (a rule "
+        "across the list's items, not in the schema). Unknown ids: 404 MODEL_NOT_FOUND.",
         responses=error_responses(400, 404, 422),
     )
     async def compare_models(self, data: CompareRequest, db: AsyncDatabase) -> ModelComparison:
