@@ -62,6 +62,16 @@ def parse_machine_type(value: object) -> int | None:
     return None
 
 
+def machine_as_text(value: Any) -> Any:
+    """A ``machine_type`` body value given as a number (``2``, or ``2.0``: JSON has one number type) as its text,
+    which ``parse_machine_type`` reads; anything else unchanged."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value) if isinstance(value, int) else value
+
+
 def machine_label(machine: int) -> str:
     return f"{machine}호기"
 
@@ -145,7 +155,7 @@ class PredictionRequest(_Body):
     @field_validator("machine_type", mode="before")
     @classmethod
     def _as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        return machine_as_text(value)
 
 
 class EnsemblePredictionRequest(_Body):
@@ -178,7 +188,7 @@ class EnsemblePredictionRequest(_Body):
     @field_validator("machine_type", mode="before")
     @classmethod
     def _as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        return machine_as_text(value)
 
     @field_validator("models")
     @classmethod
@@ -203,7 +213,7 @@ class LottoTrainRequest(_Body):
     @field_validator("machine_type", mode="before")
     @classmethod
     def _as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        return machine_as_text(value)
 
 
 class DrawRecorded(Payload):
