@@ -219,3 +219,18 @@ def per_type_rules(
         }
 
     return branch(0)
+
+
+def _json_number(value: Any) -> Any:
+    """A number field of a request body takes a JSON number only: pydantic's lax mode would also take ``true`` (as 1)
+    or numeric text (``"5"``), which the schema's ``integer``/``number`` refuses. A whole float (``5.0``, JSON's
+    same number as 5) is still an integer."""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("expected a JSON number")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_number)]
+"""An integer of a request body, as the schema states it (no booleans, no text)."""
+JsonFloat = Annotated[float, BeforeValidator(_json_number)]
+"""A number of a request body, as the schema states it (no booleans, no text)."""

@@ -14,7 +14,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schemas.common import document_zero_bounds
+from schemas.common import JsonFloat, JsonInt, document_zero_bounds
 from schemas.envelope import Payload
 from schemas.rpc import NoBody, RpcKind
 
@@ -148,9 +148,9 @@ class PredictionRequest(_Body):
         description="로또 추첨기 호기 선택: 1호기, 2호기, 3호기 (1, 2, 3 also accepted)",
         json_schema_extra={**MACHINE_TYPE_FIELD},
     )
-    sets_count: int = Field(5, ge=1, le=20, description="생성할 번호 세트 개수 (1-20)")
+    sets_count: JsonInt = Field(5, ge=1, le=20, description="생성할 번호 세트 개수 (1-20)")
     algorithm: Algorithm = Field("enhanced", description="예측 알고리즘 선택: basic, enhanced, premium")
-    analysis_window: int = Field(50, ge=10, le=100, description="분석 대상 회차 수 (10-100)")
+    analysis_window: JsonInt = Field(50, ge=10, le=100, description="분석 대상 회차 수 (10-100)")
 
     @field_validator("machine_type", mode="before")
     @classmethod
@@ -175,7 +175,7 @@ class EnsemblePredictionRequest(_Body):
     )  # the seed's example
 
     machine_type: str = Field(description="1호기, 2호기, 3호기", json_schema_extra={**MACHINE_TYPE_FIELD})
-    sets_count: int = Field(5, ge=1, le=20)
+    sets_count: JsonInt = Field(5, ge=1, le=20)
     ensemble_method: EnsembleMethod = "weighted_voting"
     models: list[str] = Field(
         default_factory=lambda: ["pytorch_transformer", "sklearn_ensemble"],
@@ -183,7 +183,7 @@ class EnsemblePredictionRequest(_Body):
         description=f"members, any of {', '.join(MODEL_TYPES)}",
         json_schema_extra={"items": {"type": "string", "enum": list(MODEL_TYPES)}},
     )
-    confidence_threshold: float = Field(0.7, ge=0.0, le=1.0, description=CONFIDENCE_THRESHOLD_DESCRIPTION)
+    confidence_threshold: JsonFloat = Field(0.7, ge=0.0, le=1.0, description=CONFIDENCE_THRESHOLD_DESCRIPTION)
 
     @field_validator("machine_type", mode="before")
     @classmethod

@@ -20,7 +20,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.common import UtcDatetime, document_zero_bounds, per_type_rules
+from schemas.common import JsonFloat, JsonInt, UtcDatetime, document_zero_bounds, per_type_rules
 from schemas.envelope import Payload
 from schemas.rpc import RpcKind
 
@@ -48,11 +48,11 @@ class AgentParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    learning_rate: float = Field(gt=0.0, le=1.0)
-    discount_factor: float = Field(ge=0.0, le=1.0)
-    batch_size: int = Field(ge=1, le=4096)
-    epochs: int = Field(ge=1, le=10_000)
-    seed: int = Field(
+    learning_rate: JsonFloat = Field(gt=0.0, le=1.0)
+    discount_factor: JsonFloat = Field(ge=0.0, le=1.0)
+    batch_size: JsonInt = Field(ge=1, le=4096)
+    epochs: JsonInt = Field(ge=1, le=10_000)
+    seed: JsonInt = Field(
         default=0,
         ge=0,
         le=MAX_TRAINING_SEED,
@@ -61,36 +61,36 @@ class AgentParams(BaseModel):
 
 
 class QLearningParams(AgentParams):
-    learning_rate: float = Field(default=0.3, gt=0.0, le=1.0, description="step size alpha of the TD update")
-    discount_factor: float = Field(default=0.9, ge=0.0, le=1.0)
-    batch_size: int = Field(default=32, ge=1, le=4096, description="unused: Q-learning updates online")
-    epochs: int = Field(default=1, ge=1, le=10_000, description="unused: Q-learning updates online")
-    epsilon_start: float = Field(default=1.0, ge=0.0, le=1.0)
-    epsilon_end: float = Field(default=0.05, ge=0.0, le=1.0)
-    exploration_fraction: float = Field(default=0.5, gt=0.0, le=1.0, description="share of episodes to decay")
-    time_bins: int = Field(default=8, ge=1, le=96, description="buckets of the time of day")
-    load_bins: int = Field(default=1, ge=1, le=16, description="buckets of the mean group load (1 = unused)")
-    initial_q: float = Field(default=-36.0, ge=-1e4, le=1e4, description="initial value of every table entry")
+    learning_rate: JsonFloat = Field(default=0.3, gt=0.0, le=1.0, description="step size alpha of the TD update")
+    discount_factor: JsonFloat = Field(default=0.9, ge=0.0, le=1.0)
+    batch_size: JsonInt = Field(default=32, ge=1, le=4096, description="unused: Q-learning updates online")
+    epochs: JsonInt = Field(default=1, ge=1, le=10_000, description="unused: Q-learning updates online")
+    epsilon_start: JsonFloat = Field(default=1.0, ge=0.0, le=1.0)
+    epsilon_end: JsonFloat = Field(default=0.05, ge=0.0, le=1.0)
+    exploration_fraction: JsonFloat = Field(default=0.5, gt=0.0, le=1.0, description="share of episodes to decay")
+    time_bins: JsonInt = Field(default=8, ge=1, le=96, description="buckets of the time of day")
+    load_bins: JsonInt = Field(default=1, ge=1, le=16, description="buckets of the mean group load (1 = unused)")
+    initial_q: JsonFloat = Field(default=-36.0, ge=-1e4, le=1e4, description="initial value of every table entry")
 
 
 class DQNParams(AgentParams):
-    learning_rate: float = Field(default=1e-3, gt=0.0, le=1.0, description="Adam step size (see anneal_lr)")
-    discount_factor: float = Field(default=0.9, ge=0.0, le=1.0)
-    batch_size: int = Field(default=128, ge=1, le=4096, description="minibatch size of a gradient step")
-    epochs: int = Field(default=12, ge=1, le=10_000, description="gradient steps after each episode")
-    buffer_size: int = Field(default=20_000, ge=1, le=10_000_000, description="replay capacity (transitions)")
-    learning_starts: int = Field(default=500, ge=0, le=10_000_000, description="transitions before learning")
-    target_update_interval: int = Field(default=25, ge=1, le=1_000_000, description="gradient steps")
-    tau: float = Field(default=1.0, gt=0.0, le=1.0, description="target update rate (1 = hard copy)")
-    epsilon_start: float = Field(default=1.0, ge=0.0, le=1.0)
-    epsilon_end: float = Field(default=0.05, ge=0.0, le=1.0)
-    exploration_fraction: float = Field(default=0.4, gt=0.0, le=1.0, description="share of episodes to decay")
-    hidden_size: int = Field(default=128, ge=4, le=1024)
+    learning_rate: JsonFloat = Field(default=1e-3, gt=0.0, le=1.0, description="Adam step size (see anneal_lr)")
+    discount_factor: JsonFloat = Field(default=0.9, ge=0.0, le=1.0)
+    batch_size: JsonInt = Field(default=128, ge=1, le=4096, description="minibatch size of a gradient step")
+    epochs: JsonInt = Field(default=12, ge=1, le=10_000, description="gradient steps after each episode")
+    buffer_size: JsonInt = Field(default=20_000, ge=1, le=10_000_000, description="replay capacity (transitions)")
+    learning_starts: JsonInt = Field(default=500, ge=0, le=10_000_000, description="transitions before learning")
+    target_update_interval: JsonInt = Field(default=25, ge=1, le=1_000_000, description="gradient steps")
+    tau: JsonFloat = Field(default=1.0, gt=0.0, le=1.0, description="target update rate (1 = hard copy)")
+    epsilon_start: JsonFloat = Field(default=1.0, ge=0.0, le=1.0)
+    epsilon_end: JsonFloat = Field(default=0.05, ge=0.0, le=1.0)
+    exploration_fraction: JsonFloat = Field(default=0.4, gt=0.0, le=1.0, description="share of episodes to decay")
+    hidden_size: JsonInt = Field(default=128, ge=4, le=1024)
     double_q: bool = True
     dueling: bool = Field(default=True, description="Q = V + A - mean(A): a state-value output beside the advantages")
     anneal_lr: bool = Field(default=True, description="learning rate annealed linearly to 0 over the run")
-    max_grad_norm: float = Field(default=10.0, gt=0.0, le=1e6)
-    reward_scale: float = Field(default=0.1, gt=0.0, le=1e3, description="rewards are multiplied by this to learn")
+    max_grad_norm: JsonFloat = Field(default=10.0, gt=0.0, le=1e6)
+    reward_scale: JsonFloat = Field(default=0.1, gt=0.0, le=1e3, description="rewards are multiplied by this to learn")
 
     @model_validator(mode="after")
     def _buffer_holds_a_batch(self) -> Self:
@@ -100,21 +100,21 @@ class DQNParams(AgentParams):
 
 
 class PPOParams(AgentParams):
-    learning_rate: float = Field(default=3e-3, gt=0.0, le=1.0, description="Adam step size")
-    discount_factor: float = Field(default=0.9, ge=0.0, le=1.0)
-    batch_size: int = Field(default=64, ge=1, le=4096, description="minibatch size")
-    epochs: int = Field(default=8, ge=1, le=10_000, description="passes over each rollout")
-    rollout_episodes: int = Field(default=4, ge=1, le=1000, description="whole episodes per rollout")
-    gae_lambda: float = Field(default=0.95, ge=0.0, le=1.0)
-    clip_coef: float = Field(default=0.2, gt=0.0, le=1.0)
-    ent_coef: float = Field(default=0.01, ge=0.0, le=1.0)
-    vf_coef: float = Field(default=0.5, ge=0.0, le=10.0)
-    max_grad_norm: float = Field(default=0.5, gt=0.0, le=1e6)
-    target_kl: float | None = Field(default=None, gt=0.0, le=10.0)
+    learning_rate: JsonFloat = Field(default=3e-3, gt=0.0, le=1.0, description="Adam step size")
+    discount_factor: JsonFloat = Field(default=0.9, ge=0.0, le=1.0)
+    batch_size: JsonInt = Field(default=64, ge=1, le=4096, description="minibatch size")
+    epochs: JsonInt = Field(default=8, ge=1, le=10_000, description="passes over each rollout")
+    rollout_episodes: JsonInt = Field(default=4, ge=1, le=1000, description="whole episodes per rollout")
+    gae_lambda: JsonFloat = Field(default=0.95, ge=0.0, le=1.0)
+    clip_coef: JsonFloat = Field(default=0.2, gt=0.0, le=1.0)
+    ent_coef: JsonFloat = Field(default=0.01, ge=0.0, le=1.0)
+    vf_coef: JsonFloat = Field(default=0.5, ge=0.0, le=10.0)
+    max_grad_norm: JsonFloat = Field(default=0.5, gt=0.0, le=1e6)
+    target_kl: JsonFloat | None = Field(default=None, gt=0.0, le=10.0)
     anneal_lr: bool = True
     normalize_advantages: bool = True
-    hidden_size: int = Field(default=64, ge=4, le=1024)
-    reward_scale: float = Field(default=0.1, gt=0.0, le=1e3, description="rewards are multiplied by this to learn")
+    hidden_size: JsonInt = Field(default=64, ge=4, le=1024)
+    reward_scale: JsonFloat = Field(default=0.1, gt=0.0, le=1e3, description="rewards are multiplied by this to learn")
 
 
 RL_PARAMS: dict[str, type[AgentParams]] = {"q_learning": QLearningParams, "dqn": DQNParams, "ppo": PPOParams}
@@ -155,7 +155,7 @@ class TrainingRequest(StrictBody):
         description="hyperparameters of model_type (QLearningParams, DQNParams or PPOParams), validated per type; "
         "omitted ones take their defaults; for dqn, buffer_size must be at least batch_size"
     )
-    total_episodes: int = Field(ge=1, le=MAX_EPISODES)
+    total_episodes: JsonInt = Field(ge=1, le=MAX_EPISODES)
     wandb_project: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
     wandb_run_name: str | None = Field(None, min_length=1, max_length=128)
 
@@ -223,7 +223,7 @@ class DeployRequest(StrictBody):
         }
     )  # the seed's example
 
-    replicas: int = Field(1, ge=1, le=50)
+    replicas: JsonInt = Field(1, ge=1, le=50)
     resources: Resources = Field(default_factory=Resources)
     strategy: DeployStrategy = Field("rolling", description="rolling = RollingUpdate (no downtime), recreate")
     namespace: str | None = Field(
@@ -234,8 +234,8 @@ class DeployRequest(StrictBody):
 class ActRequest(StrictBody):
     """``POST /api/v1/models/{model_id}/act``: one observation in, one placement decision out."""
 
-    observation: list[float] = Field(min_length=1, max_length=4096)
-    current_replicas: list[int] | None = Field(
+    observation: list[JsonFloat] = Field(min_length=1, max_length=4096)
+    current_replicas: list[JsonInt] | None = Field(
         None, max_length=256, description="replicas per node now; the answer then includes the placement after"
     )
 

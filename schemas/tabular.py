@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from schemas import jobs
-from schemas.common import IsoDate, UtcDatetime, document_zero_bounds, per_type_rules
+from schemas.common import IsoDate, JsonFloat, JsonInt, UtcDatetime, document_zero_bounds, per_type_rules
 
 TabularModelType = Literal["lightgbm", "isolation_forest"]
 
@@ -29,21 +29,21 @@ class StrictModel(BaseModel):
 
 
 class LightGBMParams(StrictModel):
-    max_depth: int = Field(7, ge=-1, le=64, description="-1 = no limit")
-    learning_rate: float = Field(0.1, gt=0, le=1)
-    n_estimators: int = Field(100, ge=1, le=5000)
-    num_leaves: int = Field(31, ge=2, le=4096)
-    min_child_samples: int = Field(20, ge=1, le=100000)
+    max_depth: JsonInt = Field(7, ge=-1, le=64, description="-1 = no limit")
+    learning_rate: JsonFloat = Field(0.1, gt=0, le=1)
+    n_estimators: JsonInt = Field(100, ge=1, le=5000)
+    num_leaves: JsonInt = Field(31, ge=2, le=4096)
+    min_child_samples: JsonInt = Field(20, ge=1, le=100000)
     class_weight: Literal["balanced"] | None = Field(
         None, description="'balanced' reweights classes by inverse frequency; null = unweighted"
     )
-    subsample: float = Field(1.0, gt=0, le=1)
-    colsample_bytree: float = Field(1.0, gt=0, le=1)
-    seed: int = Field(42, ge=0)
+    subsample: JsonFloat = Field(1.0, gt=0, le=1)
+    colsample_bytree: JsonFloat = Field(1.0, gt=0, le=1)
+    seed: JsonInt = Field(42, ge=0)
 
 
 class IsolationForestParams(StrictModel):
-    n_estimators: int = Field(100, ge=1, le=5000)
+    n_estimators: JsonInt = Field(100, ge=1, le=5000)
     contamination: float | Literal["auto"] = Field(
         "auto",
         description="expected anomaly share in (0, 0.5], or 'auto'",
@@ -60,8 +60,8 @@ class IsolationForestParams(StrictModel):
             ]
         },
     )
-    max_features: float = Field(1.0, gt=0, le=1)
-    seed: int = Field(42, ge=0)
+    max_features: JsonFloat = Field(1.0, gt=0, le=1)
+    seed: JsonInt = Field(42, ge=0)
 
     @field_validator("max_samples", mode="before")
     @classmethod
