@@ -20,13 +20,26 @@ from schemas.common import new_id, utcnow
 from schemas.errors import ApiError
 
 
+def of_kind(kind: str = "train") -> dict[str, Any]:
+    """The query part selecting jobs of ``kind`` (a job stored before kinds existed is a training job)."""
+    if kind == "train":
+        return {"kind": {"$nin": [k for k in jobs.JOB_KINDS if k != "train"]}}
+    return {"kind": kind}
+
+
 async def find_job(
-    db: AsyncDatabase, job_id: str, domain: str, *, code: str = "JOB_NOT_FOUND", field: str = "job_id"
+    db: AsyncDatabase,
+    job_id: str,
+    domain: str,
+    *,
+    kind: str = "train",
+    code: str = "JOB_NOT_FOUND",
+    field: str = "job_id",
 ) -> dict[str, Any]:
-    """The job document of ``domain``, or 404 ``code``."""
-    doc = await db[mongo.JOBS].find_one({"_id": job_id, "domain": domain})
+    """The job document of ``domain`` and ``kind``, or 404 ``code``."""
+    doc = await db[mongo.JOBS].find_one({"_id": job_id, "domain": domain, **of_kind(kind)})
     if doc is None:
-        what = "training task" if field == "task_id" else "training job"
+        what = "training task" if field == "task_id" else "training job" if kind == "train" else f"{kind} job"
         raise ApiError(404, code, f"no {domain} {what} {job_id!r}", field=field)
     return doc
 
@@ -39,6 +52,7 @@ async def estimate_minutes(
     *,
     default_minutes_per_unit: float,
     unit_field: str | None = None,
+    kind: str = "train",
     history: int = 20,
     step: float = 0.1,
 ) -> float:
@@ -46,7 +60,7 @@ async def estimate_minutes(
     ``history`` completed jobs of this domain and type (``unit_field`` names a job's units in its document; none:
     one unit per job), rounded up to ``step``; ``default_minutes_per_unit`` before the first."""
     projection = {"duration_minutes": 1, **({unit_field: 1} if unit_field else {})}
-    query = {"domain": domain, "model_type": model_type, "status": "completed"}
+    query = {"domain": domain, "model_type": model_type, "status": "completed", **of_kind(kind)}
     rates: list[float] = []
     async for doc in db[mongo.JOBS].find(query, projection).sort("submitted_at", -1).limit(history):
         job_units = _field(doc, unit_field) if unit_field else 1
@@ -73,13 +87,16 @@ async def submit(
     estimated_minutes: float,
     record_count: int | None = None,
     id_prefix: str = "job",
+    kind: jobs.JobKind = "train",
+    job_id: str | None = None,
 ) -> jobs.TrainRequested:
     """Builds the first attempt's command (``spec``: the domain's job spec model), puts it on ``train.commands``
     (acknowledged by Kafka) and in the job projection before the caller answers 202."""
     principal = principal_of(request)
     command = jobs.TrainRequested(
-        job_id=new_id(id_prefix),
+        job_id=job_id or new_id(id_prefix),
         domain=domain,  # type: ignore[arg-type]
+        kind=kind,
         model_type=model_type,
         attempt=1,
         spec=spec.model_dump(mode="json"),

@@ -31,6 +31,8 @@ class Domain:
     workers: Sequence[WorkerHook] = ()
     training: TrainingHook | None = None
     """the runner and model naming of the domain's ``train.commands`` (``TrainRequested.domain == name``)"""
+    jobs: Mapping[str, TrainingHook] = field(default_factory=dict)
+    """other kinds of jobs the domain runs on the same job platform (lease, retry, cancel): kind -> runner"""
     projections: Sequence[Projection] = ()
     topics: Sequence[TopicSpec] = ()
     payloads: Mapping[str, Mapping[str, type[BaseModel]]] = field(default_factory=dict)
@@ -63,5 +65,11 @@ def workers(domains: Iterable[Domain]) -> list[WorkerHook]:
     return [hook for domain in domains for hook in domain.workers]
 
 
-def training(domains: Iterable[Domain]) -> dict[str, TrainingHook]:
-    return {domain.name: domain.training for domain in domains if domain.training is not None}
+def training(domains: Iterable[Domain]) -> dict[tuple[str, str], TrainingHook]:
+    """(domain, job kind) -> hook: every domain's training and its other job kinds"""
+    hooks: dict[tuple[str, str], TrainingHook] = {}
+    for domain in domains:
+        if domain.training is not None:
+            hooks[(domain.name, "train")] = domain.training
+        hooks |= {(domain.name, kind): hook for kind, hook in domain.jobs.items()}
+    return hooks

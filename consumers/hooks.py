@@ -39,9 +39,10 @@ class WorkerHook:
 
 
 Report = Callable[[float, Any], None]
-Runner = Callable[[str, str, jobs.TrainRequested, Report], jobs.TrainingOutcome]
-"""(mongodb_url, db_name, command, report) -> outcome, inside a training pool process; the runner reads the
-command's ``spec`` with its domain's spec model. It is passed to the pool by reference (module and name), so it
+Runner = Callable[[str, str, jobs.TrainRequested, Report], jobs.JobOutcome]
+"""(mongodb_url, db_name, command, report) -> outcome (``TrainingOutcome``: a model to register;
+``FilesOutcome``: files to store), inside a training pool process; the runner reads the command's ``spec`` with
+its domain's spec model. It is passed to the pool by reference (module and name), so it
 must be a module-level function."""
 Naming = Callable[[jobs.TrainRequested, int], tuple[str, str, str]]
 """(command, n-th model of its counter) -> (model_id, version, model_name)"""
@@ -59,8 +60,11 @@ class EpisodeStream:
 
 @dataclass(frozen=True)
 class TrainingHook:
+    """How the job platform runs one kind of a domain's jobs (``train`` or ``score``) under its lease."""
+
     runner: Runner
-    naming: Naming
+    naming: Naming | None = None
+    """model naming of a runner that returns a ``TrainingOutcome`` (required for those)"""
     warm_up: Callable[[], Any] | None = None
     """run once in each training pool process at start (module-level function)"""
     counter: Callable[[jobs.TrainRequested], str] | None = None

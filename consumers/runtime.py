@@ -39,14 +39,14 @@ def all_roles(workers: Sequence[WorkerHook]) -> tuple[str, ...]:
 
 class Consumers:
     """The consumers of one process: the platform's (training, serving, projector, archive) and the domains'
-    ``workers`` for the process's ``roles``; ``training`` maps each domain to its runner and naming."""
+    ``workers`` for the process's ``roles``; ``training`` maps each (domain, job kind) to its runner and naming."""
 
     def __init__(
         self,
         settings: Settings,
         *,
         workers: Sequence[WorkerHook],
-        training: Mapping[str, TrainingHook],
+        training: Mapping[tuple[str, str], TrainingHook],
         roles: tuple[str, ...] | None = None,
     ) -> None:
         self.settings = settings

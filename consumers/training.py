@@ -23,6 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import timedelta
 from typing import Any
 
+from bson import ObjectId
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from pymongo import ReturnDocument
@@ -77,10 +78,10 @@ class JobEvents:
 
 
 class TrainingService:
-    def __init__(self, deps: Deps, hooks: Mapping[str, TrainingHook]) -> None:
+    def __init__(self, deps: Deps, hooks: Mapping[tuple[str, str], TrainingHook]) -> None:
         self.deps = deps
         self.hooks = dict(hooks)
-        """domain -> its runner, model naming, warm-up and episode stream"""
+        """(domain, job kind) -> its runner, model naming, warm-up and episode stream"""
         self.settings = deps.settings
         self.db: AsyncDatabase = deps.db
         self._ctx = multiprocessing.get_context("spawn")
@@ -105,7 +106,7 @@ class TrainingService:
             initializer=training_runner.limit_threads,
             initargs=(self.settings.train_threads_effective,),
         )
-        warm_ups = [hook.warm_up for hook in self.hooks.values() if hook.warm_up is not None]
+        warm_ups = list(dict.fromkeys(hook.warm_up for hook in self.hooks.values() if hook.warm_up is not None))
         for _ in range(self.settings.train_processes):
             self._pool.submit(training_runner.warm_up, warm_ups)
 
@@ -236,7 +237,7 @@ class TrainingService:
         finally:
             self._slots.release()
 
-    async def _supervise(self, cmd: jobs.TrainRequested, events: JobEvents) -> jobs.TrainingOutcome | None:
+    async def _supervise(self, cmd: jobs.TrainRequested, events: JobEvents) -> jobs.JobOutcome | None:
         assert self._pool is not None and self._manager is not None
         progress_q = self._manager.Queue()
         cancel = self._manager.Event()
@@ -310,7 +311,12 @@ class TrainingService:
                 *(self.deps.publisher.publish(stream.topic, env, key=cmd.job_id) for env in envelopes[i : i + 200])
             )
 
-    async def _complete(self, cmd: jobs.TrainRequested, events: JobEvents, outcome: jobs.TrainingOutcome) -> None:
+    async def _complete(self, cmd: jobs.TrainRequested, events: JobEvents, outcome: jobs.JobOutcome) -> None:
+        if isinstance(outcome, jobs.FilesOutcome):
+            await self._complete_files(cmd, events, outcome)
+            return
+        if not isinstance(outcome, jobs.TrainingOutcome):
+            raise TypeError(f"a job runner returned {type(outcome).__name__}")
         artifact = outcome.artifact
         sha = hashlib.sha256(artifact).hexdigest()
         if sha != outcome.sha256:
@@ -381,8 +387,44 @@ class TrainingService:
         )
         log.info("job completed", extra={"job_id": cmd.job_id, "model_id": model_id})
 
+    async def _complete_files(self, cmd: jobs.TrainRequested, events: JobEvents, outcome: jobs.FilesOutcome) -> None:
+        """Stores the files of a job that used a model (batch scores) while the lease is still ours, then
+        completes the job once (compare-and-set on the lease; a lost lease deletes what was stored)."""
+        if not await self._heartbeat(cmd):
+            raise LeaseLost(cmd.job_id)
+        stored: dict[str, dict[str, Any]] = {}
+        for name, data in outcome.files.items():
+            file_id = await artifacts.store(
+                self.db,
+                f"{cmd.job_id}.{name}",
+                data,
+                {"kind": "job_output", "job_id": cmd.job_id, "attempt": cmd.attempt, "model_id": outcome.model_id},
+            )
+            stored[name] = {"file_id": str(file_id), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        done = await self.db[mongo.LEASES].find_one_and_update(
+            self._lease_filter(cmd), {"$set": {"state": "done", "finished_at": utcnow(), "model_id": outcome.model_id}}
+        )
+        if done is None:
+            for entry in stored.values():
+                await artifacts.delete(self.db, ObjectId(entry["file_id"]))
+            raise LeaseLost(cmd.job_id)
+        await events.emit(
+            jobs.JOB_COMPLETED,
+            jobs.JobCompleted(
+                job_id=cmd.job_id,
+                attempt=cmd.attempt,
+                model_id=outcome.model_id,
+                metrics=outcome.metrics,
+                result={**outcome.result, "files": stored},
+            ),
+            final=True,
+        )
+        log.info("job completed", extra={"job_id": cmd.job_id, "model_id": outcome.model_id, "files": list(stored)})
+
     async def _next_version(self, cmd: jobs.TrainRequested) -> tuple[str, str, str]:
         hook = self._hook(cmd)
+        if hook.naming is None:
+            raise TypeError(f"the {cmd.domain} {cmd.kind} runner returned a model but has no model naming")
         key = counter_key(cmd, hook.counter(cmd) if hook.counter else None)
         counter = await self.db[mongo.COUNTERS].find_one_and_update(
             {"_id": key}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
@@ -390,9 +432,9 @@ class TrainingService:
         return hook.naming(cmd, int(counter["seq"]))
 
     def _hook(self, cmd: jobs.TrainRequested) -> TrainingHook:
-        hook = self.hooks.get(cmd.domain)
+        hook = self.hooks.get((cmd.domain, cmd.kind))
         if hook is None:
-            raise ValueError(f"unknown training domain {cmd.domain!r}")
+            raise ValueError(f"no {cmd.kind!r} jobs in domain {cmd.domain!r}")
         return hook
 
     async def _fail_or_retry(

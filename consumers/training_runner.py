@@ -31,7 +31,7 @@ def warm_up(steps: Sequence[Callable[[], Any]]) -> int:
 
 def run_job(
     runner: Runner, mongodb_url: str, db_name: str, command: jobs.TrainRequested, progress_q: Any, cancel: Any
-) -> jobs.TrainingOutcome | None:
+) -> jobs.JobOutcome | None:
     """Runs the domain's ``runner``; returns its outcome, or None when the job was cancelled; raises on failure."""
 
     def report(pct: float, figures: Any) -> None:

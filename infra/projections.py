@@ -45,6 +45,7 @@ def reduce_job(doc: Doc | None, env: Envelope) -> Doc | None:
                 "_id": cmd.job_id,
                 "job_id": cmd.job_id,
                 "domain": cmd.domain,
+                "kind": cmd.kind,
                 "model_type": cmd.model_type,
                 "status": "started",
                 "progress": 0.0,

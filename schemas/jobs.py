@@ -13,6 +13,9 @@ from schemas.envelope import Envelope, Payload
 JobStatus = Literal["started", "running", "completed", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 Domain = Literal["tabular", "lotto", "rl"]
+JobKind = Literal["train", "score"]
+"""train: fits a model and registers it; score: scores records with a registered model and stores the scores"""
+JOB_KINDS: tuple[str, ...] = ("train", "score")
 
 # event types
 TRAIN_REQUESTED = "modelbus.train.job.requested"
@@ -33,6 +36,7 @@ class TrainRequested(Payload):
 
     job_id: str
     domain: Domain
+    kind: JobKind = Field("train", description="train: fit and register a model; score: batch scoring")
     model_type: str
     attempt: int = 1
     spec: dict[str, Any] = Field(description="domain request: data period, hyperparameters, machine, episodes…")
@@ -59,9 +63,11 @@ class JobProgress(Payload):
 class JobCompleted(Payload):
     job_id: str
     attempt: int
-    model_id: str
+    model_id: str = Field(description="the model the job registered (train) or scored with (score)")
     metrics: dict[str, Any]
-    result: dict[str, Any] = Field(default_factory=dict, description="hold-out split, baseline, episode series…")
+    result: dict[str, Any] = Field(
+        default_factory=dict, description="hold-out split, baseline, episode series…; a scoring job's stored files"
+    )
 
 
 class JobFailed(Payload):
@@ -142,17 +148,30 @@ def status_changed(
     return Envelope.wrap(MODEL_STATUS_CHANGED, model_id, payload, source=source, sequence=version, cause=cause)
 
 
-class TrainingOutcome(BaseModel):
-    """What a domain's training runner returns from its pool process: the artifact (with the sha256 the runner
-    computed), the hold-out metrics, the job result and the model's lineage; optionally the per-record hold-out
-    predictions stored beside the artifact."""
+class JobOutcome(BaseModel):
+    """What a domain's job runner returns from its pool process: the job's figures and result."""
+
+    metrics: dict[str, Any]
+    result: dict[str, Any]
+
+
+class TrainingOutcome(JobOutcome):
+    """A training job's outcome: the artifact (with the sha256 the runner computed), the hold-out metrics, the job
+    result and the model's lineage; optionally the per-record hold-out predictions stored beside the artifact.
+    The worker registers the model."""
 
     artifact: bytes
     sha256: str
-    metrics: dict[str, Any]
-    result: dict[str, Any]
     lineage: dict[str, Any]
     holdout_predictions: bytes | None = None
+
+
+class FilesOutcome(JobOutcome):
+    """A job that used a registered model (``model_id``) and produced files (e.g. batch scores), which the worker
+    stores in GridFS once it still holds the lease; ``result["files"]`` then names them."""
+
+    model_id: str
+    files: dict[str, bytes]
 
 
 document_zero_bounds(globals())

@@ -25,14 +25,16 @@ REPLAY_SECONDS = 120.0
 LOWER_IS_BETTER = frozenset({"false_positive_rate", "loss", "latency", "mean_latency", "overload", "cost"})
 
 CANCEL_PATHS = {
-    "tabular": "/v1/ml/train/{job_id}/cancel",
-    "rl": "/api/v1/training/{job_id}/cancel",
+    ("tabular", "train"): "/v1/ml/train/{job_id}/cancel",
+    ("tabular", "score"): "/v1/ml/predict/batch/{job_id}/cancel",
+    ("rl", "train"): "/api/v1/training/{job_id}/cancel",
 }
-"""The API route that cancels a job of each domain (lotto member training has none)."""
+"""The API route that cancels a job of each domain and kind (lotto member training has none)."""
 
 JOB_FIELDS = {
     "job_id": 1,
     "domain": 1,
+    "kind": 1,
     "model_type": 1,
     "status": 1,
     "progress": 1,
@@ -57,7 +59,7 @@ async def live_from(hub: Hub) -> dict[str, int]:
 
 
 def cancel_path(doc: dict[str, Any]) -> str | None:
-    template = CANCEL_PATHS.get(doc.get("domain", ""))
+    template = CANCEL_PATHS.get((doc.get("domain", ""), doc.get("kind") or "train"))
     return template.format(job_id=doc["job_id"]) if template else None
 
 

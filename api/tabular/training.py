@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.errors import error_responses
-from api.jobs import estimate_minutes, find_job, status_fields, submit
+from api.jobs import estimate_minutes, find_job, of_kind, status_fields, submit
 from api.security import api_key_guard, principal_of
 from infra import mongo
 from infra.tabular.records import count_records, extent
@@ -114,7 +114,7 @@ class TrainingController(Controller):
 
     @get("/history", summary="Training jobs, newest first", responses=error_responses(422))
     async def history(self, db: AsyncDatabase, limit: Annotated[int, Parameter(ge=1, le=100)] = 10) -> TrainingHistory:
-        cursor = db[mongo.JOBS].find({"domain": "tabular"}).sort("submitted_at", -1).limit(limit)
+        cursor = db[mongo.JOBS].find({"domain": "tabular", **of_kind("train")}).sort("submitted_at", -1).limit(limit)
         items = [training_job(doc) async for doc in cursor]
         return TrainingHistory(jobs=items, count=len(items), limit=limit)
 

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 from pymongo import ASCENDING, IndexModel
 
+from api.tabular.batch_scoring import BatchScoringController
 from api.tabular.data import DataController
 from api.tabular.models import ModelsController
 from api.tabular.training import TrainingController
 from bootstrap.domain import Domain
 from consumers.hooks import TrainingHook, WorkerHook
-from consumers.tabular import ingest, serving, training
+from consumers.tabular import batch_scoring, ingest, serving, training
 from infra import mongo
 from schemas import data
 from schemas.topics import TopicSpec
 
 DOMAIN = Domain(
     name="tabular",
-    routes=[TrainingController, DataController, ModelsController],
+    routes=[TrainingController, DataController, ModelsController, BatchScoringController],
     workers=[
         WorkerHook("serving", serving.register),
         WorkerHook("ingest", ingest.register, prepare=ingest.prepare),
     ],
     training=TrainingHook(training.train_tabular_job, training.tabular_name, warm_up=training.warm_up),
+    jobs={"score": TrainingHook(batch_scoring.score_job, warm_up=training.warm_up)},
     topics=[
         TopicSpec(
             "data.records",

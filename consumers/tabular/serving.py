@@ -36,8 +36,7 @@ from consumers.serving import Alongside, ServingService
 from infra import artifacts, mongo
 from infra.periodic import Periodic
 from ml.canary.routing import choose_arm
-from ml.tabular.isolation_forest import IsolationForestModel
-from ml.tabular.lightgbm_model import LightGBMModel
+from ml.tabular import scoring
 from producers.publisher import envelope_headers
 from schemas import deploy
 from schemas.common import new_id, utcnow
@@ -51,23 +50,11 @@ log = logging.getLogger("modelbus.tabular_serving")
 class Loaded:
     model_id: str
     model_type: str
-    model: LightGBMModel | IsolationForestModel
+    model: scoring.TabularModel
     features: list[str]
 
     def score(self, rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        X = np.array([[_num(r.get(name)) for name in self.features] for r in rows], dtype=np.float64).reshape(
-            len(rows), len(self.features)
-        )
-        if isinstance(self.model, LightGBMModel):
-            scores = self.model.predict_scores(X)
-            return scores, (scores >= 0.5).astype(np.int8)
-        return self.model.predict_scores(X), self.model.predict(X)
-
-
-def _num(value: Any) -> float:
-    if value is None:
-        return float("nan")
-    return float(value)
+        return scoring.score(self.model, scoring.feature_matrix(rows, self.features))
 
 
 class TabularServing:
@@ -127,8 +114,7 @@ class TabularServing:
         if doc is None:
             raise RuntimeError(f"model {model_id} is not in the registry")
         data = await artifacts.model_artifact(self.deps.db, doc)
-        cls = LightGBMModel if doc["model_type"] == "lightgbm" else IsolationForestModel
-        model = await asyncio.to_thread(cls.from_bytes, data)
+        model = await asyncio.to_thread(scoring.load_model, doc["model_type"], data)
         return Loaded(model_id, doc["model_type"], model, list(model.feature_names))
 
     async def predict(self, body: deploy.ScoreRecords, env: Envelope) -> Alongside:

@@ -4,6 +4,7 @@ servers (separate topics and database) and two `modelbus worker --roles training
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -147,3 +148,59 @@ def test_job_fails_with_reason_after_last_attempt(mini: tuple[StackThread, Setti
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(30)
+
+
+def test_kill_9_mid_batch_scoring_scores_every_record_once(
+    mini: tuple[StackThread, Settings], tmp_path: Path
+) -> None:
+    """A batch scoring job (issue 16) on the same job platform: its worker is killed mid-job, another takes it
+    over after the lease expires, and the one stored result still holds every record of the period once."""
+    thread, own = mini
+    db: Any = MongoClient(own.mongodb_url, tz_aware=True)[own.mongodb_db]
+    model = db.models.find_one({"domain": "tabular"})
+    assert model is not None, "the first test of this module trains one"
+    workers = [_worker(own, tmp_path / f"w{i}.log") for i in range(2)]
+    try:
+        for i in range(2):
+            wait_for(lambda i=i: b"consuming" in (tmp_path / f"w{i}.log").read_bytes(), timeout=60, what="worker up")
+        time.sleep(8)  # both workers join the consumer group
+        api = httpx.Client(base_url=thread.stack.info["api_url"], headers={"X-API-Key": TEST_KEY}, timeout=30)
+        period = SEED_TRAIN_BODY["data_period"]
+        count = api.get("/v1/ml/data/summary", params=period).json()["record_count"]
+        body = {
+            "data_period": period,
+            "model_id": model["_id"],
+            "chunk_records": 500,
+            "max_records_per_second": max(500, count // 12),  # about 12 s, so the kill lands mid-job
+        }
+        resp = api.post("/v1/ml/predict/batch", json=body)
+        assert resp.status_code == 202, resp.text
+        job_id = resp.json()["job_id"]
+        lease = wait_for(lambda: db.leases.find_one({"_id": job_id, "state": "active"}), timeout=60, what="lease")
+        wait_for(
+            lambda: 0 < api.get(f"/v1/ml/predict/batch/{job_id}").json()["records_scored"] < count,
+            timeout=60,
+            interval=0.1,
+            what="scoring under way",
+        )
+        owner_pid = int(lease["owner"].split("-")[-2])
+        victim = next(w for w in workers if w.pid == owner_pid)
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait()
+
+        def finished() -> dict[str, Any] | None:
+            status = api.get(f"/v1/ml/predict/batch/{job_id}").json()
+            return status if status["status"] in ("completed", "failed", "cancelled") else None
+
+        final = wait_for(finished, timeout=180, what="batch job after the kill")
+        assert final["status"] == "completed" and final["attempts"] == 2, final
+        rows = [line for line in api.get(f"/v1/ml/predict/batch/{job_id}/results").text.splitlines() if line]
+        keys = [json.loads(line)["record"] for line in rows]
+        assert len(keys) == count and len(set(keys)) == count
+        outputs = db["artifacts.files"].count_documents({"metadata.job_id": job_id, "metadata.kind": "job_output"})
+        assert outputs == 1  # only the completing attempt's scores were stored
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                os.killpg(w.pid, signal.SIGTERM)
+                w.wait(30)

@@ -25,6 +25,7 @@ DOMAINS = ("tabular", "lotto", "rl", "canary")
 DOMAIN_SCHEMAS = {
     "schemas.tabular": "tabular",
     "schemas.data": "tabular",
+    "schemas.batch_scoring": "tabular",
     "schemas.lotto": "lotto",
     "schemas.rl": "rl",
     "schemas.deploy": "canary",
