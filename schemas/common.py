@@ -189,7 +189,26 @@ def parameters_schema(model: type[BaseModel], *, leave_out: tuple[str, ...] = ()
         if name in schema.get("required", []):
             schema["required"].remove(name)
     schema["additionalProperties"] = False if model.model_config.get("extra") == "forbid" else True
+    _bounds_as_keywords(schema)
     return schema
+
+
+_BOUND_KEYWORDS = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
+
+
+def _bounds_as_keywords(schema: Any) -> None:
+    """pydantic writes the bounds of an optional number (``int | None = Field(ge=1)``) as ``ge``/``le``…, which are
+    no JSON-schema keywords: write them as ``minimum``/``maximum``…"""
+    if isinstance(schema, dict):
+        for short, keyword in _BOUND_KEYWORDS.items():
+            numeric = schema.get("type") in ("integer", "number")
+            if numeric and short in schema and isinstance(schema[short], int | float):
+                schema[keyword] = schema.pop(short)
+        for value in schema.values():
+            _bounds_as_keywords(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _bounds_as_keywords(value)
 
 
 def per_type_rules(

@@ -92,6 +92,9 @@ LOTTO = [
     {"machine_type": "1호기", "model_type": "enhanced_predictor", "parameters": {"window": 5}},
     {"machine_type": "1호기", "model_type": "sklearn_ensemble", "parameters": {"estimator": "random_forest"}},
     {"machine_type": "1호기", "model_type": "sklearn_ensemble", "parameters": {"estimator": "svm"}},
+    {"machine_type": "1호기", "model_type": "sklearn_ensemble", "parameters": {"max_depth": -410}},  # optional: bounds
+    {"machine_type": "1호기", "model_type": "sklearn_ensemble", "parameters": {"max_depth": None}},
+    {"machine_type": 2.0, "model_type": "enhanced_predictor", "parameters": {"window": True}},
     {"machine_type": "1호기", "model_type": "pytorch_transformer", "parameters": {"window": 50}},
     {"machine_type": "1호기", "model_type": "pytorch_transformer", "parameters": {"heads": 8, "epochs": 1}},
 ]
