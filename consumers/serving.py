@@ -3,7 +3,6 @@ Domain handlers (tabular predictions, lotto generation, RL actions) register by 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,9 +22,8 @@ log = logging.getLogger("modelbus.serving")
 
 @dataclass
 class Alongside:
-    """A handler's result plus work that runs while the reply travels, e.g. storing the served predictions,
-    and work that must not delay the reply at all (``after``: started once the reply is delivered, e.g. a
-    shadow model's scoring). All of it is awaited before the next request takes this slot."""
+    """A handler's result plus work that runs once the reply is sent, e.g. storing the served predictions, then
+    ``after`` (e.g. a shadow model's scoring). All of it is awaited before the next request takes this slot."""
 
     result: BaseModel
     work: Awaitable[Any]
@@ -68,26 +66,25 @@ class ServingService:
             reply_to = headers.get("x-reply-topic")
             env = Envelope.from_bytes(record.value)
             reply, alongside = await self.serve(env)
-            sends: list[Awaitable[Any]] = [alongside.work] if alongside is not None else []
             if reply_to:
                 out = Envelope.wrap(
                     RPC_REPLIED, env.subject, reply, source=f"modelbus/worker/{self.deps.worker_id}", cause=env
                 )
-                sends.append(
-                    self.deps.publisher.publish_direct(
-                        reply_to,
-                        out.to_bytes(),
-                        key=env.subject,
-                        headers={
-                            "content-type": "application/cloudevents+json",
-                            "ce_type": out.type,
-                            "x-correlation-id": headers.get("x-correlation-id", ""),
-                        },
-                    )
+                reply_sent = self.deps.publisher.publish_direct(
+                    reply_to,
+                    out.to_bytes(),
+                    key=env.subject,
+                    headers={
+                        "content-type": "application/cloudevents+json",
+                        "ce_type": out.type,
+                        "x-correlation-id": headers.get("x-correlation-id", ""),
+                    },
                 )
-            await asyncio.gather(*sends)
-            if alongside is not None and alongside.after is not None:
-                await alongside.after
+                await reply_sent  # first: building a batch's served events would hold the reply back
+            if alongside is not None:
+                await alongside.work
+                if alongside.after is not None:
+                    await alongside.after
 
     async def serve(self, env: Envelope) -> tuple[RpcReply, Alongside | None]:
         """The reply, and the handler's work to finish alongside and after sending it (if any)."""

@@ -204,8 +204,15 @@ class RpcClient:
             if request_topic != self._last_request_topic:  # a new generation: forget the deleted ones first
                 self._forget()
                 self._last_request_topic = request_topic
-        env = Envelope.wrap(
-            RPC_REQUESTED, key, RpcRequest(kind=kind, body=body), source="modelbus/api", correlationid=corr
+        # ``body`` is already the JSON form of the kind's body model: the request's data as is (dumping it again
+        # would walk a 1,000-record body twice more)
+        env = Envelope(
+            type=RPC_REQUESTED,
+            subject=key,
+            source="modelbus/api",
+            data={"kind": kind, "body": body},
+            correlationid=corr,
+            schemaversion=int(getattr(RpcRequest, "schema_version", 1)),
         )
         try:
             await self.publisher.publish_direct(

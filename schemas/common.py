@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from datetime import UTC, date, datetime
@@ -16,8 +17,10 @@ def utcnow() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+@functools.lru_cache(maxsize=256)
 def iso(dt: datetime) -> str:
-    """ISO 8601 in UTC with a ``Z`` and millisecond precision."""
+    """ISO 8601 in UTC with a ``Z`` and millisecond precision. Cached: the events of one batch share their
+    times (a 1,000-record prediction formats the same two instants 2,000 times)."""
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -4,10 +4,11 @@ ignore repeated or older events. Unknown attributes and payload fields are kept.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.common import UtcDatetime, utcnow
 
@@ -62,6 +63,32 @@ class Envelope(BaseModel):
             schemaversion=int(getattr(payload, "schema_version", 1)),
         )
 
+    @classmethod
+    def wrap_many(
+        cls, type_: str, model: type[BaseModel], payloads: list[dict[str, Any]], *, subject: str, source: str
+    ) -> list[Envelope]:
+        """One event per payload (each validated as ``model``; ``subject`` names the payload field that is the
+        event's subject and correlation), in two validations of the whole list: a batch of 1,000 served
+        predictions costs half of 1,000 ``wrap`` calls."""
+        data = _list_adapter(model).dump_python(_list_adapter(model).validate_python(payloads), mode="json")
+        now = utcnow()
+        version = int(getattr(model, "schema_version", 1))
+        return _ENVELOPES.validate_python(
+            [
+                {
+                    "id": str(uuid.uuid4()),
+                    "time": now,
+                    "type": type_,
+                    "subject": item[subject],
+                    "source": source,
+                    "data": item,
+                    "correlationid": item[subject],
+                    "schemaversion": version,
+                }
+                for item in data
+            ]
+        )
+
     def payload(self, model: type[P]) -> P:
         return model.model_validate(self.data)
 
@@ -71,3 +98,11 @@ class Envelope(BaseModel):
     @classmethod
     def from_bytes(cls, raw: bytes | str) -> Envelope:
         return cls.model_validate_json(raw)
+
+
+_ENVELOPES = TypeAdapter(list[Envelope])
+
+
+@functools.cache
+def _list_adapter(model: type[BaseModel]) -> TypeAdapter[list[Any]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]

@@ -18,7 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from api.errors import error_responses
 from api.security import api_key_guard, principal_of
-from api.workers import call_worker
+from api.workers import worker_result
 from infra import mongo
 from producers.canary.deploy import DeployConflict, Deployer, Step, current_state
 from producers.publisher import EventPublisher
@@ -487,12 +487,15 @@ class PredictController(Controller):
         )
         key = records[0].routing_key or new_id("pred")
         t0 = time.perf_counter()
-        result = await call_worker(rpc, deploy.TABULAR_PREDICT, deploy.ScoreRecords(records=records), key=key)
+        result = await worker_result(rpc, deploy.TABULAR_PREDICT, deploy.ScoreRecords(records=records), key=key)
         latency = round((time.perf_counter() - t0) * 1000, 3)
-        predictions = [deploy.Prediction(**dict(p), latency_ms=latency) for p in result.predictions]
+        # the worker's ScoredRecords validated once, straight into the answer (Prediction extends ScoredRecord)
+        predictions = [p | {"latency_ms": latency} for p in result.get("predictions", ())]
         if single:
-            return predictions[0]
-        return deploy.PredictionBatch(predictions=predictions, count=len(predictions), latency_ms=latency)
+            return deploy.Prediction.model_validate(predictions[0])
+        return deploy.PredictionBatch.model_validate(
+            {"predictions": predictions, "count": len(predictions), "latency_ms": latency}
+        )
 
     @post(
         "/feedback",

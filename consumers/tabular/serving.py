@@ -169,17 +169,26 @@ class TabularServing:
                     out[i]["label"] = int(labels[j])
                 else:
                     out[i]["error"] = error
-        result = deploy.ScoredRecords.model_construct(  # built from our own fields: nothing to validate
-            predictions=[
-                deploy.ScoredRecord.model_construct(
-                    **{k: v for k, v in p.items() if k not in ("latency_ms", "latency_observed", "percentage")},
-                    worker_ms=p["latency_ms"],
-                )
-                for p in out
-            ]
+        result = deploy.ScoredRecords.model_validate(  # one validation of plain dicts (cheaper than 1,000 models)
+            {
+                "predictions": [
+                    {
+                        "prediction_id": p["prediction_id"],
+                        "model_id": p["model_id"],
+                        "arm": p["arm"],
+                        "canary_id": p["canary_id"],
+                        "routing_key": p["routing_key"],
+                        "score": p["score"],
+                        "label": p["label"],
+                        "error": p["error"],
+                        "worker_ms": p["latency_ms"],
+                    }
+                    for p in out
+                ]
+            }
         )
         shadow = self._shadow_after(out, records, state) if state.shadow is not None else None
-        return Alongside(result, self._record(out), after=shadow)  # served events travel with the reply
+        return Alongside(result, self._record(out), after=shadow)  # served events follow the reply at once
 
     def _shadow(
         self, out: list[dict[str, Any]], records: list[deploy.PredictRecord], state: deploy.DeploymentState
@@ -234,31 +243,31 @@ class TabularServing:
 
     async def _record(self, out: list[dict[str, Any]]) -> None:
         now = utcnow()
-        source = f"modelbus/worker/{self.deps.worker_id}"
-        envs = [
-            Envelope.wrap(
-                deploy.PREDICTION_SERVED,
-                p["prediction_id"],
-                deploy.PredictionServed(
-                    prediction_id=p["prediction_id"],
-                    model_id=p["model_id"],
-                    arm=p["arm"],
-                    canary_id=p["canary_id"],
-                    shadow_id=p.get("shadow_id"),
-                    percentage=p["percentage"],
-                    score=p["score"],
-                    label=p["label"],
-                    latency_ms=p["latency_ms"],
-                    latency_observed=p.get("latency_observed", True),
-                    error=p["error"],
-                    routing_key=p["routing_key"],
-                    worker_id=self.deps.worker_id,
-                    served_at=now,
-                ),
-                source=source,
-            )
-            for p in out
-        ]
+        envs = Envelope.wrap_many(
+            deploy.PREDICTION_SERVED,
+            deploy.PredictionServed,
+            [
+                {
+                    "prediction_id": p["prediction_id"],
+                    "model_id": p["model_id"],
+                    "arm": p["arm"],
+                    "canary_id": p["canary_id"],
+                    "shadow_id": p.get("shadow_id"),
+                    "percentage": p["percentage"],
+                    "score": p["score"],
+                    "label": p["label"],
+                    "latency_ms": p["latency_ms"],
+                    "latency_observed": p.get("latency_observed", True),
+                    "error": p["error"],
+                    "routing_key": p["routing_key"],
+                    "worker_id": self.deps.worker_id,
+                    "served_at": now,
+                }
+                for p in out
+            ],
+            subject="prediction_id",
+            source=f"modelbus/worker/{self.deps.worker_id}",
+        )
         results = await self.deps.publisher.publish_many_direct(
             "predict.served", [(e.to_bytes(), e.subject, envelope_headers(e)) for e in envs], lingering=True
         )
