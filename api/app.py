@@ -21,6 +21,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from api.caching import RESPONSE_CACHE, ETagMiddleware
 from api.console import NavItem, close_hub, console
 from api.errors import EXCEPTION_HANDLERS, ContractSchemaPlugin
+from api.keep_warm import KeepWarm
 from api.middleware import RequestIdMiddleware
 from api.monitoring import MonitoringController, RequestLogMiddleware, monitoring_lifespan
 from api.ratelimit import RateLimiter
@@ -75,9 +76,12 @@ def create_app(
         except BrokerUnavailable:
             log.warning("Kafka unreachable at start; commands will answer 503 until it is back")
         app.state.limiter.start()
+        keep_warm = KeepWarm(rpc, db, settings.keep_warm_seconds)
+        keep_warm.start()
         try:
             yield
         finally:
+            await keep_warm.stop()
             await app.state.limiter.stop()
             await rpc.close()
             await publisher.close()

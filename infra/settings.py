@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     idle_after_seconds: float = Field(
         10.0, gt=0, le=3600, description="how long a consumer fetches nothing before it waits the idle fetch wait"
     )
+    keep_warm_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="an API process that made no worker call for this long pings a serving worker over Kafka and "
+        "the database once, so the first request after a long pause finds every connection of its path open "
+        "(brokers and databases close idle connections; Kafka's default is after 10 minutes). 0 = never",
+    )
     kafka_embedded: bool = Field(
         False,
         description="set by `modelbus up` when it started the embedded Tansu broker (turns on topic generations); "

@@ -68,6 +68,11 @@ def generation_topic(settings: Settings, short: str, gen: int) -> str:
     return settings.topic(short) if gen == 0 else f"{settings.topic(short)}.g{gen}"
 
 
+def partitions_of(settings: Settings, short: str) -> int:
+    """How many partitions each generation of ``short`` has (as its catalog topic)."""
+    return 1 if TOPICS[short].one_partition else settings.topic_partitions
+
+
 def base_topic(name: str) -> str:
     """``modelbus.predict.served.g3`` -> ``modelbus.predict.served`` (other names unchanged)."""
     match = _GEN.match(name)
@@ -392,8 +397,9 @@ class Generations:
         if pending is None and (force or now - float(doc.get("switched_at", 0.0)) > MIN_GENERATION_S):
             if force or await self._full(short, gen):
                 nxt = gen + 1
-                partitions = 1 if TOPICS[short].one_partition else self.settings.topic_partitions
-                await create_topic(self.settings, generation_topic(self.settings, short, nxt), partitions)
+                await create_topic(
+                    self.settings, generation_topic(self.settings, short, nxt), partitions_of(self.settings, short)
+                )
                 updated = await coll.find_one_and_update(
                     {"_id": short, "gen": gen, "pending": None},
                     {"$set": {"pending": nxt, "pending_at": now}, "$addToSet": {"live": nxt}},

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -50,6 +51,8 @@ class RpcClient:
         self.reply_topic = self.base_reply_topic
         """where this process's replies go now (a generation of its own after a rollover, embedded broker)"""
         self._pending: dict[str, asyncio.Future[RpcReply]] = {}
+        self.last_call = time.monotonic()
+        """when the last call was made (``api.keep_warm`` pings when it is long ago)"""
         self._reply_topic_of: dict[str, str] = {}
         self._readers: dict[str, _Reader] = {}
         self._started = False
@@ -191,6 +194,7 @@ class RpcClient:
     async def call(self, kind: str, body: dict[str, Any], *, key: str, timeout_s: float | None = None) -> RpcReply:
         """Publishes a request and waits for its reply (raises RpcTimeout, BrokerUnavailable)."""
         await self.start()
+        self.last_call = time.monotonic()
         corr = uuid.uuid4().hex
         future: asyncio.Future[RpcReply] = asyncio.get_running_loop().create_future()
         self._pending[corr] = future

@@ -10,6 +10,10 @@ and commits nothing), fanned out to every SSE client of that topic.
   reconnect, or after the page's ``after`` number. A page whose projection may lag the topic (a job that has
   completed on Kafka but not yet in MongoDB) starts from ``since(topic, seconds)`` and replays the last
   minutes: the pages' updates are idempotent.
+* On the embedded broker the busy topics move to fresh generations (``infra/topic_generations.py``): a feed of
+  such a topic adds each new generation's partitions, from their start, as soon as the generation view names
+  it, and lets an older generation go ``GENERATION_GRACE_SECONDS`` later (producers switch within seconds and
+  a drained generation is deleted), so the console follows ``predict.served`` and ``predict.requests``.
 * A stream ends after ``STREAM_SECONDS`` (the browser's EventSource reconnects and resumes), so a server
   shutting down never waits on an open console tab for long; a topic's consumer stops ``IDLE_SECONDS``
   after its last client left."""
@@ -31,6 +35,7 @@ from aiokafka.errors import KafkaError
 from litestar import Litestar, Request
 
 from infra.settings import Settings
+from infra.topic_generations import ROLLED, GenerationView, partitions_of
 from producers.publisher import BrokerUnavailable
 from schemas.topics import TOPICS
 
@@ -43,6 +48,7 @@ KEEPALIVE_SECONDS = 10.0
 PRELOAD = 200
 PRELOAD_SECONDS = 3.0
 START_SECONDS = 8.0
+GENERATION_GRACE_SECONDS = 30.0
 MAX_VALUE_BYTES = 16_384
 """Bigger message bodies (a 1,000-record batch) reach the browser as their type, subject and size only."""
 
@@ -55,6 +61,7 @@ def decode(topic: str, msg: Any, seq: int) -> dict[str, Any]:
     item: dict[str, Any] = {
         "seq": seq,
         "topic": topic,
+        "kafka_topic": getattr(msg, "topic", topic),
         "partition": msg.partition,
         "offset": msg.offset,
         "timestamp": msg.timestamp,
@@ -92,6 +99,8 @@ class TopicFeed:
     last_used: float = field(default_factory=time.monotonic)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    topics: dict[str, float] = field(default_factory=dict)
+    """the Kafka topics read (the catalog topic and generations), each with when it was superseded (0: current)"""
 
     def publish(self, items: list[dict[str, Any]]) -> None:
         self.buffer.extend(items)
@@ -105,8 +114,10 @@ class TopicFeed:
 
 
 class Hub:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, generations: GenerationView | None = None) -> None:
         self.settings = settings
+        self.generations = generations
+        """where the rolled topics are now (embedded broker only; None: the catalog topics, as on a real Kafka)"""
         self.feeds: dict[str, TopicFeed] = {}
         self._lock = asyncio.Lock()
         self.closed = False
@@ -157,7 +168,9 @@ class Hub:
             tps = [TopicPartition(name, p) for p in sorted(partitions)]
             consumer.assign(tps)
             feed = TopicFeed(short, consumer, seq=time.time_ns() // 1000)  # numbers keep growing across restarts
+            feed.topics[name] = 0.0
             await self._preload(feed, tps)
+            await self._follow(feed, live_from_end=True)
         except BaseException:
             await consumer.stop()
             raise
@@ -199,9 +212,42 @@ class Hub:
                 return int(item["seq"]) - 1
         return feed.seq
 
+    async def _follow(self, feed: TopicFeed, *, live_from_end: bool = False) -> None:
+        """Reads the topic's current generation too, from its start (from its end when the feed starts: it
+        shows what happens from now on), and stops reading generations superseded more than
+        ``GENERATION_GRACE_SECONDS`` ago (the assignment of the others keeps their positions)."""
+        view = self.generations
+        if view is None or feed.short not in ROLLED:
+            return
+        if not view.docs:
+            await view.refresh()
+        view.refresh_soon()
+        now = time.monotonic()
+        current = view.full_name(feed.short)
+        stale = [t for t, since in feed.topics.items() if since and now - since > GENERATION_GRACE_SECONDS]
+        if current in feed.topics and not stale:
+            return
+        consumer = feed.consumer
+        kept = {tp: await consumer.position(tp) for tp in consumer.assignment() if tp.topic not in stale}
+        new: list[TopicPartition] = []
+        if current not in feed.topics:
+            new = [TopicPartition(current, p) for p in range(partitions_of(self.settings, feed.short))]
+            for topic in feed.topics:
+                feed.topics[topic] = feed.topics[topic] or now
+            feed.topics[current] = 0.0
+        for topic in stale:
+            del feed.topics[topic]
+        consumer.assign([*kept, *new])
+        for tp, position in kept.items():
+            consumer.seek(tp, position)
+        if new:
+            await (consumer.seek_to_end(*new) if live_from_end else consumer.seek_to_beginning(*new))
+            log.info("console hub: %s now also reads %s", feed.short, current)
+
     async def _run(self, feed: TopicFeed) -> None:
         try:
             while not self.closed:
+                await self._follow(feed)
                 batches = await feed.consumer.getmany(timeout_ms=500, max_records=500)
                 items = []
                 for tp, messages in batches.items():
@@ -260,6 +306,10 @@ class Hub:
         if short not in TOPICS:
             raise KeyError(short)
         name = self.settings.topic(short)
+        if self.generations is not None and short in ROLLED:  # the current generation's last messages
+            if not self.generations.docs:
+                await self.generations.refresh()
+            name = self.generations.full_name(short)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=None,
@@ -316,7 +366,9 @@ def hub_of(app: Litestar) -> Hub:
     """The app's hub (created at first use; one per app, so two stacks in one process do not mix)."""
     hub: Hub | None = getattr(app.state, "console_hub", None)
     if hub is None or hub.closed:
-        hub = Hub(app.state.settings)
+        settings: Settings = app.state.settings
+        view = GenerationView(settings, app.state.db) if settings.kafka_embedded else None
+        hub = Hub(settings, view)
         app.state.console_hub = hub
     return hub
 

@@ -117,3 +117,47 @@ def test_requests_across_rollovers_lose_no_reply(stack: StackThread, settings: S
     assert gone and not (gone & out["topics"]), (gone, out["readers"])
     # the drained request generation was deleted
     assert out["old"] not in out["topics"]
+
+
+async def _console_scenario(settings: Settings) -> dict[str, Any]:
+    from api.console.hub import Hub
+    from infra.topic_generations import GenerationView
+
+    publisher = EventPublisher(make_broker(settings, client_id="console-gen-test", with_metrics=False), settings)
+    rpc = RpcClient(publisher, settings)
+    client = mongo.client(settings)
+    db = client[settings.mongodb_db]
+    coordinator = Generations(SimpleNamespace(subscribers=[]), None, settings, db)
+    hub = Hub(settings, GenerationView(settings, db))
+    try:
+        await rpc.start()
+        await hub.ensure("predict.requests")
+        start_gen = (await db[COLLECTION].find_one({"_id": "predict.requests"}) or {}).get("gen", 0)
+        await coordinator.step(force_roll="predict.requests")
+        new_topic = generation_topic(settings, "predict.requests", start_gen + 1)
+        feed = hub.feeds["predict.requests"]
+        deadline = time.monotonic() + 90
+        seen: list[str] = []
+        while time.monotonic() < deadline:
+            await coordinator.step()
+            reply = await rpc.call("ping", {}, key="console-gen", timeout_s=20)
+            assert reply.ok
+            seen = [item["kafka_topic"] for item in feed.after(0)]
+            if new_topic in seen:
+                break
+            await asyncio.sleep(0.5)
+        return {"seen": seen, "new_topic": new_topic, "reading": dict(feed.topics)}
+    finally:
+        await hub.close()
+        await rpc.close()
+        await publisher.close()
+        await client.close()
+
+
+@pytest.mark.timeout(200)
+def test_the_console_feed_follows_a_new_generation(stack: StackThread, settings: Settings) -> None:
+    if not settings.kafka_embedded:
+        pytest.skip("topic generations exist on the embedded broker only")
+    out = stack.run(_console_scenario(settings), timeout=180)
+    assert out["new_topic"] in out["reading"], out["reading"]
+    assert out["new_topic"] in out["seen"], (out["new_topic"], sorted(set(out["seen"])))
