@@ -13,8 +13,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
-from litestar.openapi.spec.enums import OpenAPIType
+from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 from pydantic import ValidationError
@@ -42,8 +41,9 @@ from schemas.batch_scoring import (
     BatchScoringSpec,
     FileFormat,
 )
-from schemas.common import new_id
+from schemas.common import new_id, parameters_schema
 from schemas.errors import ApiError, validation_error
+from schemas.tabular import DataPeriod
 
 PATH = "/v1/ml/predict/batch"
 DEFAULT_MINUTES_PER_RECORD = 2e-7
@@ -55,55 +55,48 @@ CSV_COLUMNS = {
 }
 
 
+def _request_schemas() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON body and the multipart form, from the models the handler validates them with."""
+    options = parameters_schema(BatchScoreOptions)
+    period = parameters_schema(DataPeriod) | {"description": "start_date <= end_date; the period must hold records"}
+    body = {
+        **options,
+        "description": "score the records of a period already ingested",
+        "properties": {"data_period": period, **options["properties"]},
+        "required": ["data_period", *options.get("required", [])],
+        "examples": [{"data_period": {"start_date": "2025-10-01", "end_date": "2025-10-31"}}],
+    }
+    fields = {  # a form field is text or absent, never null
+        name: next((branch for branch in prop.pop("anyOf", []) if branch.get("type") != "null"), {}) | prop
+        for name, prop in parameters_schema(BatchScoreOptions)["properties"].items()
+    }
+    form = {
+        **options,
+        "description": "score an uploaded file",
+        "properties": {
+            "file": {"type": "string", "format": "binary", "description": "CSV (header line) or JSON lines"},
+            "format": {"enum": ["csv", "jsonl"], "description": "default: jsonl for .jsonl/.ndjson names, else csv"},
+            **fields,
+        },
+        "required": ["file"],
+    }
+    return body, form
+
+
 @dataclass
 class BatchOperation(Operation):
     """Documents the two bodies the route reads by hand: JSON (a data period) or a multipart file upload."""
 
     def __post_init__(self) -> None:
-        form = Schema(
-            type=OpenAPIType.OBJECT,
-            required=["file"],
-            properties={
-                "file": Schema(type=OpenAPIType.STRING, format="binary", description="CSV (header line) or JSON lines"),
-                "format": Schema(type=OpenAPIType.STRING, enum=["csv", "jsonl"], description="default: from the name"),
-                "model_id": Schema(type=OpenAPIType.STRING, min_length=1),
-                "chunk_records": Schema(type=OpenAPIType.INTEGER, minimum=100, maximum=100_000),
-                "max_records_per_second": Schema(type=OpenAPIType.INTEGER, minimum=1),
-            },
-        )
+        body, form = _request_schemas()
         self.request_body = RequestBody(
             required=True,
             description=(BatchScoreRequest.__doc__ or "").strip(),
             content={
-                "application/json": OpenAPIMediaType(schema=_json_schema()),
-                "multipart/form-data": OpenAPIMediaType(schema=form),
+                "application/json": OpenAPIMediaType(schema=body),  # type: ignore[arg-type]
+                "multipart/form-data": OpenAPIMediaType(schema=form),  # type: ignore[arg-type]
             },
         )
-
-
-def _json_schema() -> Schema:
-    period = Schema(
-        type=OpenAPIType.OBJECT,
-        required=["start_date", "end_date"],
-        properties={
-            "start_date": Schema(type=OpenAPIType.STRING, format="date"),  # type: ignore[arg-type]
-            "end_date": Schema(type=OpenAPIType.STRING, format="date"),  # type: ignore[arg-type]
-        },
-        additional_properties=False,
-        description="start_date must not be after end_date; the period must hold records",
-    )
-    return Schema(
-        type=OpenAPIType.OBJECT,
-        required=["data_period"],
-        properties={
-            "data_period": period,
-            "model_id": Schema(type=OpenAPIType.STRING, min_length=1),
-            "chunk_records": Schema(type=OpenAPIType.INTEGER, minimum=100, maximum=100_000),
-            "max_records_per_second": Schema(type=OpenAPIType.INTEGER, minimum=1),
-        },
-        additional_properties=False,
-        examples=[{"data_period": {"start_date": "2025-10-01", "end_date": "2025-10-31"}}],
-    )
 
 
 async def _model(db: AsyncDatabase, model_id: str | None) -> dict[str, Any]:

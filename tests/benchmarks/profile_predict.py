@@ -2,7 +2,8 @@
 ``POST /v1/ml/predict`` (``single``: one record per request at a fixed rate; ``bulk``: 1,000 records per request,
 back to back) and samples the API and serving worker processes with py-spy meanwhile. Writes each process's
 collapsed stacks and a summary of the heaviest functions (own time and including callees) to
-bench-results/profiles/. Usage: ``python -m tests.benchmarks.profile_predict single|bulk [seconds] [rate]``."""
+bench-results/profiles/. Usage:
+``python -m tests.benchmarks.profile_predict single|bulk [seconds] [rate] [MODELBUS_X=value ...]``."""
 
 from __future__ import annotations
 
@@ -112,9 +113,11 @@ async def _drive(mode: str, api_url: str, rows: list[dict[str, Any]], seconds: f
         return sent
 
 
-def main(mode: str = "single", seconds: str = "20", rate: str = "100") -> dict[str, Any]:
+def main(mode: str = "single", seconds: str = "20", rate: str = "100", *settings_env: str) -> dict[str, Any]:
+    """``settings_env``: ``MODELBUS_X=value`` settings for the stack (e.g. another fetch wait)."""
     OUT.mkdir(parents=True, exist_ok=True)
-    with modelbus_up(KEY, MODELBUS_RATE_LIMITS_ENABLED="false") as (info, settings):
+    extra = dict(item.split("=", 1) for item in settings_env)
+    with modelbus_up(KEY, MODELBUS_RATE_LIMITS_ENABLED="false", **extra) as (info, settings):
         time.sleep(6)
 
         async def prepare() -> list[dict[str, Any]]:
@@ -164,6 +167,7 @@ def main(mode: str = "single", seconds: str = "20", rate: str = "100") -> dict[s
     records = sent * (1000 if mode == "bulk" else 1)
     result = {
         "mode": mode,
+        "settings": extra,
         "requests": sent,
         "cpu_ms_per_request": {name: round(1000 * c / max(1, sent), 3) for name, c in cpu.items()},
         "cpu_ms_per_record": {name: round(1000 * c / max(1, records), 4) for name, c in cpu.items()},

@@ -106,13 +106,16 @@ DOCUMENTED_EXCEPTIONS = [
                         "?machine_type=: across fields and rows; a round not recorded yet: state", "INVALID_DRAWS"),
     # the server's state
     DocumentedException("POST /v1/ml/train", POSITIVE, "the period must hold records", "NO_DATA_IN_PERIOD"),
+    DocumentedException("POST /v1/ml/predict/batch", POSITIVE, "data_period: start_date <= end_date: two fields",
+                        "VALIDATION_ERROR", "start_date must not be after end_date"),
+    DocumentedException("POST /v1/ml/predict/batch", POSITIVE, "the period must hold records", "NO_DATA_IN_PERIOD"),
     DocumentedException("POST /api/models/train", POSITIVE, "the machine must hold parameters.min_draws draws",
                         "NOT_ENOUGH_DRAWS"),
     # the text of a CSV file (its syntax and columns), which a JSON schema cannot describe
     *(
         DocumentedException(operation, check, "the content of a CSV text or file is checked by the server",
                             media_types=("text/csv", "text/plain", "multipart/form-data"))
-        for operation in ("POST /v1/ml/data", "POST /api/draws")
+        for operation in ("POST /v1/ml/data", "POST /api/draws", "POST /v1/ml/predict/batch")
         for check in (POSITIVE, NEGATIVE)
     ),
 ]  # fmt: skip
