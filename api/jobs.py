@@ -13,10 +13,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from api.security import principal_of
 from infra import mongo
-from producers.jobs import submit_training
+from producers.jobs import request_cancel, submit_training
 from producers.publisher import EventPublisher
 from schemas import jobs
 from schemas.common import new_id, utcnow
+from schemas.envelope import Envelope
 from schemas.errors import ApiError
 
 
@@ -123,3 +124,21 @@ def status_fields(doc: dict[str, Any]) -> dict[str, Any]:
         "duration_minutes": doc.get("duration_minutes"),
         "error": doc.get("error") if doc["status"] in ("failed", "cancelled") else None,
     }
+
+
+async def cancel(
+    request: Request[Any, Any, Any],
+    publisher: EventPublisher,
+    db: AsyncDatabase,
+    doc: dict[str, Any],
+    *,
+    code: str = "JOB_FINISHED",
+    field: str = "job_id",
+    what: str = "job",
+) -> Envelope:
+    """Requests the cancel of a job that has not finished (409 ``code`` when it has); the worker running it stops
+    at its next progress step."""
+    if doc["status"] in jobs.TERMINAL:
+        raise ApiError(409, code, f"{what} {doc['job_id']} is already {doc['status']}", field=field)
+    principal = principal_of(request)
+    return await request_cancel(publisher, db, doc["job_id"], principal.key_id if principal else None)

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.errors import error_responses
+from api.jobs import cancel as cancel_job
 from api.jobs import estimate_minutes, find_job, submit
 from api.registry import find_model, iso_or_none, model_fields
 from api.security import api_key_guard, principal_of
@@ -45,7 +46,6 @@ from infra import k8s, mongo
 from infra.claims import claim_status, release_status
 from infra.projections import apply_events
 from infra.settings import Settings
-from producers.jobs import request_cancel
 from producers.publisher import EventPublisher
 from producers.rpc import RpcClient
 from schemas import jobs, rl
@@ -403,10 +403,7 @@ class RLController(Controller):
         if doc["status"] == "cancelled":
             body = rl.RLTaskCancel(task_id=task_id, status="cancelled", updated_at=iso_or_none(doc.get("updated_at")))
             return Response(body, status_code=200)
-        if doc["status"] in jobs.TERMINAL:
-            raise ApiError(409, "TASK_FINISHED", f"task {task_id} is already {doc['status']}", field="task_id")
-        principal = principal_of(request)
-        env = await request_cancel(publisher, db, task_id, principal.key_id if principal else None)
+        env = await cancel_job(request, publisher, db, doc, code="TASK_FINISHED", field="task_id", what="task")
         deadline = asyncio.get_running_loop().time() + CANCEL_WAIT_SECONDS
         while asyncio.get_running_loop().time() < deadline:
             doc = await db[mongo.JOBS].find_one({"_id": task_id}) or doc

@@ -20,16 +20,15 @@ from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.errors import error_responses
-from api.jobs import estimate_minutes, find_job, of_kind, status_fields, submit
+from api.jobs import cancel, estimate_minutes, find_job, of_kind, status_fields, submit
 from api.registry import find_model
-from api.security import api_key_guard, principal_of
+from api.security import api_key_guard
 from api.tabular.training import no_records_error, period_bounds
 from infra import artifacts, mongo
 from infra.tabular.records import count_records
 from ml.tabular.score_files import read_rows
-from producers.jobs import request_cancel
 from producers.publisher import EventPublisher
-from schemas import deploy, jobs
+from schemas import deploy
 from schemas.batch_scoring import (
     MAX_UPLOAD_BYTES,
     BatchAccepted,
@@ -291,8 +290,5 @@ class BatchScoringController(Controller):
         self, request: Request[Any, Any, Any], job_id: str, db: AsyncDatabase, publisher: EventPublisher
     ) -> BatchCancelRequested:
         doc = await find_job(db, job_id, "tabular", kind="score")
-        if doc["status"] in jobs.TERMINAL:
-            raise ApiError(409, "JOB_FINISHED", f"job {job_id} is already {doc['status']}", field="job_id")
-        principal = principal_of(request)
-        env = await request_cancel(publisher, db, job_id, principal.key_id if principal else None)
+        env = await cancel(request, publisher, db, doc)
         return BatchCancelRequested(job_id=job_id, status=doc["status"], cancel_requested=True, updated_at=env.time)

@@ -12,13 +12,12 @@ from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
 from api.errors import error_responses
+from api.jobs import cancel as cancel_job
 from api.jobs import estimate_minutes, find_job, of_kind, status_fields, submit
-from api.security import api_key_guard, principal_of
+from api.security import api_key_guard
 from infra import mongo
 from infra.tabular.records import count_records, extent
-from producers.jobs import request_cancel
 from producers.publisher import EventPublisher
-from schemas import jobs
 from schemas.common import iso
 from schemas.errors import ApiError, validation_error
 from schemas.tabular import (
@@ -128,10 +127,7 @@ class TrainingController(Controller):
         self, request: Request[Any, Any, Any], job_id: str, db: AsyncDatabase, publisher: EventPublisher
     ) -> CancelRequested:
         doc = await find_job(db, job_id, "tabular")
-        if doc["status"] in jobs.TERMINAL:
-            raise ApiError(409, "JOB_FINISHED", f"job {job_id} is already {doc['status']}", field="job_id")
-        principal = principal_of(request)
-        env = await request_cancel(publisher, db, job_id, principal.key_id if principal else None)
+        env = await cancel_job(request, publisher, db, doc)
         return CancelRequested(job_id=job_id, status=doc["status"], cancel_requested=True, updated_at=iso(env.time))
 
 
