@@ -1,9 +1,9 @@
 """Keeping the first request after a long pause fast: an API process that made no worker call for
 ``MODELBUS_KEEP_WARM_SECONDS`` pings a serving worker over Kafka request/reply and the database once. A prediction
-crosses the API's producer, the serving worker's consumer and reply producer, the API's reply reader and the
-API's database connections (key lookup, rate-limit lease); a broker or database closes a connection idle for
-long enough (Kafka's ``connections.max.idle.ms`` is 10 minutes), and the first request after that paid for
-reconnecting each of them. One ping a minute keeps them open and costs nothing measurable."""
+crosses the API's database connections (API-key lookup, rate-limit lease), the API's producer, the serving worker's
+consumer and reply producer and the API's reply reader. Measured (docs/embedded.md): after 11 idle minutes the
+first authenticated request took 167.6 ms, its database connection having gone cold; with this ping, 11.5 ms.
+One ping a minute costs nothing measurable."""
 
 from __future__ import annotations
 
