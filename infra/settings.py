@@ -57,9 +57,9 @@ class Settings(BaseSettings):
         60.0,
         ge=0,
         le=3600,
-        description="an API process that made no worker call for this long pings a serving worker over Kafka and "
-        "the database once, so the first request after a long pause finds every connection of its path open "
-        "(brokers and databases close idle connections; Kafka's default is after 10 minutes). 0 = never",
+        description="an API process that made no worker call for this long pings the database once, so the first "
+        "request after a long pause finds its database connection open (it went cold after ~10 idle minutes on the "
+        "embedded SecantusDB: 167.6 ms for the first authenticated request, 11.5 ms with the ping). 0 = never",
     )
     kafka_embedded: bool = Field(
         False,

@@ -1,4 +1,4 @@
-"""api.keep_warm: an API process pings over Kafka and the database only after ``seconds`` without a worker call."""
+"""api.keep_warm: an API process pings the database only after ``seconds`` without a worker call or a ping."""
 
 from __future__ import annotations
 
@@ -7,20 +7,11 @@ import time
 from typing import Any
 
 from api.keep_warm import KeepWarm
-from producers.rpc import RpcTimeout
 
 
 class FakeRpc:
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self) -> None:
         self.last_call = time.monotonic()
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.fail = fail
-
-    async def call(self, kind: str, body: dict[str, Any], *, key: str, timeout_s: float | None = None) -> None:
-        self.last_call = time.monotonic()
-        self.calls.append((kind, body))
-        if self.fail:
-            raise RpcTimeout("nobody")
 
 
 class FakeDb:
@@ -35,17 +26,17 @@ class FakeDb:
 def test_pings_only_after_a_quiet_interval() -> None:
     rpc, db = FakeRpc(), FakeDb()
     warm = KeepWarm(rpc, db, seconds=60)  # type: ignore[arg-type]
-    assert asyncio.run(warm.step()) is False and rpc.calls == [] and db.commands == []
+    assert asyncio.run(warm.step()) is False and db.commands == []
     rpc.last_call -= 61
-    assert asyncio.run(warm.step()) is True
-    assert rpc.calls == [("ping", {})] and db.commands == ["ping"]
-    assert asyncio.run(warm.step()) is False  # the ping was a call: the next one waits another interval
+    warm._pinged -= 61
+    assert asyncio.run(warm.step()) is True and db.commands == ["ping"]
+    assert asyncio.run(warm.step()) is False  # pinged just now: the next one waits another interval
+    warm._pinged -= 61
+    rpc.last_call = time.monotonic()  # a worker call since: no ping needed
+    assert asyncio.run(warm.step()) is False and db.commands == ["ping"]
 
 
-def test_a_missing_worker_is_not_an_error_and_zero_disables() -> None:
-    rpc, db = FakeRpc(fail=True), FakeDb()
-    rpc.last_call -= 120
-    assert asyncio.run(KeepWarm(rpc, db, seconds=60).step()) is True  # type: ignore[arg-type]
+def test_zero_disables() -> None:
     off = KeepWarm(FakeRpc(), FakeDb(), seconds=0)  # type: ignore[arg-type]
     off.start()
     assert not off._loop.running
