@@ -66,25 +66,27 @@ class ServingService:
             reply_to = headers.get("x-reply-topic")
             env = Envelope.from_bytes(record.value)
             reply, alongside = await self.serve(env)
-            if reply_to:
-                out = Envelope.wrap(
-                    RPC_REPLIED, env.subject, reply, source=f"modelbus/worker/{self.deps.worker_id}", cause=env
-                )
-                reply_sent = self.deps.publisher.publish_direct(
-                    reply_to,
-                    out.to_bytes(),
-                    key=env.subject,
-                    headers={
-                        "content-type": "application/cloudevents+json",
-                        "ce_type": out.type,
-                        "x-correlation-id": headers.get("x-correlation-id", ""),
-                    },
-                )
-                await reply_sent  # first: building a batch's served events would hold the reply back
-            if alongside is not None:
-                await alongside.work
-                if alongside.after is not None:
-                    await alongside.after
+            try:
+                if reply_to:
+                    out = Envelope.wrap(
+                        RPC_REPLIED, env.subject, reply, source=f"modelbus/worker/{self.deps.worker_id}", cause=env
+                    )
+                    # first: building a batch's served events would hold the reply back
+                    await self.deps.publisher.publish_direct(
+                        reply_to,
+                        out.to_bytes(),
+                        key=env.subject,
+                        headers={
+                            "content-type": "application/cloudevents+json",
+                            "ce_type": out.type,
+                            "x-correlation-id": headers.get("x-correlation-id", ""),
+                        },
+                    )
+            finally:  # the served predictions are recorded even when the reply could not be sent
+                if alongside is not None:
+                    await alongside.work
+                    if alongside.after is not None:
+                        await alongside.after
 
     async def serve(self, env: Envelope) -> tuple[RpcReply, Alongside | None]:
         """The reply, and the handler's work to finish alongside and after sending it (if any)."""

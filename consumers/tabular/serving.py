@@ -7,11 +7,11 @@ change is served within that delay. Canary traffic is routed with ``ml.canary.ch
 of the record's ``routing_key`` (else its prediction id), salted with the canary id, below the current
 percentage goes to the canary.
 
-Per prediction: one ``PredictionServed`` event on ``predict.served`` (key = prediction id), published while
-the reply is sent, carrying the canary's traffic share at that moment. The canary analyser folds those
-events, in batches, into ``predictions`` (what feedback is checked against); ``POST /v1/ml/feedback`` waits
-up to a short grace for an id it does not know yet, so feedback sent the instant a reply arrives still
-finds its prediction.
+Per prediction: one ``PredictionServed`` event on ``predict.served`` (key = prediction id), published right
+after the reply (a batch's events are built in one go, ``Envelope.wrap_many``), carrying the canary's
+traffic share at that moment. The canary analyser folds those events, in batches, into ``predictions`` (what
+feedback is checked against); ``POST /v1/ml/feedback`` waits up to a short grace for an id it does not know yet,
+so feedback sent the instant a reply arrives still finds its prediction.
 
 **Shadow.** While a shadow deployment runs, the requests production answers are also scored by the shadow
 model when the request's sticky hash (salted with the shadow id) falls in its ``sample_percentage``. That
