@@ -23,6 +23,30 @@ from tests.conftest import SEED_TRAIN_BODY, TEST_KEY
 from tests.e2e.contract_stack import contract_stack, contract_url  # noqa: F401 - the module's own stack
 
 PACKAGE = "modelbus_generated_client"
+UNSUPPORTED_MEDIA = {
+    ("POST /v1/ml/data", "text/csv"),
+    ("POST /api/draws", "text/csv"),
+    ("POST /api/draws", "text/plain"),
+    ("GET /v1/ml/predict/batch/{job_id}/results", "application/x-ndjson"),
+}
+"""the bodies openapi-python-client cannot generate (it reads JSON and multipart only): those operations keep
+their JSON/multipart forms in the client, the CSV/text upload and the JSON-lines download are left out"""
+
+
+def generator_warnings(output: str) -> list[str]:
+    """The generator's warnings (``WARNING parsing <operation> within <tag>.`` and the reason after it), except
+    the unsupported media types listed above."""
+    lines = [line.strip() for line in output.splitlines()]
+    found = []
+    for i, line in enumerate(lines):
+        if line.startswith("WARNING parsing "):
+            operation = line.removeprefix("WARNING parsing ").split(" within ")[0]
+            reason = next((later for later in lines[i + 1 :] if later), "")
+            if not any(op == operation and media in reason for op, media in UNSUPPORTED_MEDIA):
+                found.append(f"{operation}: {reason}")
+        elif line.startswith("Cannot") and not any(media in line for _, media in UNSUPPORTED_MEDIA):
+            found.append(line)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +61,8 @@ def generated(contract_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
         capture_output=True, text=True, timeout=300, cwd=root,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    warnings = [line for line in result.stdout.splitlines() if line.startswith(("WARNING", "Cannot"))]
-    assert not warnings, "the generator left parts of the document out:\n" + result.stdout
+    warnings = generator_warnings(result.stdout + "\n" + result.stderr)  # it warns on stderr
+    assert not warnings, "the generator left parts of the document out:\n" + "\n".join(warnings)
     sys.path.insert(0, str(root))
     try:
         yield importlib.import_module(PACKAGE)
