@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from bson import ObjectId
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
@@ -216,18 +217,23 @@ class BatchScoringController(Controller):
             kind="score",
             default_minutes_per_unit=DEFAULT_MINUTES_PER_RECORD,
         )
-        command = await submit(
-            request,
-            publisher,
-            db,
-            domain="tabular",
-            kind="score",
-            job_id=job_id,
-            model_type=model["model_type"],
-            estimated_minutes=estimate,
-            spec=spec,
-            record_count=count,
-        )
+        try:
+            command = await submit(
+                request,
+                publisher,
+                db,
+                domain="tabular",
+                kind="score",
+                job_id=job_id,
+                model_type=model["model_type"],
+                estimated_minutes=estimate,
+                spec=spec,
+                record_count=count,
+            )
+        except BaseException:
+            if spec.input_file_id is not None:  # not accepted: the upload goes with it
+                await artifacts.delete(db, ObjectId(spec.input_file_id))
+            raise
         return BatchAccepted(
             job_id=job_id,
             status="started",
