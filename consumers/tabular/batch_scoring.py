@@ -147,21 +147,21 @@ def _period_chunks(db: Any, spec: BatchScoringSpec, features: list[str]) -> Iter
 
 
 def _file_chunks(rows: Iterable[Any], features: list[str], spec: BatchScoringSpec) -> Iterator[Chunk]:
+    """The file's rows in order, ``chunk_records`` at a time."""
     from ml.tabular.scoring import feature_matrix
+
+    def chunk(batch: list[Any]) -> Chunk:
+        keys = [{"row": r.row, "record_id": r.record_id} for r in batch]
+        return Chunk(feature_matrix([r.features for r in batch], features), keys)
 
     batch: list[Any] = []
     for row in rows:
         batch.append(row)
         if len(batch) >= spec.chunk_records:
-            yield _file_chunk(batch, features, feature_matrix)
+            yield chunk(batch)
             batch = []
     if batch:
-        yield _file_chunk(batch, features, feature_matrix)
-
-
-def _file_chunk(batch: list[Any], features: list[str], feature_matrix: Any) -> Chunk:
-    keys = [{"row": r.row, "record_id": r.record_id} for r in batch]
-    return Chunk(feature_matrix([r.features for r in batch], features), keys)
+        yield chunk(batch)
 
 
 class _Pacer:

@@ -58,13 +58,14 @@ def time_split(ds: Dataset, holdout_fraction: float = 0.2) -> tuple[Dataset, Dat
     return part(slice(0, cut)), part(slice(cut, n))
 
 
-def _column(values: list[Any] | None, n: int) -> np.ndarray:
+def column(values: list[Any] | None, n: int, dtype: Any = np.float32) -> np.ndarray:
+    """A stored block's feature column (``None`` for a feature the block lacks) as ``n`` numbers; missing is NaN."""
     if values is None:
-        return np.full(n, np.nan, dtype=np.float32)
+        return np.full(n, np.nan, dtype=dtype)
     try:
-        return np.asarray(values, dtype=np.float32)
+        return np.asarray(values, dtype=dtype)
     except TypeError:  # None among the values: a missing feature is NaN
-        return np.asarray([np.nan if v is None else v for v in values], dtype=np.float32)
+        return np.asarray([np.nan if v is None else v for v in values], dtype=dtype)
 
 
 def from_blocks(blocks: Sequence[dict[str, Any]], start_ms: int, end_ms: int) -> Dataset:
@@ -81,7 +82,7 @@ def from_blocks(blocks: Sequence[dict[str, Any]], start_ms: int, end_ms: int) ->
         ts_parts.append(ts[keep])
         label_parts.append(np.asarray(block["label"], dtype=np.int8)[keep])
         for i, name in enumerate(names):
-            cols[i].append(_column(block["features"].get(name), len(ts))[keep])
+            cols[i].append(column(block["features"].get(name), len(ts))[keep])
     if not ts_parts:
         return Dataset(np.empty((0, len(names)), np.float32), None, np.empty(0), names)
     ts_all = np.concatenate(ts_parts)

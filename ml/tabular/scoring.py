@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ml.tabular.data import column
 from ml.tabular.isolation_forest import IsolationForestModel
 from ml.tabular.lightgbm_model import LightGBMModel
 
@@ -44,12 +45,8 @@ def block_matrix(
     in ``features`` order, labels with -1 for none) of its records with ``start_ms <= ts < end_ms``."""
     ts = np.asarray(block["ts"], dtype=np.int64)
     keep = np.flatnonzero((ts >= start_ms) & (ts < end_ms))
-    X = np.full((len(keep), len(features)), np.nan, dtype=np.float64)
     columns = block["features"]
-    for j, name in enumerate(features):
-        values = columns.get(name)
-        if values is not None:
-            column = np.asarray([np.nan if v is None else v for v in values], dtype=np.float64)
-            X[:, j] = column[keep]
+    X = np.column_stack([column(columns.get(name), len(ts), np.float64)[keep] for name in features])
+    X = X.reshape(len(keep), len(features))
     labels = np.asarray(block["label"], dtype=np.int8)[keep]
     return keep, ts[keep], X, labels
