@@ -14,7 +14,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 from opentelemetry import trace
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -29,9 +29,11 @@ from api.routes.auth import AuthController
 from api.routes.docs import DocsController, static_router
 from api.routes.health import VERSION, HealthController
 from api.security import KeyCache, SecurityHeadersMiddleware, api_key_guard
+from api.trace_context import TraceContextMiddleware
 from infra import mongo
 from infra.kafka import make_broker
 from infra.settings import Settings
+from infra.telemetry import exporting
 from infra.users import jwt_secret
 from producers.publisher import BrokerUnavailable, EventPublisher
 from producers.rpc import RpcClient
@@ -102,6 +104,7 @@ def create_app(
         if settings.metrics_public
         else type("ProtectedMetricsController", (MetricsController,), {"guards": [api_key_guard]})
     )
+    tracing = exporting()
     return Litestar(
         route_handlers=[
             AuthController,
@@ -126,10 +129,11 @@ def create_app(
             RequestIdMiddleware(),
             SecurityHeadersMiddleware(),
             ETagMiddleware(),
-            PrometheusConfig(app_name="modelbus", group_path=True).middleware,
+            *([] if tracing else [TraceContextMiddleware()]),
         ],
         plugins=[
-            OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=trace.get_tracer_provider())),
+            # server spans only while something exports them; the trace context alone otherwise (issue 16)
+            *([OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=trace.get_tracer_provider()))] * tracing),
             ContractSchemaPlugin(),  # /openapi.json states extra="forbid" and model-level rules (issue 14)
         ],
         openapi_config=OpenAPIConfig(

@@ -2,9 +2,9 @@
 worker components of ``GET /api/monitoring/health``. Every figure is measured, none is made up.
 
 * ``RequestLogMiddleware`` records every request the router matched (route template, method, status,
-  latency, time) into an in-memory buffer that ``RequestLog`` flushes with ``insert_many`` about every
-  second into ``request_log`` (TTL 7 days). Unknown routes are answered before any middleware runs and
-  are not recorded.
+  latency, time) in Prometheus (``api.http_metrics``) and into an in-memory buffer that ``RequestLog``
+  flushes with ``insert_many`` about every second into ``request_log`` (TTL 7 days). Unknown routes are
+  answered before any middleware runs and are not recorded.
 * ML figures come from ``lotto_generations``, written by the serving workers for every generation,
   ensemble, statistics and backtest request (sets, confidence scores, cache hits, backtest accuracy).
 * Resource usage is this API process (``psutil``); with ``modelbus up`` the consumers run in the same
@@ -34,6 +34,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 
+from api import http_metrics
 from api.errors import error_responses
 from api.security import api_key_guard
 from infra import mongo
@@ -123,15 +124,18 @@ class RequestLogMiddleware(ASGIMiddleware):
         try:
             await next_app(scope, receive, send_status)
         finally:
+            seconds = time.perf_counter() - t0
+            method, path = scope.get("method", ""), scope.get("path_template") or "<unmatched>"
+            http_metrics.record(method, path, status[0], seconds)
             request_log: RequestLog | None = scope["app"].state.get("request_log")
             if request_log is not None:
                 request_log.add(
                     {
                         "ts": utcnow(),
-                        "method": scope.get("method", ""),
-                        "path": scope.get("path_template") or "<unmatched>",
+                        "method": method,
+                        "path": path,
                         "status": status[0],
-                        "duration_ms": round((time.perf_counter() - t0) * 1000, 3),
+                        "duration_ms": round(seconds * 1000, 3),
                     }
                 )
 

@@ -3,6 +3,7 @@ archive. ``modelbus up`` runs one in-process; ``modelbus worker`` runs more."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -71,8 +72,7 @@ class Consumers:
         if self.training:
             self.training.register(self.broker)
         self.serving = ServingService(self.deps) if "serving" in self.roles else None
-        if self.serving:
-            self.serving.register(self.broker)
+        self.request_reader = self.serving.reader() if self.serving else None
         self.hooks = [hook for hook in workers if hook.role in self.roles]
         self.services: list[tuple[str, Service]] = []
         for hook in self.hooks:
@@ -90,9 +90,13 @@ class Consumers:
         if self.training:
             await self.training.start()
         t0 = time.perf_counter()
-        await self.publisher.connect(wait_s=120)  # starts the broker and every subscriber
+        # starts the broker and every subscriber; the request reader joins its group meanwhile (~5 s on Tansu)
+        await asyncio.gather(
+            self.publisher.connect(wait_s=120), *([self.request_reader.start()] if self.request_reader else [])
+        )
         log.info("broker started", extra={"seconds": round(time.perf_counter() - t0, 2)})
-        self.generations = Generations(self.broker, self.publisher, self.settings, self.deps.db)  # issue 16
+        readers = [self.request_reader] if self.request_reader else []
+        self.generations = Generations(self.broker, self.publisher, self.settings, self.deps.db, readers)  # issue 16
         await self.generations.start()
         for _, service in self.services:
             await service.start()
@@ -101,6 +105,8 @@ class Consumers:
     async def stop(self) -> None:
         """Stops serving first, then lets the batch consumers handle everything already published (the embedded
         broker forgets its topics when it stops), then stops the rest."""
+        if self.request_reader is not None:
+            await self.request_reader.stop()
         for role, service in self.services:
             if role in UNDRAINED_ROLES:
                 await service.stop()

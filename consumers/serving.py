@@ -1,18 +1,34 @@
 """Serving worker: answers ``predict.requests`` on the reply topic named in each request.
-Domain handlers (tabular predictions, lotto generation, RL actions) register by ``kind``."""
+Domain handlers (tabular predictions, lotto generation, RL actions) register by ``kind``.
+
+The request topic is read by a plain aiokafka consumer (``RequestReader``), not a FastStream subscriber:
+on this path FastStream's per-message pipeline (logging, telemetry and Prometheus middlewares, dependency
+injection, a task group per message) cost as much CPU as the handler itself (issue 16, py-spy). What it did
+that matters is done here directly: the ``traceparent`` of the request is the parent of the handling span,
+a record that is not a request envelope goes to the dead-letter topic, offsets are committed as FastStream's
+default (before handling, like ``AckPolicy.ACK_FIRST``), requests are served side by side
+(``MODELBUS_SERVING_CONCURRENCY``), the consumer slows its polling while idle (``infra.kafka.idle_waits``) and
+follows the topic's generations on the embedded broker (``infra.topic_generations``)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from faststream.kafka import KafkaBroker
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from consumers.deps import Deps
+from consumers.dlq import dead_letter
+from infra.kafka import idle_waits
 from schemas.envelope import Envelope
 from schemas.errors import ApiError, validation_error
 from schemas.rpc import PING, RPC_REPLIED, B, NoBody, Pong, R, RpcError, RpcKind, RpcReply, RpcRequest
@@ -46,47 +62,38 @@ class ServingService:
     def add(self, kind: RpcKind[B, R], handler: Callable[[B, Envelope], Awaitable[R | Alongside]]) -> None:
         self.handlers[kind.name] = (kind, handler)
 
-    def register(self, broker: KafkaBroker) -> None:
+    def reader(self) -> RequestReader:
+        """The reader of ``predict.requests`` (started and stopped by the process's consumers)."""
         settings = self.deps.settings
+        return RequestReader(self, settings.topic("predict.requests"), settings.group("serving"))
 
-        @broker.subscriber(
-            settings.topic("predict.requests"),
-            group_id=settings.group("serving"),
-            auto_offset_reset="latest",
-            fetch_max_wait_ms=settings.rpc_fetch_max_wait_ms,
-            decoder=self.deps.records_decoder,
-            no_reply=True,  # we publish the reply ourselves (FastStream would also answer reply_to)
-            max_workers=settings.serving_concurrency,  # requests are independent: serve several at once
-            title="serving",
-            description="Answers prediction / generation / action requests on the request's reply topic.",
-        )
-        async def on_request(records: Any) -> None:
-            (record,) = records
-            headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
-            reply_to = headers.get("x-reply-topic")
-            env = Envelope.from_bytes(record.value)
-            reply, alongside = await self.serve(env)
-            try:
-                if reply_to:
-                    out = Envelope.wrap(
-                        RPC_REPLIED, env.subject, reply, source=f"modelbus/worker/{self.deps.worker_id}", cause=env
-                    )
-                    # first: building a batch's served events would hold the reply back
-                    await self.deps.publisher.publish_direct(
-                        reply_to,
-                        out.to_bytes(),
-                        key=env.subject,
-                        headers={
-                            "content-type": "application/cloudevents+json",
-                            "ce_type": out.type,
-                            "x-correlation-id": headers.get("x-correlation-id", ""),
-                        },
-                    )
-            finally:  # the served predictions are recorded even when the reply could not be sent
-                if alongside is not None:
-                    await alongside.work
-                    if alongside.after is not None:
-                        await alongside.after
+    async def consume(self, record: ConsumerRecord) -> None:
+        """One request record: its reply on the request's reply topic, then the handler's work alongside."""
+        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        reply_to = headers.get("x-reply-topic")
+        env = Envelope.from_bytes(record.value)
+        reply, alongside = await self.serve(env)
+        try:
+            if reply_to:
+                out = Envelope.wrap(
+                    RPC_REPLIED, env.subject, reply, source=f"modelbus/worker/{self.deps.worker_id}", cause=env
+                )
+                # first: building a batch's served events would hold the reply back
+                await self.deps.publisher.publish_direct(
+                    reply_to,
+                    out.to_bytes(),
+                    key=env.subject,
+                    headers={
+                        "content-type": "application/cloudevents+json",
+                        "ce_type": out.type,
+                        "x-correlation-id": headers.get("x-correlation-id", ""),
+                    },
+                )
+        finally:  # the served predictions are recorded even when the reply could not be sent
+            if alongside is not None:
+                await alongside.work
+                if alongside.after is not None:
+                    await alongside.after
 
     async def serve(self, env: Envelope) -> tuple[RpcReply, Alongside | None]:
         """The reply, and the handler's work to finish alongside and after sending it (if any)."""
@@ -116,3 +123,89 @@ class ServingService:
         reply.worker_id = self.deps.worker_id
         reply.handled_ms = round((time.perf_counter() - t0) * 1000, 3)
         return reply, alongside
+
+
+_tracer = trace.get_tracer("modelbus.serving")
+
+
+class RequestReader:
+    """One consumer of a request topic (the catalog's, or a generation of it) in the ``serving`` group: each
+    record is served in a task of its own, at most ``serving_concurrency`` at once. ``group_id``,
+    ``topic_names``, ``consumer`` and ``consume`` are what ``infra.topic_generations`` reads of a subscriber."""
+
+    def __init__(self, service: ServingService, topic: str, group_id: str) -> None:
+        self.service = service
+        self.settings = service.deps.settings
+        self.topic_names = (topic,)
+        self.group_id = group_id
+        self.consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(self.settings.serving_concurrency)
+
+    async def start(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            *self.topic_names,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=self.group_id,
+            auto_offset_reset="latest",
+            enable_auto_commit=True,
+            fetch_max_wait_ms=self.settings.rpc_fetch_max_wait_ms,
+            request_timeout_ms=30000,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await self.consumer.start()
+        idle_waits(self.consumer, self.settings)
+        self._task = asyncio.create_task(self._run(), name=f"serving-{self.topic_names[0]}")
+
+    async def _run(self) -> None:
+        assert self.consumer is not None
+        while True:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=1000)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a broker hiccup: keep reading
+                log.warning("reading requests failed", exc_info=True)
+                await asyncio.sleep(0.5)
+                continue
+            for records in batches.values():
+                for record in records:
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._one(record))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._inflight.discard)
+
+    async def _one(self, record: ConsumerRecord) -> None:
+        try:
+            await self.consume(record)
+        finally:
+            self._slots.release()
+
+    async def consume(self, record: ConsumerRecord) -> None:
+        """Serves one record under a span whose parent is the request's ``traceparent``; a record that cannot
+        be served (not a request envelope) is dead-lettered."""
+        carrier = {k: v.decode(errors="replace") for k, v in (record.headers or ()) if k == "traceparent"}
+        parent = propagate.extract(carrier) if carrier else None
+        with _tracer.start_as_current_span(f"{record.topic} process", context=parent, kind=SpanKind.CONSUMER):
+            try:
+                await self.service.consume(record)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bad record must not stop the reader
+                try:
+                    await dead_letter(self.service.deps.publisher, record, exc, group=self.group_id)
+                except Exception:  # noqa: BLE001 - Kafka is gone: the caller times out, the reader goes on
+                    log.exception("a request could neither be served nor dead-lettered")
+
+    async def stop(self) -> None:
+        """Stops taking requests, lets the ones being served finish, then leaves the group."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        if self.consumer is not None:
+            with contextlib.suppress(Exception):
+                await self.consumer.stop()
+            self.consumer = None

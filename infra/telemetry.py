@@ -117,6 +117,11 @@ _provider: TracerProvider | None = None
 _sampler = WhenExported()
 
 
+def exporting() -> bool:
+    """Whether spans are recorded: an OTLP exporter or another span processor (a test's) is installed."""
+    return _sampler.exporting
+
+
 def setup_tracing(service_name: str = "modelbus", extra_processor: SpanProcessor | None = None) -> TracerProvider:
     """Installs one global tracer provider (idempotent); adds OTLP export when configured and
     instruments PyMongo so database writes join the trace. Spans are recorded only while something

@@ -167,8 +167,8 @@ class GenerationView:
 
 
 class _GenConsumer:
-    """One generation of one rolled topic for one local FastStream subscriber: a consumer of the group
-    ``<group>.g<N>`` handing its records to the subscriber."""
+    """One generation of one rolled topic for one local subscriber (FastStream's, or a reader like it): a
+    consumer of the group ``<group>.g<N>`` handing its records to the subscriber."""
 
     def __init__(self, manager: Generations, sub: Any, short: str, gen: int) -> None:
         self.manager = manager
@@ -285,8 +285,12 @@ class Generations:
     """One per worker process (``consumers/runtime.py``): follows the generations of the rolled topics its
     subscribers read, points its publisher at the current ones, and takes part in rolling them."""
 
-    def __init__(self, broker: Any, publisher: Any, settings: Settings, db: AsyncDatabase) -> None:
+    def __init__(
+        self, broker: Any, publisher: Any, settings: Settings, db: AsyncDatabase, readers: list[Any] | None = None
+    ) -> None:
         self.broker = broker
+        self.readers = readers or []
+        """consumers outside FastStream that read a rolled topic like a subscriber (``consumers.serving``)"""
         self.publisher = publisher
         self.settings = settings
         self.db = db
@@ -302,7 +306,7 @@ class Generations:
     def local_subscribers(self) -> list[tuple[Any, str]]:
         """(subscriber, rolled short name) of this process's subscribers of rolled topics."""
         out = []
-        for sub in self.broker.subscribers:
+        for sub in [*self.broker.subscribers, *self.readers]:
             names = set(getattr(sub, "topic_names", ()) or ())
             for short in ROLLED:
                 if self.settings.topic(short) in names and getattr(sub, "group_id", None):

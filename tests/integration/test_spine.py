@@ -23,9 +23,13 @@ from bootstrap.replay import replay_stack
 from bootstrap.stack import StackThread
 from infra import mongo
 from infra.embedded import free_port
+from infra.kafka import make_broker
 from infra.projections import apply_events, fold_all
 from infra.settings import Settings
+from producers.publisher import EventPublisher
+from producers.rpc import RpcClient
 from schemas.envelope import Envelope
+from schemas.rpc import RpcReply
 from tests.conftest import SEED_TRAIN_BODY, wait_for, wait_job
 
 
@@ -98,19 +102,36 @@ def _produce(settings: Settings, topic: str, value: bytes, key: bytes) -> None:
 def test_poison_message_goes_to_dlq_and_consumers_go_on(api: httpx.Client, settings: Settings) -> None:
     _produce(settings, "train.commands", b"\x00not json at all", b"poison-1")
     _produce(settings, "train.events", b'{"type": "half an envelope"}', b"poison-2")
+    _produce(settings, "predict.requests", b"\x00not a request", b"poison-3")  # the serving worker's own reader
+    keys = {b"poison-1", b"poison-2", b"poison-3"}
 
     def dead_letters() -> list[Any]:
-        found = [r for r in _read_topic(settings, "dlq") if r.key in (b"poison-1", b"poison-2")]
-        return found if {r.key for r in found} == {b"poison-1", b"poison-2"} else []
+        found = [r for r in _read_topic(settings, "dlq") if r.key in keys]
+        return found if {r.key for r in found} == keys else []
 
-    records = wait_for(dead_letters, timeout=60, interval=1, what="both poison messages in the DLQ")
+    records = wait_for(dead_letters, timeout=60, interval=1, what="the three poison messages in the DLQ")
     for rec in records:
         headers = {k: v.decode() for k, v in rec.headers}
-        assert headers["x-original-topic"] in (settings.topic("train.commands"), settings.topic("train.events"))
+        assert headers["x-original-topic"] in {
+            settings.topic(t) for t in ("train.commands", "train.events", "predict.requests")
+        }
         assert headers["x-error"] and headers["x-error-type"] and headers["x-original-offset"].isdigit()
     # the training consumer and the projector both handle the next good message
     job_id = api.post("/v1/ml/train", json=SEED_TRAIN_BODY).json()["job_id"]
     assert wait_job(api, job_id)["status"] == "completed"
+    # and the serving worker answers the next request
+    reply = asyncio.run(_ping(settings))
+    assert reply.ok and (reply.result or {}).get("pong") is True
+
+
+async def _ping(settings: Settings) -> RpcReply:
+    publisher = EventPublisher(make_broker(settings, client_id="spine-ping", with_metrics=False), settings)
+    rpc = RpcClient(publisher, settings)
+    try:
+        return await rpc.call("ping", {}, key="spine-ping", timeout_s=30)
+    finally:
+        await rpc.close()
+        await publisher.close()
 
 
 def test_replay_from_archive_rebuilds_identical_projections(
