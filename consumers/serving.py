@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from consumers.deps import Deps
 from consumers.dlq import dead_letter
 from infra.kafka import idle_waits
+from infra.topic_generations import committed_to_end, wait_drained
 from schemas.envelope import Envelope
 from schemas.errors import ApiError, validation_error
 from schemas.rpc import PING, RPC_REPLIED, B, NoBody, Pong, R, RpcError, RpcKind, RpcReply, RpcRequest
@@ -129,26 +130,32 @@ _tracer = trace.get_tracer("modelbus.serving")
 
 
 class RequestReader:
-    """One consumer of a request topic (the catalog's, or a generation of it) in the ``serving`` group: each
-    record is served in a task of its own, at most ``serving_concurrency`` at once. ``group_id``,
-    ``topic_names``, ``consumer`` and ``consume`` are what ``infra.topic_generations`` reads of a subscriber."""
+    """One consumer of a request topic in the ``serving`` group: each record is served in a task of its own, at
+    most ``serving_concurrency`` at once; offsets are committed as records are taken (auto-commit). The catalog
+    topic is read from its end; a generation of it (``follow``, called by ``infra.topic_generations``) from its
+    start, and ``drained``/``stop(drain_s)`` tell when every record of it was taken."""
 
-    def __init__(self, service: ServingService, topic: str, group_id: str) -> None:
+    def __init__(self, service: ServingService, topic: str, group_id: str, *, from_start: bool = False) -> None:
         self.service = service
         self.settings = service.deps.settings
         self.topic_names = (topic,)
         self.group_id = group_id
+        self.from_start = from_start
         self.consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.settings.serving_concurrency)
+
+    def follow(self, topic: str, group_id: str) -> RequestReader:
+        """A reader of a generation of this topic (``infra.topic_generations``)."""
+        return RequestReader(self.service, topic, group_id, from_start=True)
 
     async def start(self) -> None:
         self.consumer = AIOKafkaConsumer(
             *self.topic_names,
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.group_id,
-            auto_offset_reset="latest",
+            auto_offset_reset="earliest" if self.from_start else "latest",
             enable_auto_commit=True,
             fetch_max_wait_ms=self.settings.rpc_fetch_max_wait_ms,
             request_timeout_ms=30000,
@@ -157,6 +164,9 @@ class RequestReader:
         await self.consumer.start()
         idle_waits(self.consumer, self.settings)
         self._task = asyncio.create_task(self._run(), name=f"serving-{self.topic_names[0]}")
+
+    def assigned(self) -> bool:
+        return bool(self.consumer is not None and self.consumer.assignment())
 
     async def _run(self) -> None:
         assert self.consumer is not None
@@ -198,8 +208,17 @@ class RequestReader:
                 except Exception:  # noqa: BLE001 - Kafka is gone: the caller times out, the reader goes on
                     log.exception("a request could neither be served nor dead-lettered")
 
-    async def stop(self) -> None:
-        """Stops taking requests, lets the ones being served finish, then leaves the group."""
+    async def drained(self) -> bool:
+        """Every record of the topic taken and served, and the group's offsets committed to its end."""
+        if self.consumer is None or self._inflight:
+            return False
+        return await committed_to_end(self.consumer, self.topic_names[0])
+
+    async def stop(self, drain_s: float = 0.0) -> None:
+        """Stops taking requests (after up to ``drain_s`` for the topic to be drained), lets the ones being
+        served finish, then leaves the group (committing what was taken)."""
+        if drain_s and self.consumer is not None:
+            await wait_drained(self.drained, drain_s)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

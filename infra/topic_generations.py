@@ -166,9 +166,32 @@ class GenerationView:
             log.warning("reading topic generations failed", exc_info=True)
 
 
+async def committed_to_end(consumer: AIOKafkaConsumer, topic: str) -> bool:
+    """Every partition of ``topic`` committed to its end by the consumer's group."""
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    if not tps:
+        return False
+    ends = await consumer.end_offsets(tps)
+    for tp in tps:
+        committed = await consumer.committed(tp)
+        if ends[tp] > 0 and (committed or 0) < ends[tp]:
+            return False
+    return True
+
+
+async def wait_drained(drained: Any, drain_s: float) -> None:
+    """Waits up to ``drain_s`` for ``await drained()`` to be true (a failed check counts as not yet)."""
+    deadline = time.monotonic() + drain_s
+    with contextlib.suppress(Exception):
+        while time.monotonic() < deadline and not await drained():
+            await asyncio.sleep(0.1)
+
+
 class _GenConsumer:
-    """One generation of one rolled topic for one local subscriber (FastStream's, or a reader like it): a
-    consumer of the group ``<group>.g<N>`` handing its records to the subscriber."""
+    """One generation of one rolled topic for one local subscriber: a consumer of the group ``<group>.g<N>``.
+    A FastStream batch subscriber gets each batch handed to it (same decoder, middlewares, handler) and the
+    batch committed after it; a reader outside FastStream (``consumers.serving.RequestReader``) reads the
+    generation with a reader of its own (``sub.follow``)."""
 
     def __init__(self, manager: Generations, sub: Any, short: str, gen: int) -> None:
         self.manager = manager
@@ -178,13 +201,15 @@ class _GenConsumer:
         self.settings = manager.settings
         self.topic = generation_topic(self.settings, short, gen)
         self.group = f"{sub.group_id}.g{gen}"
-        self.batch = hasattr(sub, "max_records") and hasattr(sub, "batch_timeout_ms")
+        self.reader = sub.follow(self.topic, self.group) if hasattr(sub, "follow") else None
+        self.batch = self.reader is None
         self.consumer: AIOKafkaConsumer | None = None
         self.task: asyncio.Task[None] | None = None
-        self.inflight: set[asyncio.Task[Any]] = set()
-        self.slots = asyncio.Semaphore(self.settings.serving_concurrency)
 
     async def start(self) -> None:
+        if self.reader is not None:
+            await self.reader.start()
+            return
         busy = self.settings.background_fetch_max_wait_ms
         source = getattr(self.sub, "consumer", None)
         fetcher = getattr(source, "_fetcher", None)
@@ -207,12 +232,14 @@ class _GenConsumer:
         self.task = asyncio.create_task(self._run(), name=f"generation-{self.group}")
 
     def assigned(self) -> bool:
+        if self.reader is not None:
+            return bool(self.reader.assigned())
         return bool(self.consumer is not None and self.consumer.assignment())
 
     async def _run(self) -> None:
         assert self.consumer is not None
-        timeout = getattr(self.sub, "batch_timeout_ms", 100) if self.batch else 100
-        max_records = getattr(self.sub, "max_records", 500) if self.batch else 500
+        timeout = getattr(self.sub, "batch_timeout_ms", 100)
+        max_records = getattr(self.sub, "max_records", 500)
         while True:
             try:
                 batches = await self.consumer.getmany(timeout_ms=max(timeout, 100), max_records=max_records)
@@ -222,59 +249,32 @@ class _GenConsumer:
                 log.warning("generation consumer %s failed to fetch", self.group, exc_info=True)
                 await asyncio.sleep(1)
                 continue
-            if not batches:
-                continue
-            if self.batch:
-                for tp, records in batches.items():
-                    try:
-                        await self.sub.consume(tuple(records))
-                    except Exception:  # noqa: BLE001 - redeliver from the batch's first record
-                        log.exception("generation consumer %s: handler failed, redelivering", self.group)
-                        self.consumer.seek(tp, records[0].offset)
-                        await asyncio.sleep(1)
-                        break
-                    await self.consumer.commit({tp: records[-1].offset + 1})
-            else:  # requests: served side by side like the subscriber's max_workers, committed once taken
-                for records in batches.values():
-                    for record in records:
-                        await self.slots.acquire()
-                        task = asyncio.create_task(self._one(record))
-                        self.inflight.add(task)
-                        task.add_done_callback(self.inflight.discard)
-                await self.consumer.commit()
-
-    async def _one(self, record: Any) -> None:
-        try:
-            await self.sub.consume(record)
-        except Exception:  # noqa: BLE001
-            log.exception("generation consumer %s: handler failed", self.group)
-        finally:
-            self.slots.release()
+            for tp, records in batches.items():
+                try:
+                    await self.sub.consume(tuple(records))
+                except Exception:  # noqa: BLE001 - redeliver from the batch's first record
+                    log.exception("generation consumer %s: handler failed, redelivering", self.group)
+                    self.consumer.seek(tp, records[0].offset)
+                    await asyncio.sleep(1)
+                    break
+                await self.consumer.commit({tp: records[-1].offset + 1})
 
     async def drained(self) -> bool:
         """Every partition of this generation committed to its end by this group."""
+        if self.reader is not None:
+            return bool(await self.reader.drained())
         assert self.consumer is not None
-        tps = [TopicPartition(self.topic, p) for p in sorted(self.consumer.partitions_for_topic(self.topic) or ())]
-        if not tps or self.inflight:
-            return False
-        ends = await self.consumer.end_offsets(tps)
-        for tp in tps:
-            committed = await self.consumer.committed(tp)
-            if ends[tp] > 0 and (committed or 0) < ends[tp]:
-                return False
-        return True
+        return await committed_to_end(self.consumer, self.topic)
 
     async def stop(self, drain_s: float = 0.0) -> None:
-        if drain_s and self.consumer is not None:
-            deadline = time.monotonic() + drain_s
-            with contextlib.suppress(Exception):
-                while time.monotonic() < deadline and not await self.drained():
-                    await asyncio.sleep(0.1)
+        if self.reader is not None:
+            await self.reader.stop(drain_s)
+            return
+        if self.consumer is not None:
+            await wait_drained(self.drained, drain_s)
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
-        if self.inflight:
-            await asyncio.gather(*self.inflight, return_exceptions=True)
         if self.consumer is not None:
             with contextlib.suppress(Exception):
                 await self.consumer.stop()

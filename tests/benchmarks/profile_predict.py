@@ -19,54 +19,16 @@ from typing import Any
 
 import aiohttp
 import httpx
-import psutil
 
 from infra import mongo
 from infra.tabular.records import insert_records
 from ml.tabular.synthetic import transactions
 from tests.benchmarks.bench_predict import KEY, _train_and_deploy
-from tests.benchmarks.upstack import modelbus_up
+from tests.benchmarks.upstack import cpu_seconds, modelbus_up, stack_processes
 
 OUT = Path("bench-results/profiles")
-PY_SPY = str(Path(sys.executable).parent / "py-spy")
-
-
-def _processes() -> dict[str, list[int]]:
-    """The stack's processes by part (children of this one, by command line): the API, the serving worker and
-    the background worker (Python, profiled), the broker and the databases (CPU only)."""
-    found: dict[str, list[int]] = collections.defaultdict(list)
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            cmd = " ".join(proc.cmdline())
-        except psutil.Error:
-            continue
-        if "bootstrap.cli" in cmd and " up " in f"{cmd} ":
-            found["api"].append(proc.pid)
-        elif "bootstrap.cli" in cmd and "serving" in cmd:
-            found["serving"].append(proc.pid)
-        elif "bootstrap.cli" in cmd and "worker" in cmd:
-            found["background"].append(proc.pid)
-        elif "tansu" in cmd:
-            found["broker"].append(proc.pid)
-        elif "secantus" in cmd.lower() or "mongo" in cmd:
-            found["databases"].append(proc.pid)
-    return dict(found)
-
-
 PROFILED = ("api", "serving", "background")
-
-
-def _cpu(pids: dict[str, list[int]]) -> dict[str, float]:
-    out = {}
-    for name, group in pids.items():
-        total = 0.0
-        for pid in group:
-            try:
-                total += sum(psutil.Process(pid).cpu_times()[:2])
-            except psutil.Error:
-                continue
-        out[name] = total
-    return out
+PY_SPY = str(Path(sys.executable).parent / "py-spy")
 
 
 def summarise(raw: Path, top: int = 25) -> dict[str, Any]:
@@ -133,7 +95,7 @@ def main(mode: str = "single", seconds: str = "20", rate: str = "100", *settings
 
         rows = asyncio.run(prepare())
         time.sleep(2)
-        pids = _processes()
+        pids = stack_processes()
         targets = {name: pids[name][0] for name in PROFILED if pids.get(name)}
         targets |= {f"database{i}": pid for i, pid in enumerate(pids.get("databases", []))}  # SecantusDB: Python
         spies = {
@@ -158,10 +120,10 @@ def main(mode: str = "single", seconds: str = "20", rate: str = "100", *settings
             )
             for name, pid in targets.items()
         }
-        cpu0 = _cpu(pids)
+        cpu0 = cpu_seconds(pids)
         sent = asyncio.run(_drive(mode, info["api_url"], rows, float(seconds), float(rate)))
         time.sleep(3)  # what the requests left to do downstream (served events, archive) is counted too
-        cpu = {name: c - cpu0[name] for name, c in _cpu(pids).items()}
+        cpu = {name: c - cpu0[name] for name, c in cpu_seconds(pids).items()}
         for spy in spies.values():
             spy.wait(60)
     records = sent * (1000 if mode == "bulk" else 1)

@@ -13,6 +13,7 @@ BENCHMARKS = [
     "bench_tabular",
     "bench_security",
     "bench_predict",
+    "bench_kafka_floor",
     "bench_canary",
     "bench_lotto_models",
     "bench_lotto_api",

@@ -4,6 +4,7 @@ load generator in the benchmark process does not share an interpreter with the s
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -16,6 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from infra.settings import Settings
 
@@ -62,3 +65,39 @@ def modelbus_up(api_key: str, *, ready_timeout_s: float = 180, **env: str) -> It
             except subprocess.TimeoutExpired:
                 proc.kill()
             log.close()
+
+
+def stack_processes() -> dict[str, list[int]]:
+    """The processes of a ``modelbus_up`` stack by part (children of this one, by command line): the API, the
+    serving worker, the background worker, the broker and the databases."""
+    found: dict[str, list[int]] = collections.defaultdict(list)
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            cmd = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        if "bootstrap.cli" in cmd and " up " in f"{cmd} ":
+            found["api"].append(proc.pid)
+        elif "bootstrap.cli" in cmd and "serving" in cmd:
+            found["serving"].append(proc.pid)
+        elif "bootstrap.cli" in cmd and "worker" in cmd:
+            found["background"].append(proc.pid)
+        elif "tansu" in cmd:
+            found["broker"].append(proc.pid)
+        elif "secantus" in cmd.lower() or "mongo" in cmd:
+            found["databases"].append(proc.pid)
+    return dict(found)
+
+
+def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
+    """User + system CPU time of each part's processes so far."""
+    out = {}
+    for name, group in pids.items():
+        total = 0.0
+        for pid in group:
+            try:
+                total += sum(psutil.Process(pid).cpu_times()[:2])
+            except psutil.Error:
+                continue
+        out[name] = total
+    return out
