@@ -104,7 +104,9 @@ def create_app(
         if settings.metrics_public
         else type("ProtectedMetricsController", (MetricsController,), {"guards": [api_key_guard]})
     )
+    # server spans only while something exports them; without an exporter the trace context alone (issue 16)
     tracing = exporting()
+    trace_plugins = [OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=trace.get_tracer_provider()))]
     return Litestar(
         route_handlers=[
             AuthController,
@@ -132,8 +134,7 @@ def create_app(
             *([] if tracing else [TraceContextMiddleware()]),
         ],
         plugins=[
-            # server spans only while something exports them; the trace context alone otherwise (issue 16)
-            *([OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=trace.get_tracer_provider()))] * tracing),
+            *(trace_plugins if tracing else []),
             ContractSchemaPlugin(),  # /openapi.json states extra="forbid" and model-level rules (issue 14)
         ],
         openapi_config=OpenAPIConfig(

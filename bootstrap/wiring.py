@@ -10,7 +10,7 @@ from bootstrap.domain import console_nav, console_pages, routes, training, worke
 from bootstrap.domains import DOMAINS, install
 from consumers.runtime import Consumers, all_roles
 from infra.settings import Settings
-from infra.telemetry import setup_logging
+from infra.telemetry import setup_logging, setup_tracing
 
 ALL_ROLES: tuple[str, ...] = all_roles(workers(DOMAINS))
 """the platform's roles and the domains' (``modelbus worker --roles``)"""
@@ -31,4 +31,5 @@ def app_from_env() -> Litestar:
     ``MODELBUS_`` variables or ``stack.json``). Several of these can share one stack."""
     settings = Settings().with_stack_file()
     setup_logging(settings.log_level, settings.log_json)
+    setup_tracing()  # before the app: it installs server spans only when they are exported
     return app(settings)

@@ -26,7 +26,9 @@ def broken() -> None:
 
 
 setup_tracing()  # the SDK provider every modelbus process installs (ids even for unrecorded spans)
-APP = Litestar([thing, broken], middleware=[RequestLogMiddleware(), TraceContextMiddleware()])
+APP = Litestar(  # no logging_config: Litestar's default would replace the root logger's handlers
+    [thing, broken], middleware=[RequestLogMiddleware(), TraceContextMiddleware()], logging_config=None
+)
 
 
 def _sample(name: str, path: str, status: str) -> float:
