@@ -131,9 +131,9 @@ _tracer = trace.get_tracer("modelbus.serving")
 
 class RequestReader:
     """One consumer of a request topic in the ``serving`` group: each record is served in a task of its own, at
-    most ``serving_concurrency`` at once; offsets are committed as records are taken (auto-commit). The catalog
-    topic is read from its end; a generation of it (``follow``, called by ``infra.topic_generations``) from its
-    start, and ``drained``/``stop(drain_s)`` tell when every record of it was taken."""
+    most ``serving_concurrency`` at once; offsets are committed as records are taken (before they are served).
+    The catalog topic is read from its end; a generation of it (``follow``, called by ``infra.topic_generations``)
+    from its start, and ``drained``/``stop(drain_s)`` tell when every record of it was taken."""
 
     def __init__(self, service: ServingService, topic: str, group_id: str, *, from_start: bool = False) -> None:
         self.service = service
@@ -156,7 +156,9 @@ class RequestReader:
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.group_id,
             auto_offset_reset="earliest" if self.from_start else "latest",
-            enable_auto_commit=True,
+            # a generation is deleted once drained: an auto-commit to a deleted topic is retried forever and its
+            # consumer never stops, so a generation's reader commits itself, once per fetched batch
+            enable_auto_commit=not self.from_start,
             fetch_max_wait_ms=self.settings.rpc_fetch_max_wait_ms,
             request_timeout_ms=30000,
             max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -185,6 +187,11 @@ class RequestReader:
                     task = asyncio.create_task(self._one(record))
                     self._inflight.add(task)
                     task.add_done_callback(self._inflight.discard)
+            if self.from_start and batches:
+                try:
+                    await self.consumer.commit()  # what was taken, as the auto-commit does (ACK_FIRST)
+                except Exception:  # noqa: BLE001 - the next batch's commit covers it
+                    log.warning("committing taken requests failed", exc_info=True)
 
     async def _one(self, record: ConsumerRecord) -> None:
         try:
