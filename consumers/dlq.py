@@ -13,13 +13,14 @@ from aiokafka.structs import ConsumerRecord
 from faststream import BaseMiddleware
 from faststream.message import StreamMessage
 
+from infra.threaded_consumer import KafkaRecord
 from producers.publisher import EventPublisher
 from schemas.common import iso, utcnow
 
 log = logging.getLogger("modelbus.dlq")
 
 
-def _headers(record: ConsumerRecord, error: BaseException, group: str, attempts: int) -> dict[str, str]:
+def _headers(record: ConsumerRecord | KafkaRecord, error: BaseException, group: str, attempts: int) -> dict[str, str]:
     original = {k: v.decode(errors="replace") for k, v in (record.headers or ()) if k != "traceparent"}
     return original | {
         "x-error": f"{error.__class__.__name__}: {error}"[:2000],
@@ -34,7 +35,12 @@ def _headers(record: ConsumerRecord, error: BaseException, group: str, attempts:
 
 
 async def dead_letter(
-    publisher: EventPublisher, record: ConsumerRecord, error: BaseException, *, group: str, attempts: int = 1
+    publisher: EventPublisher,
+    record: ConsumerRecord | KafkaRecord,
+    error: BaseException,
+    *,
+    group: str,
+    attempts: int = 1,
 ) -> None:
     key = record.key.decode(errors="replace") if isinstance(record.key, bytes) else str(record.key or "")
     value = record.value if isinstance(record.value, bytes) else bytes(str(record.value), "utf-8")

@@ -1,35 +1,34 @@
 """Serving worker: answers ``predict.requests`` on the reply topic named in each request.
 Domain handlers (tabular predictions, lotto generation, RL actions) register by ``kind``.
 
-The request topic is read by a plain aiokafka consumer (``RequestReader``), not a FastStream subscriber:
+The request topic is read by a librdkafka consumer in a thread of its own (``RequestReader``,
+``infra.threaded_consumer``), not a FastStream subscriber:
 on this path FastStream's per-message pipeline (logging, telemetry and Prometheus middlewares, dependency
 injection, a task group per message) cost as much CPU as the handler itself (issue 16, py-spy). What it did
 that matters is done here directly: the ``traceparent`` of the request is the parent of the handling span,
 a record that is not a request envelope goes to the dead-letter topic, offsets are committed as FastStream's
 default (before handling, like ``AckPolicy.ACK_FIRST``), requests are served side by side
-(``MODELBUS_SERVING_CONCURRENCY``), the consumer slows its polling while idle (``infra.kafka.idle_waits``) and
+(``MODELBUS_SERVING_CONCURRENCY``), the consumer fetches only every idle wait while idle and
 follows the topic's generations on the embedded broker (``infra.topic_generations``)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from consumers.deps import Deps
 from consumers.dlq import dead_letter
-from infra.kafka import idle_waits
-from infra.topic_generations import committed_to_end, wait_drained
+from infra.kafka import idle_wait_ms
+from infra.threaded_consumer import KafkaRecord, ThreadedConsumer, committed_to_end, consumer_config
+from infra.topic_generations import wait_drained
 from schemas.envelope import Envelope
 from schemas.errors import ApiError, validation_error
 from schemas.rpc import PING, RPC_REPLIED, B, NoBody, Pong, R, RpcError, RpcKind, RpcReply, RpcRequest
@@ -68,11 +67,11 @@ class ServingService:
         settings = self.deps.settings
         return RequestReader(self, settings.topic("predict.requests"), settings.group("serving"))
 
-    async def consume(self, record: ConsumerRecord) -> None:
+    async def consume(self, record: KafkaRecord) -> None:
         """One request record: its reply on the request's reply topic, then the handler's work alongside."""
-        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        headers = {k: v.decode(errors="replace") for k, v in record.headers}
         reply_to = headers.get("x-reply-topic")
-        env = Envelope.from_bytes(record.value)
+        env = Envelope.from_bytes(record.value or b"")
         reply, alongside = await self.serve(env)
         try:
             if reply_to:
@@ -130,10 +129,11 @@ _tracer = trace.get_tracer("modelbus.serving")
 
 
 class RequestReader:
-    """One consumer of a request topic in the ``serving`` group: each record is served in a task of its own, at
-    most ``serving_concurrency`` at once; offsets are committed as records are taken (before they are served).
-    The catalog topic is read from its end; a generation of it (``follow``, called by ``infra.topic_generations``)
-    from its start, and ``drained``/``stop(drain_s)`` tell when every record of it was taken."""
+    """One consumer of a request topic in the ``serving`` group (librdkafka, ``infra.threaded_consumer``): each
+    record is served in a task of its own, at most ``serving_concurrency`` at once; offsets are committed as
+    records are taken (before they are served). The catalog topic is read from its end; a generation of it
+    (``follow``, called by ``infra.topic_generations``) from its start, and ``drained``/``stop(drain_s)`` tell
+    when every record of it was taken. Idle, the consumer pauses and a watcher fetches with the long idle wait."""
 
     def __init__(self, service: ServingService, topic: str, group_id: str, *, from_start: bool = False) -> None:
         self.service = service
@@ -141,68 +141,55 @@ class RequestReader:
         self.topic_names = (topic,)
         self.group_id = group_id
         self.from_start = from_start
-        self.consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.consumer: ThreadedConsumer | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.settings.serving_concurrency)
+        self._backlog = 4 * self.settings.serving_concurrency
+        """records taken but not yet being served, beyond which the reader takes no more for now"""
 
     def follow(self, topic: str, group_id: str) -> RequestReader:
         """A reader of a generation of this topic (``infra.topic_generations``)."""
         return RequestReader(self.service, topic, group_id, from_start=True)
 
     async def start(self) -> None:
-        self.consumer = AIOKafkaConsumer(
-            *self.topic_names,
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=self.group_id,
-            auto_offset_reset="earliest" if self.from_start else "latest",
-            # a generation is deleted once drained: an auto-commit to a deleted topic is retried forever and its
-            # consumer never stops, so a generation's reader commits itself, once per fetched batch
-            enable_auto_commit=not self.from_start,
-            fetch_max_wait_ms=self.settings.rpc_fetch_max_wait_ms,
-            request_timeout_ms=30000,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+        busy = self.settings.rpc_fetch_max_wait_ms
+        config = consumer_config(
+            self.settings.kafka_bootstrap or "",
+            self.group_id,
+            busy,
+            # a generation is deleted once drained: its reader commits itself, after each batch (an auto-commit
+            # after the topic is gone would fail); the catalog topic's reader auto-commits what it took
+            **{"enable.auto.commit": not self.from_start, "max.partition.fetch.bytes": 4 * 1024 * 1024},
         )
-        await self.consumer.start()
-        idle_waits(self.consumer, self.settings)
-        self._task = asyncio.create_task(self._run(), name=f"serving-{self.topic_names[0]}")
+        self.consumer = ThreadedConsumer(
+            config,
+            self._take,
+            f"serving-{self.topic_names[0]}",
+            idle_after_s=self.settings.idle_after_seconds if self.settings.idle_fetch_max_wait_ms else 0.0,
+            idle_wait_ms=idle_wait_ms(busy, self.settings),
+            hold=lambda: len(self._inflight) >= self._backlog,
+            commit_each_batch=self.from_start,
+        )
+        self.consumer.start()
+        self.consumer.subscribe(self.topic_names[0], from_start=self.from_start)
 
     def assigned(self) -> bool:
-        return bool(self.consumer is not None and self.consumer.assignment())
+        return bool(self.consumer is not None and self.consumer.assignment)
 
-    async def _run(self) -> None:
-        assert self.consumer is not None
-        while True:
-            try:
-                batches = await self.consumer.getmany(timeout_ms=1000)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - a broker hiccup: keep reading
-                log.warning("reading requests failed", exc_info=True)
-                await asyncio.sleep(0.5)
-                continue
-            for records in batches.values():
-                for record in records:
-                    await self._slots.acquire()
-                    task = asyncio.create_task(self._one(record))
-                    self._inflight.add(task)
-                    task.add_done_callback(self._inflight.discard)
-            if self.from_start and batches:
-                try:
-                    await self.consumer.commit()  # what was taken, as the auto-commit does (ACK_FIRST)
-                except Exception:  # noqa: BLE001 - the next batch's commit covers it
-                    log.warning("committing taken requests failed", exc_info=True)
+    def _take(self, records: list[KafkaRecord]) -> None:
+        for record in records:
+            task = asyncio.create_task(self._one(record))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
 
-    async def _one(self, record: ConsumerRecord) -> None:
-        try:
+    async def _one(self, record: KafkaRecord) -> None:
+        async with self._slots:
             await self.consume(record)
-        finally:
-            self._slots.release()
 
-    async def consume(self, record: ConsumerRecord) -> None:
+    async def consume(self, record: KafkaRecord) -> None:
         """Serves one record under a span whose parent is the request's ``traceparent``; a record that cannot
         be served (not a request envelope) is dead-lettered."""
-        carrier = {k: v.decode(errors="replace") for k, v in (record.headers or ()) if k == "traceparent"}
+        carrier = {k: v.decode(errors="replace") for k, v in record.headers if k == "traceparent"}
         parent = propagate.extract(carrier) if carrier else None
         with _tracer.start_as_current_span(f"{record.topic} process", context=parent, kind=SpanKind.CONSUMER):
             try:
@@ -219,19 +206,16 @@ class RequestReader:
         """Every record of the topic taken and served, and the group's offsets committed to its end."""
         if self.consumer is None or self._inflight:
             return False
-        return await committed_to_end(self.consumer, self.topic_names[0])
+        topic = self.topic_names[0]
+        return bool(await self.consumer.call(lambda consumer: committed_to_end(consumer, topic)))
 
     async def stop(self, drain_s: float = 0.0) -> None:
-        """Stops taking requests (after up to ``drain_s`` for the topic to be drained), lets the ones being
-        served finish, then leaves the group (committing what was taken)."""
+        """Stops taking requests (after up to ``drain_s`` for the topic to be drained), leaves the group
+        (committing what was taken), then lets the requests being served finish."""
         if drain_s and self.consumer is not None:
             await wait_drained(self.drained, drain_s)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self.consumer is not None:
+            await self.consumer.close()
+            self.consumer = None
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
-        if self.consumer is not None:
-            with contextlib.suppress(Exception):
-                await self.consumer.stop()
-            self.consumer = None

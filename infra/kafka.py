@@ -96,6 +96,12 @@ IDLE_FACTOR = 10
 """an idle consumer waits this many times its fetch wait per fetch (capped by ``idle_fetch_max_wait_ms``)"""
 
 
+def idle_wait_ms(busy_ms: int, settings: Settings) -> int:
+    """The fetch wait of an idle consumer whose busy wait is ``busy_ms`` (``busy_ms`` itself when idle waits are
+    off)."""
+    return max(busy_ms, min(busy_ms * IDLE_FACTOR, settings.idle_fetch_max_wait_ms))
+
+
 def idle_waits(consumer: Any, settings: Settings, subscriber: Any = None) -> bool:
     """Makes an aiokafka consumer wait longer per fetch while it is idle.
 
@@ -112,7 +118,7 @@ def idle_waits(consumer: Any, settings: Settings, subscriber: Any = None) -> boo
     if not settings.idle_fetch_max_wait_ms or fetcher is None or getattr(fetcher, "_modelbus_idle", False):
         return False
     busy = int(fetcher._fetch_max_wait_ms)
-    idle = max(busy, min(busy * IDLE_FACTOR, settings.idle_fetch_max_wait_ms))
+    idle = idle_wait_ms(busy, settings)
     if idle == busy:
         return False
     proc = fetcher._proc_fetch_request
