@@ -234,6 +234,8 @@ class RpcClient:
             self._reply_topic_of.pop(corr, None)
             if reply_topic != self.reply_topic:
                 self._retire_soon(reply_topic)
+            elif (reader := self._readers.get(reply_topic)) is not None:
+                self._idle(reader)  # the last call done: pause (its reply came while it still waited)
 
     async def close(self) -> None:
         readers = list(self._readers.values())
