@@ -30,11 +30,16 @@ async def _until(check: Any, timeout_s: float, what: str) -> None:
         await asyncio.sleep(0.02)
 
 
-async def _group_scenario(settings: Settings) -> dict[str, Any]:
+async def _topic_and_producer(settings: Settings, partitions: int) -> tuple[str, AIOKafkaProducer]:
     topic = f"test.threaded.{uuid.uuid4().hex[:8]}"
-    await create_topic(settings, topic, 2)
+    await create_topic(settings, topic, partitions)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
+    return topic, producer
+
+
+async def _group_scenario(settings: Settings) -> dict[str, Any]:
+    topic, producer = await _topic_and_producer(settings, 2)
     got: list[KafkaRecord] = []
     group = f"threaded-{uuid.uuid4().hex[:8]}"
 
@@ -78,10 +83,7 @@ async def _group_scenario(settings: Settings) -> dict[str, Any]:
 
 
 async def _assign_scenario(settings: Settings) -> dict[str, Any]:
-    topic = f"test.threaded.{uuid.uuid4().hex[:8]}"
-    await create_topic(settings, topic, 1)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
+    topic, producer = await _topic_and_producer(settings, 1)
     got: list[KafkaRecord] = []
     reader = ThreadedConsumer(consumer_config(settings.kafka_bootstrap or "", "assign-test", 5), got.extend, topic)
     try:
