@@ -112,6 +112,8 @@ class ThreadedConsumer:
         self._last_record = time.monotonic()
         self.assignment: list[tuple[str, int]] = []
         """the partitions assigned now (read from the loop)"""
+        self._failure: Exception | None = None
+        """why the consumer could not be made (then every ``call`` raises it)"""
         self._thread: threading.Thread | None = None
         self._closed: asyncio.Future[None] = self._loop.create_future()
 
@@ -128,6 +130,8 @@ class ThreadedConsumer:
 
     async def call(self, fn: Callable[[Consumer], Any]) -> Any:
         """Runs ``fn(consumer)`` in the consumer's thread and returns its result (or raises its error)."""
+        if self._failure is not None:
+            raise self._failure
         future: asyncio.Future[Any] = self._loop.create_future()
 
         def command(consumer: Consumer) -> None:
@@ -194,7 +198,12 @@ class ThreadedConsumer:
     # --- the consumer's thread ----------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        consumer = Consumer(self._config)
+        try:
+            consumer = Consumer(self._config)
+        except Exception as exc:  # noqa: BLE001 - a bad configuration: every waiting call gets the error
+            log.exception("%s: the consumer could not be made", self._name)
+            self._fail(exc)
+            return
         try:
             while not self._closing:
                 self._wake.clear()
@@ -219,6 +228,17 @@ class ThreadedConsumer:
                 consumer.close()
             finally:
                 self._to_loop(_settle, self._closed, None, None)
+
+    def _fail(self, exc: Exception) -> None:
+        self._failure = exc
+        while True:  # the commands already sent: a ``call`` gets the error, the others are dropped
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            with contextlib.suppress(Exception):
+                command(None)  # type: ignore[arg-type]
+        self._to_loop(_settle, self._closed, None, None)
 
     def _commands_now(self, consumer: Consumer) -> None:
         while True:
