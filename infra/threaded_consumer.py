@@ -67,8 +67,9 @@ def consumer_config(bootstrap: str, group_id: str, fetch_wait_ms: int, **extra: 
         "enable.partition.eof": False,
         "log.connection.close": False,
         "session.timeout.ms": SESSION_TIMEOUT_MS,
-        # librdkafka postpones a partition's fetch by this much when it thinks its queue is full; at the default
-        # (1 s) the first record after a resume of a partition that had not fetched yet came ~1 s late
+        # librdkafka postpones a partition's fetch by this much when it thinks its queue is full (default 1 s); with
+        # the seek on resume alone, the first wake of a run came 988 ms late (one run), with both 22 of 23 wakes
+        # took 4.5-27 ms (one Tansu, session 12)
         "fetch.queue.backoff.ms": 10,
         "logger": logging.getLogger("modelbus.librdkafka"),
         **extra,
@@ -107,11 +108,13 @@ class ThreadedConsumer:
         self._next: dict[tuple[str, int], int] = {}
         """group mode: the next offset of each assigned partition"""
         self._watcher: Consumer | None = None
-        """the watcher while idle"""
-        self._watcher_consumer: Consumer | None = None
+        """group mode: the consumer without group that watches for the next record while idle (made once)"""
+        self._watching = False
         self._last_record = time.monotonic()
         self.assignment: list[tuple[str, int]] = []
         """the partitions assigned now (read from the loop)"""
+        self._failure: Exception | None = None
+        """why the consumer could not be made (then every ``call`` raises it)"""
         self._thread: threading.Thread | None = None
         self._closed: asyncio.Future[None] = self._loop.create_future()
 
@@ -120,7 +123,7 @@ class ThreadedConsumer:
     @property
     def idle(self) -> bool:
         """Group mode: the partitions are paused and the watcher waits for the next record."""
-        return self._watcher is not None
+        return self._watching
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
@@ -128,6 +131,8 @@ class ThreadedConsumer:
 
     async def call(self, fn: Callable[[Consumer], Any]) -> Any:
         """Runs ``fn(consumer)`` in the consumer's thread and returns its result (or raises its error)."""
+        if self._failure is not None:
+            raise self._failure
         future: asyncio.Future[Any] = self._loop.create_future()
 
         def command(consumer: Consumer) -> None:
@@ -184,24 +189,28 @@ class ThreadedConsumer:
         self._commands.put(command)
         self._wake.set()
 
-    def _to_loop(self, fn: Callable[..., Any], *args: Any) -> bool:
-        try:
+    def _to_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits any more
             self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # the event loop is closed: nobody waits any more
-            return False
-        return True
 
     # --- the consumer's thread ----------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        consumer = Consumer(self._config)
+        try:
+            consumer = Consumer(self._config)
+        except Exception as exc:  # noqa: BLE001 - a bad configuration: every waiting call gets the error
+            log.exception("%s: the consumer could not be made", self._name)
+            self._failure = exc
+            self._commands_now(None)  # type: ignore[arg-type] - the calls already sent fail on the missing consumer
+            self._to_loop(_settle, self._closed, None, None)
+            return
         try:
             while not self._closing:
                 self._wake.clear()
                 self._commands_now(consumer)
                 if self._hold is not None and self._hold():
                     self._wake.wait(0.005)
-                elif self._watcher is not None:
+                elif self._watching:
                     self._watch(consumer)
                 elif self._group or self._fetching:
                     self._read(consumer)
@@ -210,9 +219,9 @@ class ThreadedConsumer:
         finally:
             try:
                 self._stop_watching(consumer, resume=False)
-                if self._watcher_consumer is not None:
+                if self._watcher is not None:
                     with contextlib.suppress(Exception):
-                        self._watcher_consumer.close()
+                        self._watcher.close()
                 if self._commit_each_batch and self.assignment:
                     with contextlib.suppress(KafkaException):
                         consumer.commit(asynchronous=False)
@@ -302,8 +311,8 @@ class ThreadedConsumer:
         if not self.assignment or any(p not in self._next for p in self.assignment):
             self._last_record = time.monotonic()  # an offset is not known: keep reading, look again later
             return
-        if self._watcher_consumer is None:  # made once, kept (closing a librdkafka client takes ~0.5 s)
-            self._watcher_consumer = Consumer(
+        if self._watcher is None:
+            self._watcher = Consumer(
                 {
                     **self._config,
                     "group.id": f"{self._config['group.id']}.watch",
@@ -311,9 +320,9 @@ class ThreadedConsumer:
                     "fetch.wait.max.ms": self._idle_wait_ms,
                 }
             )
-        self._watcher_consumer.assign([TopicPartition(t, p, self._next[(t, p)]) for t, p in self.assignment])
+        self._watcher.assign([TopicPartition(t, p, self._next[(t, p)]) for t, p in self.assignment])
         consumer.pause([TopicPartition(t, p) for t, p in self.assignment])
-        self._watcher = self._watcher_consumer
+        self._watching = True
 
     def _watch(self, consumer: Consumer) -> None:
         assert self._watcher is not None
@@ -324,7 +333,7 @@ class ThreadedConsumer:
         if taken is not None:  # not expected while paused, but never dropped
             self._stop_watching(consumer, resume=True)
             self._take(consumer, [taken])
-        if self._watcher is None:
+        if not self._watching:
             return
         try:
             seen = self._watcher.poll(0.1)
@@ -334,13 +343,13 @@ class ThreadedConsumer:
             self._stop_watching(consumer, resume=True)
 
     def _stop_watching(self, consumer: Consumer, *, resume: bool) -> None:
-        watcher, self._watcher = self._watcher, None
-        if watcher is None:
+        if not self._watching or self._watcher is None:
             return
+        self._watching = False
         if resume and self.assignment:
             self._resume(consumer, [TopicPartition(t, p) for t, p in self.assignment])
         with contextlib.suppress(Exception):
-            watcher.unassign()  # an unassigned consumer sends no fetch
+            self._watcher.unassign()  # an unassigned consumer sends no fetch
         self._last_record = time.monotonic()
 
 

@@ -6,8 +6,8 @@ matches; replies for other processes are skipped. A reply that never comes is a 
 librdkafka consumer in a thread of its own (``infra.threaded_consumer``): its fetching costs a fraction of an
 aiokafka consumer's, which fetched in Python on the event loop every few milliseconds while calls waited.
 
-While no call waits for a reply the reader pauses its partitions (with idle waits on,
-``MODELBUS_IDLE_FETCH_MAX_WAIT_MS`` > 0): a paused consumer sends no fetch at all, which on Tansu, where
+When no call has waited for a reply for ``PAUSE_AFTER_S`` the reader pauses its partitions (with idle waits
+on, ``MODELBUS_IDLE_FETCH_MAX_WAIT_MS`` > 0): a paused consumer sends no fetch at all, which on Tansu, where
 every fetch costs broker CPU, is what an idle API process costs. A call resumes them before it
 publishes its request, from the position where the reader paused, so no reply is skipped."""
 
@@ -30,6 +30,10 @@ from schemas.rpc import RPC_REQUESTED, RpcReply, RpcRequest
 
 log = logging.getLogger("modelbus.rpc")
 
+PAUSE_AFTER_S = 1.0
+"""a reply reader pauses this long after its last call ended: steady traffic keeps it reading instead of pausing
+and resuming it (two commands to its thread and a seek) for every request"""
+
 
 class RpcTimeout(TimeoutError):
     """No worker answered in time."""
@@ -43,6 +47,8 @@ class _Reader:
         self.consumer = consumer
         self.tps: list[TopicPartition] = []
         self.paused = False
+        self.pause_later: asyncio.TimerHandle | None = None
+        """the pause scheduled ``PAUSE_AFTER_S`` after the last call ended (cancelled by the next call)"""
 
 
 class RpcClient:
@@ -113,11 +119,21 @@ class RpcClient:
         return any(t == topic for t in self._reply_topic_of.values())
 
     def _idle(self, reader: _Reader) -> None:
-        if self._pause_when_idle and not reader.paused and not self._waiting_on(reader.topic):
+        """No call waits on the reader: pause it ``PAUSE_AFTER_S`` from now unless a call comes first (under steady
+        traffic it would otherwise be paused and resumed for every request)."""
+        if self._pause_when_idle and not reader.paused and reader.pause_later is None:
+            reader.pause_later = asyncio.get_running_loop().call_later(PAUSE_AFTER_S, self._pause, reader)
+
+    def _pause(self, reader: _Reader) -> None:
+        reader.pause_later = None
+        if not reader.paused and not self._waiting_on(reader.topic) and self._readers.get(reader.topic) is reader:
             reader.consumer.pause(reader.tps)
             reader.paused = True
 
     def _wake(self, reader: _Reader) -> None:
+        if reader.pause_later is not None:
+            reader.pause_later.cancel()
+            reader.pause_later = None
         if reader.paused:
             reader.consumer.resume(reader.tps)
             reader.paused = False
@@ -175,6 +191,8 @@ class RpcClient:
             task.add_done_callback(self._retiring.discard)
 
     async def _retire(self, reader: _Reader) -> None:
+        if reader.pause_later is not None:
+            reader.pause_later.cancel()
         with contextlib.suppress(Exception):
             await reader.consumer.close()
         if reader.topic != self.base_reply_topic:  # the shared catalog topic stays
@@ -241,6 +259,8 @@ class RpcClient:
         readers = list(self._readers.values())
         self._readers.clear()
         for reader in readers:
+            if reader.pause_later is not None:
+                reader.pause_later.cancel()
             await reader.consumer.close()
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)

@@ -76,6 +76,8 @@ async def soak(info: dict[str, Any], root: psutil.Process, minutes: float) -> di
     await asyncio.sleep(2)
     per_minute: list[dict[str, Any]] = []
     latencies: dict[int, list[float]] = {}
+    rpc_ms: dict[int, list[float]] = {}
+    worker_ms: dict[int, list[float]] = {}
     errors: dict[int, int] = {}
     jobs: list[str] = []
     start = time.perf_counter()
@@ -89,12 +91,17 @@ async def soak(info: dict[str, Any], root: psutil.Process, minutes: float) -> di
         try:
             async with session.post("/v1/ml/predict", json={"features": rows[i % len(rows)],
                                                             "routing_key": f"user-{i % 5000}"}) as resp:
-                await resp.read()
+                body = await resp.read()
                 ok = resp.status == 200
         except (aiohttp.ClientError, TimeoutError):
             ok = False
         if ok:
             latencies.setdefault(m, []).append((time.perf_counter() - t0) * 1000)
+            # where the time went: the API's round trip over Kafka to the worker and back, the worker's scoring
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                answer = json.loads(body)
+                rpc_ms.setdefault(m, []).append(float(answer["latency_ms"]))
+                worker_ms.setdefault(m, []).append(float(answer["worker_ms"]))
         else:
             errors[m] = errors.get(m, 0) + 1
 
@@ -124,10 +131,11 @@ async def soak(info: dict[str, Any], root: psutil.Process, minutes: float) -> di
             t_last = now
             topics = await _topics(info["kafka_bootstrap"])
             rolled = [t for t in topics if ".predict." in t]
-            row = {"minute": m, **_pct(latencies.get(m, [])), "errors": errors.get(m, 0), "rss_mb": rss,
-                   "cpu_pct": cpu, "predict_topics": rolled}
+            row = {"minute": m, **_pct(latencies.get(m, [])),
+                   "rpc": _pct(rpc_ms.get(m, [])), "worker": _pct(worker_ms.get(m, [])), "errors": errors.get(m, 0),
+                   "rss_mb": rss, "cpu_pct": cpu, "predict_topics": rolled}
             per_minute.append(row)
-            print(json.dumps({k: row[k] for k in ("minute", "p50_ms", "p99_ms", "n", "errors")}),
+            print(json.dumps({k: row[k] for k in ("minute", "p50_ms", "p99_ms", "n", "errors", "rpc", "worker")}),
                   "broker", rss.get("broker"), "MB", len(rolled), "predict topics", flush=True)
             m += 1
 
@@ -160,6 +168,9 @@ async def soak(info: dict[str, Any], root: psutil.Process, minutes: float) -> di
     last = [v for m in range(max(0, whole - 5), whole) for v in latencies.get(m, [])]
     broker_rss = [r["rss_mb"].get("broker") for r in per_minute if r["rss_mb"].get("broker")]
     first5, last5 = _pct(first), _pct(last)
+
+    def rpc_of(ms: range) -> dict[str, Any]:
+        return _pct([v for m in ms for v in rpc_ms.get(m, [])])
     return {
         "model_id": model_id,
         "rate_rps": RATE,
@@ -167,6 +178,8 @@ async def soak(info: dict[str, Any], root: psutil.Process, minutes: float) -> di
         "training_jobs": {"submitted": len(jobs), "completed": completed},
         "first_5_min": first5,
         "last_5_min": last5,
+        "rpc_first_5_min": rpc_of(range(min(5, whole))),
+        "rpc_last_5_min": rpc_of(range(max(0, whole - 5), whole)),
         "p50_ratio_last_over_first": round(last5["p50_ms"] / first5["p50_ms"], 3) if first and last else None,
         "goal_p50_ratio": 1.25,
         "errors": sum(errors.values()),
