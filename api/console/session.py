@@ -99,17 +99,15 @@ def issue_session(
 async def _current(connection: ASGIConnection[Any, Any, Any, Any], claims: dict[str, Any]) -> Principal | None:
     """The key or user behind the session as stored now (None if revoked/disabled), cached a few seconds."""
     state = connection.app.state
-    cache_key = f"console:{claims['sub']}"
-    found, principal = state.key_cache.get(cache_key)
-    if found:
-        return principal
-    if claims.get("kind") == "user":
-        doc = await state.db[mongo.USERS].find_one({"_id": claims["name"], "disabled": False})
-        principal = None if doc is None else Principal(claims["sub"], doc["_id"], doc["tier"], tuple(doc["scopes"]))
-    else:
+
+    async def load() -> Principal | None:
+        if claims.get("kind") == "user":
+            doc = await state.db[mongo.USERS].find_one({"_id": claims["name"], "disabled": False})
+            return None if doc is None else Principal(claims["sub"], doc["_id"], doc["tier"], tuple(doc["scopes"]))
         doc = await state.db[mongo.API_KEYS].find_one({"_id": claims["sub"], "revoked": False})
-        principal = None if doc is None else Principal(doc["_id"], doc["name"], doc["tier"], tuple(doc["scopes"]))
-    state.key_cache.put(cache_key, principal)
+        return None if doc is None else Principal(doc["_id"], doc["name"], doc["tier"], tuple(doc["scopes"]))
+
+    principal: Principal | None = await state.key_cache.lookup(f"console:{claims['sub']}", load)
     return principal
 
 

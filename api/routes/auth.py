@@ -135,7 +135,7 @@ class AuthController(Controller):
         result = await db[mongo.API_KEYS].update_one({"_id": key_id}, {"$set": {"revoked": True}})
         if result.matched_count == 0:
             raise ApiError(404, "KEY_NOT_FOUND", f"no API key {key_id!r}", field="key_id")
-        request.app.state.key_cache.entries.clear()
+        request.app.state.key_cache.clear()
         return ApiKeyRevoked(key_id=key_id, revoked=True)
 
     @post(
