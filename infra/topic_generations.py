@@ -120,6 +120,16 @@ async def create_topic(settings: Settings, name: str, partitions: int) -> None:
         await admin.close()
 
 
+async def topics_named(settings: Settings, prefix: str) -> list[str]:
+    """The broker's topics whose names start with ``prefix`` (a listing names no topic, so it creates none)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        return sorted(t for t in await admin.list_topics() if t.startswith(prefix))
+    finally:
+        await admin.close()
+
+
 async def delete_topic(settings: Settings, name: str) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
     await admin.start()

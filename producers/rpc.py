@@ -174,7 +174,25 @@ class RpcClient:
         old, self.reply_topic = self.reply_topic, topic
         log.info("reply topic rolled over", extra={"from": old, "to": topic})
         self._retire_soon(old)
+        await self._sweep()
         return topic
+
+    async def _sweep(self) -> None:
+        """Deletes this process's reply generations older than the previous one that are on the broker again
+        and read by no call. On Tansu a producer's metadata request creates a topic it names, and a worker's
+        reply producer names the generations it wrote to until it forgets them (``forget_old_generations``),
+        so a deleted generation can come back: one of 30 did in session 13's soak, and stayed."""
+        from infra.topic_generations import delete_topic, topics_named
+
+        prefix = f"{self.base_reply_topic}.{self._uid}.g"
+        try:
+            for name in await topics_named(self.settings, prefix):
+                gen = name.removeprefix(prefix)
+                if gen.isdigit() and int(gen) < self._generation - 1 and name not in self._readers:
+                    await delete_topic(self.settings, name)
+                    log.info("an old reply topic was there again: deleted", extra={"topic": name})
+        except Exception:  # noqa: BLE001 - the next rollover sweeps again
+            log.warning("sweeping old reply topics failed", exc_info=True)
 
     def _forget(self) -> None:
         from infra.topic_generations import forget_old_generations, publisher_producers

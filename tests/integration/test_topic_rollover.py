@@ -18,7 +18,7 @@ from bootstrap.stack import StackThread
 from infra import mongo
 from infra.kafka import make_broker
 from infra.settings import Settings
-from infra.topic_generations import COLLECTION, Generations, generation_topic
+from infra.topic_generations import COLLECTION, Generations, create_topic, generation_topic
 from producers.publisher import EventPublisher
 from producers.rpc import RpcClient
 
@@ -74,6 +74,9 @@ async def _scenario(settings: Settings) -> dict[str, Any]:
         sender = asyncio.create_task(traffic())
         await asyncio.sleep(2)
         await rpc.roll_reply_topic()  # by hand, with calls in flight
+        # a deleted generation that a producer's metadata request brought back: the next rollovers delete it
+        revenant = f"{rpc.base_reply_topic}.{rpc._uid}.g0"
+        await create_topic(settings, revenant, 1)
         start_gen = (await db[COLLECTION].find_one({"_id": "predict.requests"}) or {}).get("gen", 0)
         await coordinator.step(force_roll="predict.requests")
         await wait_gen("predict.requests", start_gen + 1)
@@ -93,7 +96,7 @@ async def _scenario(settings: Settings) -> dict[str, Any]:
         await asyncio.sleep(1)
         remaining = await _topics(settings)
         return {"sent": sent, "results": results, "reply_topics": reply_topics, "old": old, "topics": remaining,
-                "readers": list(rpc._readers)}
+                "readers": list(rpc._readers), "revenant": revenant}
     finally:
         await rpc.close()
         await publisher.close()
@@ -117,6 +120,8 @@ def test_requests_across_rollovers_lose_no_reply(stack: StackThread, settings: S
     assert gone and not (gone & out["topics"]), (gone, out["readers"])
     # the drained request generation was deleted
     assert out["old"] not in out["topics"]
+    # an old reply generation that came back is swept at a later rollover
+    assert out["revenant"] not in out["topics"]
 
 
 async def _console_scenario(settings: Settings) -> dict[str, Any]:
