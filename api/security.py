@@ -46,9 +46,10 @@ class KeyCache:
     cost a database read. Within ``ttl_s`` the cached answer is used; past it, a known principal is still used
     while one lookup refreshes it in the background, for at most ``stale_s`` more (a revoked key is refused once
     that lookup lands: within ``ttl_s`` and one lookup of its revocation, as before); an unknown key or an
-    older entry waits for the lookup. One lookup per key at a time: requests that miss together share it. Session
-    13's soak (50 req/s, one training job a minute) showed why: when the database slowed, every request that
-    arrived during a lookup made its own, and one request in a hundred waited ~1 s for it."""
+    older entry waits for the lookup. One lookup per key at a time: requests that miss together share it. Before, every
+    request that arrived during a lookup made its own: in session 13's soak (50 req/s, one training job a minute,
+    the database growing) the client's p99 grew to ~1.7 s while the Kafka round trip's stayed under 0.3 s, and
+    with this cache the two stayed within a few ms of each other (the lookups' own times were not measured)."""
 
     ttl_s: float = 5.0
     stale_s: float = 5.0

@@ -114,7 +114,7 @@ class ThreadedConsumer:
         self.assignment: list[tuple[str, int]] = []
         """the partitions assigned now (read from the loop)"""
         self._failure: Exception | None = None
-        """why the consumer could not be made (then every ``call`` raises it)"""
+        """why the consumer could not be made (then every command, ``call`` among them, fails with it)"""
         self._thread: threading.Thread | None = None
         self._closed: asyncio.Future[None] = self._loop.create_future()
 
@@ -131,8 +131,6 @@ class ThreadedConsumer:
 
     async def call(self, fn: Callable[[Consumer], Any]) -> Any:
         """Runs ``fn(consumer)`` in the consumer's thread and returns its result (or raises its error)."""
-        if self._failure is not None:
-            raise self._failure
         future: asyncio.Future[Any] = self._loop.create_future()
 
         def command(consumer: Consumer) -> None:
@@ -188,6 +186,8 @@ class ThreadedConsumer:
     def _send(self, command: Callable[[Consumer], None]) -> None:
         self._commands.put(command)
         self._wake.set()
+        if self._failure is not None:  # no thread reads the commands: each fails here, with the reason
+            self._commands_now(_Unusable(self._failure))  # type: ignore[arg-type]
 
     def _to_loop(self, fn: Callable[..., Any], *args: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits any more
@@ -201,7 +201,7 @@ class ThreadedConsumer:
         except Exception as exc:  # noqa: BLE001 - a bad configuration: every waiting call gets the error
             log.exception("%s: the consumer could not be made", self._name)
             self._failure = exc
-            self._commands_now(None)  # type: ignore[arg-type] - the calls already sent fail on the missing consumer
+            self._commands_now(_Unusable(exc))  # type: ignore[arg-type] - the calls already sent get the reason
             self._to_loop(_settle, self._closed, None, None)
             return
         try:
@@ -364,6 +364,16 @@ def committed_to_end(consumer: Consumer, topic: str) -> bool:
         if high > 0 and tp.offset < high:
             return False
     return True
+
+
+class _Unusable:
+    """Stands in for a consumer that could not be made: any use raises why."""
+
+    def __init__(self, reason: Exception) -> None:
+        self._reason = reason
+
+    def __getattr__(self, name: str) -> Any:
+        raise self._reason
 
 
 def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

@@ -38,6 +38,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -110,33 +111,31 @@ def drain_margin_s(settings: Settings) -> float:
     return REFRESH_S + settings.request_timeout_seconds + 2.0
 
 
-async def create_topic(settings: Settings, name: str, partitions: int) -> None:
+@contextlib.asynccontextmanager
+async def _admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
     await admin.start()
     try:
-        with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        yield admin
     finally:
         await admin.close()
+
+
+async def create_topic(settings: Settings, name: str, partitions: int) -> None:
+    async with _admin(settings) as admin:
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
 
 
 async def topics_named(settings: Settings, prefix: str) -> list[str]:
     """The broker's topics whose names start with ``prefix`` (a listing names no topic, so it creates none)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
-    await admin.start()
-    try:
+    async with _admin(settings) as admin:
         return sorted(t for t in await admin.list_topics() if t.startswith(prefix))
-    finally:
-        await admin.close()
 
 
-async def delete_topic(settings: Settings, name: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
-    await admin.start()
-    try:
-        await admin.delete_topics([name])
-    finally:
-        await admin.close()
+async def delete_topic(settings: Settings, *names: str) -> None:
+    async with _admin(settings) as admin:
+        await admin.delete_topics(list(names))
 
 
 class GenerationView:

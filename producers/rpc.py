@@ -48,7 +48,9 @@ class _Reader:
         self.tps: list[TopicPartition] = []
         self.paused = False
         self.pause_later: asyncio.TimerHandle | None = None
-        """the pause scheduled ``PAUSE_AFTER_S`` after the last call ended (cancelled by the next call)"""
+        """the pause check scheduled ``PAUSE_AFTER_S`` after the reader was last used"""
+        self.last_used = 0.0
+        """loop time of the last reply or call end (the pause check waits until ``PAUSE_AFTER_S`` after it)"""
 
 
 class RpcClient:
@@ -119,21 +121,26 @@ class RpcClient:
         return any(t == topic for t in self._reply_topic_of.values())
 
     def _idle(self, reader: _Reader) -> None:
-        """No call waits on the reader: pause it ``PAUSE_AFTER_S`` from now unless a call comes first (under steady
-        traffic it would otherwise be paused and resumed for every request)."""
+        """No call may wait on the reader any more: pause it ``PAUSE_AFTER_S`` from now unless it is used again
+        (one timer, re-armed from the last use, so steady traffic neither pauses the reader for every request nor
+        sets a timer per request)."""
+        loop = asyncio.get_running_loop()
+        reader.last_used = loop.time()
         if self._pause_when_idle and not reader.paused and reader.pause_later is None:
-            reader.pause_later = asyncio.get_running_loop().call_later(PAUSE_AFTER_S, self._pause, reader)
+            reader.pause_later = loop.call_later(PAUSE_AFTER_S, self._pause, reader)
 
     def _pause(self, reader: _Reader) -> None:
         reader.pause_later = None
-        if not reader.paused and not self._waiting_on(reader.topic) and self._readers.get(reader.topic) is reader:
-            reader.consumer.pause(reader.tps)
-            reader.paused = True
+        if reader.paused or self._waiting_on(reader.topic) or self._readers.get(reader.topic) is not reader:
+            return  # a waiting call re-arms the check when it ends
+        left = reader.last_used + PAUSE_AFTER_S - asyncio.get_running_loop().time()
+        if left > 0:
+            reader.pause_later = asyncio.get_running_loop().call_later(left, self._pause, reader)
+            return
+        reader.consumer.pause(reader.tps)
+        reader.paused = True
 
     def _wake(self, reader: _Reader) -> None:
-        if reader.pause_later is not None:
-            reader.pause_later.cancel()
-            reader.pause_later = None
         if reader.paused:
             reader.consumer.resume(reader.tps)
             reader.paused = False
@@ -186,11 +193,16 @@ class RpcClient:
 
         prefix = f"{self.base_reply_topic}.{self._uid}.g"
         try:
-            for name in await topics_named(self.settings, prefix):
-                gen = name.removeprefix(prefix)
-                if gen.isdigit() and int(gen) < self._generation - 1 and name not in self._readers:
-                    await delete_topic(self.settings, name)
-                    log.info("an old reply topic was there again: deleted", extra={"topic": name})
+            back = [
+                name
+                for name in await topics_named(self.settings, prefix)
+                if (gen := name.removeprefix(prefix)).isdigit()
+                and int(gen) < self._generation - 1
+                and name not in self._readers
+            ]
+            if back:
+                await delete_topic(self.settings, *back)
+                log.info("old reply topics were there again: deleted", extra={"topics": back})
         except Exception:  # noqa: BLE001 - the next rollover sweeps again
             log.warning("sweeping old reply topics failed", exc_info=True)
 

@@ -164,13 +164,14 @@ async def soak(info: dict[str, Any], root: psutil.Process, minutes: float) -> di
             completed += (await resp.json()).get("status") == "completed"
     await session.close()
     whole = int(minutes)
-    first = [v for m in range(min(5, whole)) for v in latencies.get(m, [])]
-    last = [v for m in range(max(0, whole - 5), whole) for v in latencies.get(m, [])]
+    first_minutes, last_minutes = range(min(5, whole)), range(max(0, whole - 5), whole)
+
+    def pooled(by_minute: dict[int, list[float]], minutes: range) -> list[float]:
+        return [v for m in minutes for v in by_minute.get(m, [])]
+
+    first, last = pooled(latencies, first_minutes), pooled(latencies, last_minutes)
     broker_rss = [r["rss_mb"].get("broker") for r in per_minute if r["rss_mb"].get("broker")]
     first5, last5 = _pct(first), _pct(last)
-
-    def rpc_of(ms: range) -> dict[str, Any]:
-        return _pct([v for m in ms for v in rpc_ms.get(m, [])])
     return {
         "model_id": model_id,
         "rate_rps": RATE,
@@ -178,8 +179,8 @@ async def soak(info: dict[str, Any], root: psutil.Process, minutes: float) -> di
         "training_jobs": {"submitted": len(jobs), "completed": completed},
         "first_5_min": first5,
         "last_5_min": last5,
-        "rpc_first_5_min": rpc_of(range(min(5, whole))),
-        "rpc_last_5_min": rpc_of(range(max(0, whole - 5), whole)),
+        "rpc_first_5_min": _pct(pooled(rpc_ms, first_minutes)),
+        "rpc_last_5_min": _pct(pooled(rpc_ms, last_minutes)),
         "p50_ratio_last_over_first": round(last5["p50_ms"] / first5["p50_ms"], 3) if first and last else None,
         "goal_p50_ratio": 1.25,
         "errors": sum(errors.values()),

@@ -12,24 +12,18 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from bootstrap.stack import StackThread
 from infra import mongo
 from infra.kafka import make_broker
 from infra.settings import Settings
-from infra.topic_generations import COLLECTION, Generations, create_topic, generation_topic
+from infra.topic_generations import COLLECTION, Generations, create_topic, generation_topic, topics_named
 from producers.publisher import EventPublisher
 from producers.rpc import RpcClient
 
 
 async def _topics(settings: Settings) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
+    return set(await topics_named(settings, ""))
 
 
 async def _scenario(settings: Settings) -> dict[str, Any]:
