@@ -29,6 +29,7 @@ from consumers.dlq import dead_letter
 from infra.kafka import idle_wait_ms
 from infra.threaded_consumer import KafkaRecord, ThreadedConsumer, committed_to_end, consumer_config
 from infra.topic_generations import wait_drained
+from producers.publisher import log_failures
 from schemas.envelope import Envelope
 from schemas.errors import ApiError, validation_error
 from schemas.rpc import PING, RPC_REPLIED, B, NoBody, Pong, R, RpcError, RpcKind, RpcReply, RpcRequest
@@ -78,8 +79,9 @@ class ServingService:
                 out = Envelope.wrap(
                     RPC_REPLIED, env.subject, reply, source=f"modelbus/worker/{self.deps.worker_id}", cause=env
                 )
-                # first: building a batch's served events would hold the reply back
-                await self.deps.publisher.publish_direct(
+                # first: building a batch's served events would hold the reply back; a reply that is not
+                # acknowledged is logged (its caller times out)
+                ack = self.deps.publisher.send_direct(
                     reply_to,
                     out.to_bytes(),
                     key=env.subject,
@@ -89,6 +91,7 @@ class ServingService:
                         "x-correlation-id": headers.get("x-correlation-id", ""),
                     },
                 )
+                log_failures([ack], "sending a reply")
         finally:  # the served predictions are recorded even when the reply could not be sent
             if alongside is not None:
                 await alongside.work

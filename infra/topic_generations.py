@@ -80,32 +80,6 @@ def base_topic(name: str) -> str:
     return match["base"] if match else name
 
 
-def forget_old_generations(*producers: Any) -> None:
-    """Drops every generation but the newest of each topic from producers' metadata topics.
-
-    An aiokafka producer asks the broker for the metadata of every topic it ever sent to, and Tansu creates a
-    topic a metadata request names: a deleted generation would come back at the producer's next metadata
-    refresh. Called before a producer first writes to a newer generation (and every ``REFRESH_S``); a send to a
-    dropped generation that still exists (a reply in flight) only fetches its metadata again."""
-    for producer in producers:
-        client = getattr(producer, "client", None)
-        topics: set[str] | None = getattr(client, "_topics", None)
-        if not topics:
-            continue
-        newest: dict[str, int] = {}
-        for name in topics:
-            if match := _GEN.match(name):
-                newest[match["base"]] = max(newest.get(match["base"], 0), int(match["gen"]))
-        stale = {n for n in topics if (m := _GEN.match(n)) and int(m["gen"]) < newest[m["base"]]}
-        if stale:
-            client._topics = topics - stale  # type: ignore[union-attr]
-
-
-def publisher_producers(publisher: Any) -> list[Any]:
-    """The aiokafka producers of an ``EventPublisher`` that write generation topics."""
-    return [p for p in (getattr(publisher, "_direct", None), getattr(publisher, "_lingering", None)) if p is not None]
-
-
 def drain_margin_s(settings: Settings) -> float:
     """after a switch, how long a producer may still be sending to the old generation"""
     return REFRESH_S + settings.request_timeout_seconds + 2.0
@@ -362,8 +336,6 @@ class Generations:
     async def step(self, *, force_roll: str | None = None) -> None:
         """One pass: read the state, follow it with local consumers, and do whichever step is due."""
         await self.view.refresh()
-        if self.publisher is not None:
-            forget_old_generations(*publisher_producers(self.publisher))
         locals_ = self.local_subscribers()
         for short in ROLLED:
             doc = self.view.docs.get(short) or {"_id": short, "gen": 0, "live": [0]}

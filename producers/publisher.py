@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from confluent_kafka import KafkaException
 from faststream.kafka import KafkaBroker
 from opentelemetry import propagate
 
 from infra.kafka import start_broker
+from infra.loop_producer import LoopProducer, producer_config
 from infra.settings import Settings
 from schemas.envelope import Envelope
 from schemas.topics import TOPICS
@@ -27,27 +28,32 @@ def envelope_headers(env: Envelope) -> dict[str, str]:
 
 
 class EventPublisher:
-    """Publishes envelopes keyed by entity id and waits for the broker's acknowledgement (acks=all).
+    """Publishes envelopes keyed by entity id; a message counts as published once the broker acknowledged it
+    (acks=all).
 
-    Two paths to the same broker: ``publish`` / ``publish_raw`` go through FastStream (a producer span
-    and Prometheus message metrics per message); ``publish_direct`` sends with a plain aiokafka producer
-    and only injects the ``traceparent`` header, so consumer spans still join the caller's trace. The
-    direct path is for the per-prediction messages of the request/reply path (requests, replies,
-    ``predict.served``), where FastStream's publish middlewares cost more CPU than the send itself.
+    Two paths to the same broker: ``publish`` / ``publish_raw`` go through FastStream (a producer span and
+    Prometheus message metrics per message) and return once the message is acknowledged; ``send_direct`` hands
+    the message to a librdkafka producer (``infra.loop_producer``), injects only the ``traceparent`` header (so
+    consumer spans still join the caller's trace) and returns the acknowledgement as a future, settled up to
+    ``loop_producer.REPORT_S`` later. The direct path is for the per-prediction messages of the request/reply path
+    (requests, replies, ``predict.served``), where FastStream's publish middlewares and aiokafka's batching in
+    Python cost more CPU than the send itself; its callers need not wait for the acknowledgement (a reply proves its
+    request arrived) and use it to learn of failures. It is also the only path that writes topic generations
+    (``infra.topic_generations``): its producers never ask the broker to create a topic.
 
-    ``publish_direct(..., lingering=True)`` goes through a second plain producer that waits
-    ``linger_ms`` to put concurrent messages into one record batch per partition. That is for events
-    nobody waits on one by one (``predict.served``): fewer produce requests, and fewer batches stored.
-    On the embedded Tansu broker a fetch that returns data costs time in proportion to the batches
-    already stored in the partition, so small batches make every later read slower."""
+    ``lingering=True`` goes through a second producer that waits ``served_linger_ms`` to put concurrent messages
+    into one record batch per partition. That is for events nobody waits on one by one (``predict.served``): fewer
+    produce requests, and fewer batches stored. On the embedded Tansu broker a fetch that returns data costs time
+    in proportion to the batches already stored in the partition, so small batches make every later read
+    slower."""
 
     def __init__(self, broker: KafkaBroker, settings: Settings) -> None:
         self.broker = broker
         self.settings = settings
         self._connected = False
         self._lock = asyncio.Lock()
-        self._direct: AIOKafkaProducer | None = None
-        self._lingering: AIOKafkaProducer | None = None
+        self._direct: LoopProducer | None = None
+        self._lingering: LoopProducer | None = None
 
     async def connect(self, wait_s: float | None = None) -> None:
         async with self._lock:
@@ -82,34 +88,27 @@ class EventPublisher:
         except (KafkaError, OSError, TimeoutError) as exc:
             raise BrokerUnavailable(f"Kafka did not acknowledge the message: {exc.__class__.__name__}") from exc
 
-    async def _direct_producer(self, lingering: bool) -> AIOKafkaProducer:
-        async with self._lock:
-            producer = self._lingering if lingering else self._direct
-            if producer is None:
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=self.settings.kafka_bootstrap,
-                    client_id="modelbus-lingering" if lingering else "modelbus-direct",
-                    acks="all",
-                    enable_idempotence=self.settings.kafka_idempotence,
-                    max_request_size=4 * 1024 * 1024,
-                    linger_ms=self.settings.served_linger_ms if lingering else 0,
-                    # a bulk prediction's 1,000 served events fit in one record batch per partition: with the
-                    # default 16 KiB each send waited for a batch of ~25 to drain (half the worker's time)
-                    max_batch_size=512 * 1024 if lingering else 16384,
-                    request_timeout_ms=30000,
-                )
-                try:
-                    await asyncio.wait_for(producer.start(), timeout=self.settings.request_timeout_seconds)
-                except (KafkaError, OSError, TimeoutError) as exc:
-                    await producer.stop()
-                    raise BrokerUnavailable(f"Kafka is unreachable: {exc.__class__.__name__}") from exc
-                if lingering:
-                    self._lingering = producer
-                else:
-                    self._direct = producer
-            return producer
+    def _direct_producer(self, lingering: bool) -> LoopProducer:
+        producer = self._lingering if lingering else self._direct
+        if producer is None:
+            config = producer_config(
+                self.settings.kafka_bootstrap or "",
+                "modelbus-lingering" if lingering else "modelbus-direct",
+                linger_ms=self.settings.served_linger_ms if lingering else 0,
+                timeout_ms=int(self.settings.request_timeout_seconds * 1000),
+                **{"enable.idempotence": self.settings.kafka_idempotence},
+            )
+            try:
+                producer = LoopProducer(config, error=_unacknowledged)
+            except KafkaException as exc:
+                raise BrokerUnavailable(f"Kafka producer: {exc}") from exc
+            if lingering:
+                self._lingering = producer
+            else:
+                self._direct = producer
+        return producer
 
-    async def publish_direct(
+    def send_direct(
         self,
         topic: str,
         body: bytes,
@@ -117,49 +116,49 @@ class EventPublisher:
         key: str,
         headers: dict[str, str] | None = None,
         lingering: bool = False,
-    ) -> None:
-        """Like ``publish_raw`` (acknowledged, same errors), without FastStream's per-message middlewares;
-        ``lingering`` batches it with the messages sent in the next ``served_linger_ms``."""
-        (error,) = await self.publish_many_direct(topic, [(body, key, headers or {})], lingering=lingering)
-        if error is not None:
-            raise error
+    ) -> asyncio.Future[None]:
+        """Hands one message to the direct producer (``lingering``: batched with the messages sent in the next
+        ``served_linger_ms``). Returns its acknowledgement, which fails with ``BrokerUnavailable`` (at once when the
+        producer refuses the message, its queue being full)."""
+        (future,) = self.send_many_direct(topic, [(body, key, headers or {})], lingering=lingering)
+        return future
 
-    async def publish_many_direct(
+    def send_many_direct(
         self, topic: str, items: list[tuple[bytes, str, dict[str, str]]], *, lingering: bool = False
-    ) -> list[BrokerUnavailable | None]:
-        """Many messages ``(body, key, headers)`` at once (a bulk prediction's served events): each is handed to
-        the producer's batches, then all acknowledgements are awaited together; one trace context for all.
-        Returns per message ``None`` or the error (what ``publish_direct`` raises)."""
-        producer = (self._lingering if lingering else self._direct) or await self._direct_producer(lingering)
+    ) -> list[asyncio.Future[None]]:
+        """Many messages ``(body, key, headers)`` at once (a bulk prediction's served events), one trace context
+        for all; one acknowledgement each."""
+        producer = (self._lingering if lingering else self._direct) or self._direct_producer(lingering)
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
         name = self._full_name(topic)
-        futures = []
-        try:
-            for body, key, headers in items:
-                encoded = [(k, v.encode()) for k, v in (headers | carrier).items()]
-                futures.append(await producer.send(name, body, key=key.encode(), headers=encoded))
-            results = await asyncio.wait_for(
-                asyncio.gather(*futures, return_exceptions=True), timeout=self.settings.request_timeout_seconds
-            )
-        except (KafkaError, OSError, TimeoutError) as exc:
-            return [_unacknowledged(exc)] * len(items)
-        return [_unacknowledged(r) if isinstance(r, BaseException) else None for r in results]
+        acks = []
+        for body, key, headers in items:
+            try:
+                ack = producer.send(
+                    name, body, key=key.encode(), headers=[(k, v.encode()) for k, v in (headers | carrier).items()]
+                )
+            except (KafkaException, BufferError) as exc:  # refused at once (its queue is full)
+                ack = asyncio.get_running_loop().create_future()
+                ack.set_exception(_unacknowledged(exc))
+            acks.append(ack)
+        return acks
 
     def _full_name(self, topic: str) -> str:
         """A catalog name gets the prefix; a reply topic is already a full name."""
         return self.settings.topic(topic) if topic in TOPICS else topic
 
     async def flush(self) -> None:
-        """Sends what the plain producers still hold (the lingering one gathers served events for a while)."""
+        """Sends what the direct producers still hold and settles their acknowledgements (the lingering one
+        gathers served events for a while)."""
         for producer in (self._direct, self._lingering):
             if producer is not None:
-                await producer.flush()
+                await producer.flush(self.settings.request_timeout_seconds)
 
     async def close(self) -> None:
         for producer in (self._direct, self._lingering):
             if producer is not None:
-                await producer.stop()
+                await producer.close(self.settings.request_timeout_seconds)
         self._direct = self._lingering = None
         if self._connected:
             await self.broker.stop()
@@ -170,3 +169,22 @@ def _unacknowledged(exc: BaseException) -> BrokerUnavailable:
     error = BrokerUnavailable(f"Kafka did not acknowledge the message: {exc.__class__.__name__}")
     error.__cause__ = exc
     return error
+
+
+def log_failures(acks: list[asyncio.Future[None]], what: str) -> None:
+    """Logs (once, with a count) the messages among ``acks`` that the broker did not acknowledge, without waiting
+    for them."""
+    if not acks:
+        return
+    state = {"left": len(acks), "failed": 0, "error": ""}
+
+    def done(future: asyncio.Future[None]) -> None:
+        state["left"] -= 1
+        if not future.cancelled() and future.exception() is not None:
+            state["failed"] += 1
+            state["error"] = state["error"] or str(future.exception())
+        if state["left"] == 0 and state["failed"]:
+            log.error("%s failed", what, extra={"failures": state["failed"], "error": state["error"]})
+
+    for future in acks:
+        future.add_done_callback(done)

@@ -74,7 +74,6 @@ class RpcClient:
         self._retiring: set[asyncio.Task[None]] = set()
         self._view: Any = None
         self._mongo: Any = None
-        self._last_request_topic = ""
 
     async def start(self) -> None:
         async with self._lock:
@@ -177,7 +176,6 @@ class RpcClient:
         topic = f"{self.base_reply_topic}.{self._uid}.g{self._generation}"
         await create_topic(self.settings, topic, 1)
         await self._open_reader(topic)
-        self._forget()
         old, self.reply_topic = self.reply_topic, topic
         log.info("reply topic rolled over", extra={"from": old, "to": topic})
         self._retire_soon(old)
@@ -186,9 +184,10 @@ class RpcClient:
 
     async def _sweep(self) -> None:
         """Deletes this process's reply generations older than the previous one that are on the broker again
-        and read by no call. On Tansu a producer's metadata request creates a topic it names, and a worker's
-        reply producer names the generations it wrote to until it forgets them (``forget_old_generations``),
-        so a deleted generation can come back: one of 30 did in session 13's soak, and stayed."""
+        and read by no call. On Tansu a metadata request that allows topic creation creates a topic it names: in
+        session 13's soak, when the workers' reply producers were aiokafka ones (which always allow it), one
+        deleted generation of 30 came back and stayed. The producers are librdkafka ones now, which do not allow
+        it (``infra.threaded_producer``); this is what catches any other client that names an old generation."""
         from infra.topic_generations import delete_topic, topics_named
 
         prefix = f"{self.base_reply_topic}.{self._uid}.g"
@@ -205,11 +204,6 @@ class RpcClient:
                 log.info("old reply topics were there again: deleted", extra={"topics": back})
         except Exception:  # noqa: BLE001 - the next rollover sweeps again
             log.warning("sweeping old reply topics failed", exc_info=True)
-
-    def _forget(self) -> None:
-        from infra.topic_generations import forget_old_generations, publisher_producers
-
-        forget_old_generations(*publisher_producers(self.publisher))
 
     def _retire_soon(self, topic: str) -> None:
         """An old generation's reader goes once no call waits on it any more."""
@@ -247,9 +241,6 @@ class RpcClient:
         if self._view is not None:
             self._view.refresh_soon()
             request_topic = self._view.full_name("predict.requests")
-            if request_topic != self._last_request_topic:  # a new generation: forget the deleted ones first
-                self._forget()
-                self._last_request_topic = request_topic
         # ``body`` is already the JSON form of the kind's body model: the request's data as is (dumping it again
         # would walk a 1,000-record body twice more)
         env = Envelope(
@@ -261,7 +252,8 @@ class RpcClient:
             schemaversion=int(getattr(RpcRequest, "schema_version", 1)),
         )
         try:
-            await self.publisher.publish_direct(
+            # the reply proves the request arrived: its acknowledgement is only watched for a failure
+            ack = self.publisher.send_direct(
                 request_topic,
                 env.to_bytes(),
                 key=key,
@@ -273,9 +265,12 @@ class RpcClient:
                     "x-reply-topic": reply_topic,
                 },
             )
+            ack.add_done_callback(lambda a: _fail_with(future, a))
             try:
                 return await asyncio.wait_for(future, timeout_s or self.settings.request_timeout_seconds)
             except TimeoutError as exc:
+                if not ack.done():
+                    raise BrokerUnavailable("Kafka did not acknowledge the request in time") from exc
                 raise RpcTimeout(f"no prediction worker answered {kind} within the timeout") from exc
         finally:
             self._pending.pop(corr, None)
@@ -301,3 +296,9 @@ class RpcClient:
             await self._mongo.close()
             self._mongo = None
         self._started = False
+
+
+def _fail_with(reply: asyncio.Future[RpcReply], ack: asyncio.Future[None]) -> None:
+    """The request was not acknowledged: its call fails with why (unless its reply came first)."""
+    if not reply.done() and not ack.cancelled() and (exc := ack.exception()) is not None:
+        reply.set_exception(exc)

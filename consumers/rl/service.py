@@ -45,7 +45,7 @@ from consumers.serving import ServingService
 from infra import artifacts, mongo
 from infra.claims import claim_status
 from infra.periodic import Periodic
-from producers.publisher import envelope_headers
+from producers.publisher import envelope_headers, log_failures
 from schemas import jobs, rl
 from schemas.common import new_id, utcnow
 from schemas.envelope import Envelope
@@ -432,12 +432,10 @@ class RLServing:
         env = Envelope.wrap(
             rl.ACT_SERVED, prediction_id, payload, source=f"modelbus/worker/{self.deps.worker_id}", cause=cause
         )
-        try:
-            await self.deps.publisher.publish_direct(
-                "predict.served", env.to_bytes(), key=prediction_id, headers=envelope_headers(env), lingering=True
-            )
-        except Exception:  # noqa: BLE001 - the answer went out; only the metric is lost
-            log.exception("could not publish a served event", extra={"model_id": model_id})
+        ack = self.deps.publisher.send_direct(
+            "predict.served", env.to_bytes(), key=prediction_id, headers=envelope_headers(env), lingering=True
+        )
+        log_failures([ack], f"publishing a served event of {model_id}")  # the answer went out; only the metric is lost
 
     async def stop(self) -> None:
         for task in list(self._tasks):

@@ -37,7 +37,7 @@ from infra import artifacts, mongo
 from infra.periodic import Periodic
 from ml.canary.routing import choose_arm
 from ml.tabular import scoring
-from producers.publisher import envelope_headers
+from producers.publisher import envelope_headers, log_failures
 from schemas import deploy
 from schemas.common import new_id, utcnow
 from schemas.envelope import Envelope
@@ -268,12 +268,10 @@ class TabularServing:
             subject="prediction_id",
             source=f"modelbus/worker/{self.deps.worker_id}",
         )
-        results = await self.deps.publisher.publish_many_direct(
+        acks = self.deps.publisher.send_many_direct(
             "predict.served", [(e.to_bytes(), e.subject, envelope_headers(e)) for e in envs], lingering=True
         )
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            log.error("recording predictions failed", extra={"failures": len(failed), "error": str(failed[0])})
+        log_failures(acks, "recording predictions")
 
 
 def register(broker: KafkaBroker, deps: Deps, serving: ServingService | None) -> TabularServing:

@@ -3,13 +3,16 @@
 back to back) and samples the API and serving worker processes with py-spy meanwhile. Writes each process's
 collapsed stacks and a summary of the heaviest functions (own time and including callees) to
 bench-results/profiles/. Usage:
-``python -m tests.benchmarks.profile_predict single|bulk [seconds] [rate] [MODELBUS_X=value ...]``."""
+``python -m tests.benchmarks.profile_predict single|bulk [seconds] [rate] [MODELBUS_X=value ...]``; more py-spy
+options in ``PROFILE_PY_SPY_ARGS`` (``--gil``: only the thread holding the GIL, ``--native``: C frames too)."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -49,6 +52,23 @@ def summarise(raw: Path, top: int = 25) -> dict[str, Any]:
         return [(name, round(100.0 * n / max(1, total), 1)) for name, n in counter.most_common(top)]
 
     return {"samples": total, "own_percent": share(own), "inclusive_percent": share(inclusive)}
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of a process's threads by kind: ``main`` (the event loop), librdkafka's threads by their
+    names (``rdk:main``, ``rdk:broker<N>``...), ``other`` (Python's other threads: the threads that poll librdkafka,
+    uvicorn's, pymongo's...). Linux only: ``/proc/<pid>/task/<tid>/schedstat``, in nanoseconds (``stat`` counts
+    10 ms ticks, too coarse for a few thousand requests)."""
+    out: collections.Counter[str] = collections.Counter()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            seconds = int((task / "schedstat").read_text().split()[0]) / 1e9
+            comm = (task / "comm").read_text().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        kind = "main" if task.name == str(pid) else comm if comm.startswith("rdk:") else "other"
+        out[re.sub(r"\d+$", "N", kind)] += seconds
+    return dict(out)
 
 
 async def _drive(mode: str, api_url: str, rows: list[dict[str, Any]], seconds: float, rate: float) -> int:
@@ -112,6 +132,7 @@ def main(mode: str = "single", seconds: str = "20", rate: str = "100", *settings
                     "-f",
                     "raw",
                     "--nonblocking",
+                    *os.environ.get("PROFILE_PY_SPY_ARGS", "").split(),
                     "-o",
                     str(OUT / f"{mode}-{name}.txt"),
                 ],
@@ -121,9 +142,17 @@ def main(mode: str = "single", seconds: str = "20", rate: str = "100", *settings
             for name, pid in targets.items()
         }
         cpu0 = cpu_seconds(pids)
+        threads0 = {name: thread_cpu(pids[name][0]) for name in ("api", "serving") if pids.get(name)}
         sent = asyncio.run(_drive(mode, info["api_url"], rows, float(seconds), float(rate)))
         time.sleep(3)  # what the requests left to do downstream (served events, archive) is counted too
         cpu = {name: c - cpu0[name] for name, c in cpu_seconds(pids).items()}
+        threads = {
+            name: {
+                k: round(1000 * (v - before.get(k, 0.0)) / max(1, sent), 3)
+                for k, v in thread_cpu(pids[name][0]).items()
+            }
+            for name, before in threads0.items()
+        }
         for spy in spies.values():
             spy.wait(60)
     records = sent * (1000 if mode == "bulk" else 1)
@@ -133,6 +162,7 @@ def main(mode: str = "single", seconds: str = "20", rate: str = "100", *settings
         "requests": sent,
         "cpu_ms_per_request": {name: round(1000 * c / max(1, sent), 3) for name, c in cpu.items()},
         "cpu_ms_per_record": {name: round(1000 * c / max(1, records), 4) for name, c in cpu.items()},
+        "cpu_ms_per_request_by_thread": threads,
         "profiles": {name: summarise(OUT / f"{mode}-{name}.txt") for name in spies},
     }
     (OUT / f"{mode}-summary.json").write_text(json.dumps(result, indent=2))
