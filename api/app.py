@@ -12,24 +12,24 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusController
 from opentelemetry import trace
 from pymongo.asynchronous.database import AsyncDatabase
 
-from api.caching import RESPONSE_CACHE, ETagMiddleware
+from api.caching import RESPONSE_CACHE
 from api.console import NavItem, close_hub, console
 from api.errors import EXCEPTION_HANDLERS, ContractSchemaPlugin
 from api.keep_warm import KeepWarm
-from api.middleware import RequestIdMiddleware
-from api.monitoring import MonitoringController, RequestLogMiddleware, monitoring_lifespan
+from api.middleware import HttpEdge
+from api.monitoring import MonitoringController, monitoring_lifespan
 from api.ratelimit import RateLimiter
 from api.routes.auth import AuthController
 from api.routes.docs import DocsController, static_router
 from api.routes.health import VERSION, HealthController
-from api.security import KeyCache, SecurityHeadersMiddleware, api_key_guard
-from api.trace_context import TraceContextMiddleware
+from api.security import KeyCache, api_key_guard
 from infra import mongo
 from infra.kafka import make_broker
 from infra.settings import Settings
@@ -126,13 +126,7 @@ def create_app(
             "rpc": Provide(provide_rpc, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[
-            RequestLogMiddleware(),
-            RequestIdMiddleware(),
-            SecurityHeadersMiddleware(),
-            ETagMiddleware(),
-            *([] if tracing else [TraceContextMiddleware()]),
-        ],
+        middleware=[DefineMiddleware(HttpEdge, trace_context=not tracing)],
         plugins=[
             *(trace_plugins if tracing else []),
             ContractSchemaPlugin(),  # /openapi.json states extra="forbid" and model-level rules (issue 14)

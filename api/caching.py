@@ -15,8 +15,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.config.response_cache import ResponseCacheConfig
-from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Message, Scope, Send
 
 POLICIES: tuple[tuple[str, str], ...] = (
     ("/api/statistics", "private, max-age=300"),
@@ -53,45 +52,42 @@ def _header(scope: Scope, name: bytes) -> str:
     return next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == name), "")
 
 
-class ETagMiddleware(ASGIMiddleware):
-    """ETag + Cache-Control on successful GETs, and 304 when the caller already has that version."""
+def etag_send(scope: Scope, send: Send) -> Send:
+    """For a successful GET (outside ``SKIP``): ``send`` wrapped to buffer the body, add ``ETag`` and
+    ``Cache-Control``, and answer ``304`` when the caller already has that version; for any other request ``send``
+    itself (``api.middleware.HttpEdge`` calls it for every request)."""
+    path = scope["path"]
+    if scope.get("method") != "GET" or path.startswith(SKIP):
+        return send
+    if_none_match = _header(scope, b"if-none-match")
+    start: dict[str, Any] = {}
+    chunks: list[bytes] = []
 
-    scopes = ("http",)  # type: ignore[assignment]
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        path = scope["path"]
-        if scope.get("method") != "GET" or path.startswith(SKIP):
-            await next_app(scope, receive, send)
+    async def buffered(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
             return
-        if_none_match = _header(scope, b"if-none-match")
-        start: dict[str, Any] = {}
-        chunks: list[bytes] = []
+        if message["type"] != "http.response.body":
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = b"".join(chunks)
+        status = int(start.get("status", 200))
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"etag", b"content-length")]
+        if status == 200:
+            tag = etag_of(body)
+            if not any(k.lower() == b"cache-control" for k, _ in headers):
+                headers.append((b"cache-control", cache_control(path).encode()))
+            headers.append((b"etag", tag.encode()))
+            if tag in [t.strip() for t in if_none_match.split(",") if t.strip()]:
+                kept = [(k, v) for k, v in headers if k.lower() != b"content-type"]
+                await send({"type": "http.response.start", "status": 304, "headers": kept})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
-        async def buffered(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                start.update(message)
-                return
-            if message["type"] != "http.response.body":
-                await send(message)
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body"):
-                return
-            body = b"".join(chunks)
-            status = int(start.get("status", 200))
-            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in (b"etag", b"content-length")]
-            if status == 200:
-                tag = etag_of(body)
-                if not any(k.lower() == b"cache-control" for k, _ in headers):
-                    headers.append((b"cache-control", cache_control(path).encode()))
-                headers.append((b"etag", tag.encode()))
-                if tag in [t.strip() for t in if_none_match.split(",") if t.strip()]:
-                    kept = [(k, v) for k, v in headers if k.lower() != b"content-type"]
-                    await send({"type": "http.response.start", "status": 304, "headers": kept})
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                    return
-            headers.append((b"content-length", str(len(body)).encode()))
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body, "more_body": False})
-
-        await next_app(scope, receive, buffered)
+    return buffered

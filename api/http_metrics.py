@@ -1,4 +1,4 @@
-"""Prometheus figures of the HTTP requests, recorded by ``api.monitoring.RequestLogMiddleware`` (which already
+"""Prometheus figures of the HTTP requests, recorded by ``api.monitoring.record_request`` (which already
 times every request) under the names and labels of Litestar's ``PrometheusMiddleware``:
 ``litestar_requests_total``, ``litestar_request_duration_seconds`` and ``litestar_requests_error_total`` (5xx),
 labelled ``method``, ``path`` (the route template), ``status_code`` and ``app_name``.

@@ -1,10 +1,10 @@
 """Monitoring for the whole server (seed 003 §4): a request log, ``GET /api/monitoring/metrics`` and the
 worker components of ``GET /api/monitoring/health``. Every figure is measured, none is made up.
 
-* ``RequestLogMiddleware`` records every request the router matched (route template, method, status,
-  latency, time) in Prometheus (``api.http_metrics``) and into an in-memory buffer that ``RequestLog``
-  flushes with ``insert_many`` about every second into ``request_log`` (TTL 7 days). Unknown routes are
-  answered before any middleware runs and are not recorded.
+* ``record_request`` (called by ``api.middleware.HttpEdge``) records every request the router matched (route
+  template, method, status, latency, time) in Prometheus (``api.http_metrics``) and into an in-memory buffer
+  that ``RequestLog`` flushes with ``insert_many`` about every second into ``request_log`` (TTL 7 days).
+  Unknown routes are answered before any middleware runs and are not recorded.
 * ML figures come from ``lotto_generations``, written by the serving workers for every generation,
   ensemble, statistics and backtest request (sets, confidence scores, cache hits, backtest accuracy).
 * Resource usage is this API process (``psutil``); with ``modelbus up`` the consumers run in the same
@@ -28,9 +28,8 @@ from typing import Annotated, Any
 import psutil
 from litestar import Controller, Litestar, get
 from litestar.datastructures import State
-from litestar.middleware import ASGIMiddleware
 from litestar.params import Parameter
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Scope
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 
@@ -109,35 +108,21 @@ class RequestLog:
             await self.flush()
 
 
-class RequestLogMiddleware(ASGIMiddleware):
-    scopes = ("http",)  # type: ignore[assignment]
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        t0 = time.perf_counter()
-        status = [500]
-
-        async def send_status(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = int(message["status"])
-            await send(message)
-
-        try:
-            await next_app(scope, receive, send_status)
-        finally:
-            seconds = time.perf_counter() - t0
-            method, path = scope.get("method", ""), scope.get("path_template") or "<unmatched>"
-            http_metrics.record(method, path, status[0], seconds)
-            request_log: RequestLog | None = scope["app"].state.get("request_log")
-            if request_log is not None:
-                request_log.add(
-                    {
-                        "ts": utcnow(),
-                        "method": method,
-                        "path": path,
-                        "status": status[0],
-                        "duration_ms": round(seconds * 1000, 3),
-                    }
-                )
+def record_request(scope: Scope, status: int, seconds: float) -> None:
+    """One answered request, in Prometheus and the request log (``api.middleware.HttpEdge``)."""
+    method, path = scope.get("method", ""), scope.get("path_template") or "<unmatched>"
+    http_metrics.record(method, path, status, seconds)
+    request_log: RequestLog | None = scope["app"].state.get("request_log")
+    if request_log is not None:
+        request_log.add(
+            {
+                "ts": utcnow(),
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+            }
+        )
 
 
 @asynccontextmanager

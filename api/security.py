@@ -7,7 +7,7 @@ method but GET/HEAD/OPTIONS then needs its ``X-CSRF-Token``). Refresh tokens, ex
 tokens are refused (401).
 The scope a route needs follows from its method and path (``required_scope``): no or bad
 credentials → 401, valid credentials without the scope → 403. Then the caller's tier limits
-apply (``api/ratelimit.py``); the headers are added to the response by ``SecurityHeadersMiddleware``."""
+apply (``api/ratelimit.py``); the headers are added to the response by ``api.middleware.HttpEdge``."""
 
 from __future__ import annotations
 
@@ -22,8 +22,7 @@ import jwt
 from litestar.connection import ASGIConnection
 from litestar.datastructures import MutableScopeHeaders
 from litestar.handlers.base import BaseRouteHandler
-from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Scope
 
 from infra.keys import find_key, hash_key
 from schemas.errors import ApiError
@@ -229,29 +228,20 @@ SECURITY_HEADERS = {
 }
 
 
-class SecurityHeadersMiddleware(ASGIMiddleware):
-    """Adds the standard security headers and the caller's rate-limit headers to every response,
-    and frees the caller's concurrency slot when the response is done."""
+def add_response_headers(scope: Scope, headers: MutableScopeHeaders) -> None:
+    """The standard security headers and the caller's rate-limit headers, on every response
+    (``api.middleware.HttpEdge``)."""
+    for name, value in SECURITY_HEADERS.items():
+        headers[name] = value
+    decision = scope.get("state", {}).get("rate_limit")  # type: ignore[union-attr]
+    if decision is not None and decision.allowed:
+        for name, value in decision.headers().items():
+            headers[name] = value
 
-    scopes = ("http",)  # type: ignore[assignment]
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableScopeHeaders.from_message(message)
-                for name, value in SECURITY_HEADERS.items():
-                    headers[name] = value
-                decision = scope.get("state", {}).get("rate_limit")  # type: ignore[union-attr]
-                if decision is not None and decision.allowed:
-                    for name, value in decision.headers().items():
-                        headers[name] = value
-            await send(message)
-
-        try:
-            await next_app(scope, receive, send_with_headers)
-        finally:
-            decision = scope.get("state", {}).get("rate_limit")  # type: ignore[union-attr]
-            if decision is not None and decision.slot:
-                # the response is sent: free the slot without holding the connection (uvicorn starts the
-                # next request of a keep-alive connection only when this call returns)
-                scope["app"].state.limiter.release(decision)  # type: ignore[index]
+def release_slot(scope: Scope) -> None:
+    """Frees the caller's concurrency slot once the response is sent (``api.middleware.HttpEdge``, without holding
+    the connection: uvicorn starts the next request of a keep-alive connection only when the call returns)."""
+    decision = scope.get("state", {}).get("rate_limit")  # type: ignore[union-attr]
+    if decision is not None and decision.slot:
+        scope["app"].state.limiter.release(decision)  # type: ignore[index]

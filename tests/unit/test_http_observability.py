@@ -5,12 +5,12 @@ path (issue 16)."""
 from __future__ import annotations
 
 from litestar import Litestar, get
+from litestar.middleware import DefineMiddleware
 from litestar.testing import TestClient
 from opentelemetry import trace
 from prometheus_client import REGISTRY
 
-from api.monitoring import RequestLogMiddleware
-from api.trace_context import TraceContextMiddleware
+from api.middleware import HttpEdge
 from infra.telemetry import setup_tracing
 
 
@@ -27,7 +27,7 @@ def broken() -> None:
 
 setup_tracing()  # the SDK provider every modelbus process installs (ids even for unrecorded spans)
 APP = Litestar(  # no logging_config: Litestar's default would replace the root logger's handlers
-    [thing, broken], middleware=[RequestLogMiddleware(), TraceContextMiddleware()], logging_config=None
+    [thing, broken], middleware=[DefineMiddleware(HttpEdge)], logging_config=None
 )
 
 
