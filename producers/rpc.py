@@ -187,7 +187,7 @@ class RpcClient:
         and read by no call. On Tansu a metadata request that allows topic creation creates a topic it names: in
         session 13's soak, when the workers' reply producers were aiokafka ones (which always allow it), one
         deleted generation of 30 came back and stayed. The producers are librdkafka ones now, which do not allow
-        it (``infra.threaded_producer``); this is what catches any other client that names an old generation."""
+        it (``infra.loop_producer``); this is what catches any other client that names an old generation."""
         from infra.topic_generations import delete_topic, topics_named
 
         prefix = f"{self.base_reply_topic}.{self._uid}.g"
