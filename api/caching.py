@@ -48,7 +48,8 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
-def _header(scope: Scope, name: bytes) -> str:
+def request_header(scope: Scope, name: bytes) -> str:
+    """A request header's value from the ASGI scope (``name`` in lower case), or \"\"."""
     return next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == name), "")
 
 
@@ -59,7 +60,7 @@ def etag_send(scope: Scope, send: Send) -> Send:
     path = scope["path"]
     if scope.get("method") != "GET" or path.startswith(SKIP):
         return send
-    if_none_match = _header(scope, b"if-none-match")
+    if_none_match = request_header(scope, b"if-none-match")
     start: dict[str, Any] = {}
     chunks: list[bytes] = []
 

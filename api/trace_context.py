@@ -16,14 +16,13 @@ from litestar.types import Scope
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
+from api.caching import request_header
+
 _tracer = trace.get_tracer("modelbus.api")
 
 
 def server_span(scope: Scope) -> AbstractContextManager[Any]:
     """A server span for the request, child of the caller's ``traceparent`` if it sent one (``api.middleware``)."""
-    parent = None
-    for name, value in scope.get("headers", []):
-        if name == b"traceparent":
-            parent = propagate.extract({"traceparent": value.decode("latin-1")})
-            break
+    given = request_header(scope, b"traceparent")
+    parent = propagate.extract({"traceparent": given}) if given else None
     return _tracer.start_as_current_span(scope.get("method", "HTTP"), context=parent, kind=SpanKind.SERVER)

@@ -39,7 +39,8 @@ log = logging.getLogger("modelbus.serving")
 
 @dataclass
 class Alongside:
-    """A handler's result plus work that runs once the reply is sent, e.g. storing the served predictions, then
+    """A handler's result plus work that runs once the reply is sent, e.g. handing the served-prediction events to
+    the producer (their acknowledgements are watched, not waited for: ``producers.publisher.log_failures``), then
     ``after`` (e.g. a shadow model's scoring). All of it is awaited before the next request takes this slot."""
 
     result: BaseModel

@@ -128,7 +128,7 @@ class EventPublisher:
     ) -> list[asyncio.Future[None]]:
         """Many messages ``(body, key, headers)`` at once (a bulk prediction's served events), one trace context
         for all; one acknowledgement each."""
-        producer = (self._lingering if lingering else self._direct) or self._direct_producer(lingering)
+        producer = self._direct_producer(lingering)
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
         name = self._full_name(topic)
