@@ -232,7 +232,8 @@ class RpcClient:
         await self.start()
         self.last_call = time.monotonic()
         corr = uuid.uuid4().hex
-        future: asyncio.Future[RpcReply] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[RpcReply] = loop.create_future()
         self._pending[corr] = future
         reply_topic = self.reply_topic
         self._reply_topic_of[corr] = reply_topic
@@ -266,12 +267,16 @@ class RpcClient:
                 },
             )
             ack.add_done_callback(lambda a: _fail_with(future, a))
+            # one timer on the reply's own future (``asyncio.wait_for`` would add a waiter future and callbacks)
+            expiry = loop.call_later(timeout_s or self.settings.request_timeout_seconds, _expire, future)
             try:
-                return await asyncio.wait_for(future, timeout_s or self.settings.request_timeout_seconds)
+                return await future
             except TimeoutError as exc:
                 if not ack.done():
                     raise BrokerUnavailable("Kafka did not acknowledge the request in time") from exc
                 raise RpcTimeout(f"no prediction worker answered {kind} within the timeout") from exc
+            finally:
+                expiry.cancel()
         finally:
             self._pending.pop(corr, None)
             self._reply_topic_of.pop(corr, None)
@@ -296,6 +301,11 @@ class RpcClient:
             await self._mongo.close()
             self._mongo = None
         self._started = False
+
+
+def _expire(reply: asyncio.Future[RpcReply]) -> None:
+    if not reply.done():
+        reply.set_exception(TimeoutError())
 
 
 def _fail_with(reply: asyncio.Future[RpcReply], ack: asyncio.Future[None]) -> None:
