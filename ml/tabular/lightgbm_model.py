@@ -22,7 +22,9 @@ class OneRowPredictor:
     set up once per model: ``Booster.predict`` builds a predictor and its parameter string on every call, which for
     the single records of online serving costs more than the trees (one row after a 10 ms pause, this machine:
     95 us through ``Booster.predict``, 39 us here). Same scores: the same C predictor, P(fraud) for the binary
-    objective. Its buffers are per predictor, so calls are serialised by a lock (uncontended on a serving loop)."""
+    objective. It holds a second copy of the trees, loaded from the same model text (a few hundred kB for the
+    models modelbus trains). Its buffers are per predictor, so calls are serialised by a lock (uncontended on a
+    serving loop)."""
 
     def __init__(self, model_str: str, n_features: int) -> None:
         self._lib: Any = _lightgbm_library()
@@ -146,10 +148,10 @@ class LightGBMModel:
     def predict_scores(self, X: np.ndarray) -> np.ndarray:
         if self.booster is None:
             raise RuntimeError("fit the model first")
-        # One thread for the small inputs of online serving: OpenMP's thread team costs more than
-        # it saves below a few thousand rows, and its spinning threads steal the cores of the other services.
         if X.shape[0] == 1 and self._one_row is not None:
             return np.array([self._one_row(X[0])], dtype=np.float64)
+        # One thread for the small inputs of online serving: OpenMP's thread team costs more than
+        # it saves below a few thousand rows, and its spinning threads steal the cores of the other services.
         threads = 1 if X.shape[0] < SMALL_INPUT_ROWS else self.num_threads
         return np.asarray(self.booster.predict(X, num_threads=threads), dtype=np.float64)
 
