@@ -208,7 +208,7 @@ class ThreadedConsumer:
             while not self._closing:
                 self._wake.clear()
                 self._commands_now(consumer)
-                if self._hold is not None and self._hold():
+                if self._held():
                     self._wake.wait(0.005)
                 elif self._watching:
                     self._watch(consumer)
@@ -228,6 +228,10 @@ class ThreadedConsumer:
                 consumer.close()
             finally:
                 self._to_loop(_settle, self._closed, None, None)
+
+    def _held(self) -> bool:
+        """The loop's backlog is full: take no more records for now."""
+        return self._hold is not None and self._hold()
 
     def _commands_now(self, consumer: Consumer) -> None:
         while True:
@@ -252,7 +256,7 @@ class ThreadedConsumer:
             first = consumer.poll(POLL_S)
             while first is not None:
                 self._take(consumer, [first, *consumer.consume(num_messages=499, timeout=0)])
-                if self._closing or not self._commands.empty() or (self._hold is not None and self._hold()):
+                if self._closing or not self._commands.empty() or self._held():
                     return
                 first = consumer.poll(POLL_S)
         except KafkaException:
